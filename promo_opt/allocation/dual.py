@@ -1,0 +1,369 @@
+"""The fast exact path: the LP relaxation of the multiple-choice knapsack solved by its dual.
+
+Notation (shapes ``(n_users, n_arms)``, control at column 0 with zeros)::
+
+    g = gain, c = spend, a = revenue - min_roi * spend     (ROI constraint: sum a >= 0)
+
+Lagrangian dual of the LP relaxation, with multipliers lam >= 0 (budget) and mu >= 0 (ROI)::
+
+    D(lam, mu) = sum_i max_k (g + mu * a - lam * c)[i, k] + lam * budget
+
+Any (lam, mu) gives an upper bound D >= LP optimum >= integer optimum (weak duality); that is
+the certificate every result carries, computed by one pass over all users.
+
+One constraint (budget; mu fixed): each user's useful arms are the vertices of the upper
+concave hull of its (spend, gain) points. Sorting all hull segments by slope (marginal gain
+per unit of spend) and taking them greedily solves the LP exactly (Sinha & Zoltners 1979), with
+at most one fractional segment; the slope where the budget runs out is lam. The same sort gives
+the optimal policy for every budget: the frontier.
+
+Two constraints: for fixed mu the 1-D problem with gains g + mu * a has LP value V(mu), and
+min_mu V(mu) is the LP optimum (strong duality). V is convex; its slope is the ROI slack of the
+1-D solution, which is non-decreasing in mu, so mu* is found by bisection on the slack's sign.
+
+Large instances: the multipliers are estimated on a random subsample; users whose Lagrangian
+choice is the same at the four corners of a box around them are fixed (each arm's region in
+(lam, mu) space is convex, so the choice is the same in the whole box), and only the few users
+left free are solved exactly. If the exact multipliers of that reduced problem fall inside the
+box, the KKT conditions hold for everyone and the combined solution is optimal; otherwise the
+box is widened and the step repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from promo_opt.allocation.problem import Allocation, AllocationProblem, finish
+from promo_opt.errors import InfeasibleError
+
+log = logging.getLogger(__name__)
+
+DIRECT_LIMIT = 400_000  # users solved without the subsample/box reduction
+_FILL_SCAN = 50_000  # segments scanned after the LP cut to spend leftover budget
+
+
+# --------------------------------------------------------------------------------------------
+# Hull segments for one knapsack constraint
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Segments:
+    """Upper-hull segments of every user, in generation order (a user's segments in path order).
+
+    ``start`` (n,) is each user's starting arm (best zero-cost arm); segment j moves user
+    ``user[j]`` to arm ``to[j]`` adding ``dc[j]`` spend, ``dg[j]`` gain and ``da[j]`` ROI slack.
+    """
+
+    start: np.ndarray
+    user: np.ndarray
+    frm: np.ndarray
+    to: np.ndarray
+    dc: np.ndarray
+    dg: np.ndarray
+    da: np.ndarray
+
+    @property
+    def slope(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.where(self.dc > 0, self.dg / np.where(self.dc > 0, self.dc, 1.0), np.inf)
+
+
+def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray) -> Segments:
+    """Concave-hull path of each user from its best zero-cost arm through arms of more spend.
+
+    Only segments with positive gain and positive spend are kept: with lam >= 0 a segment of
+    non-positive gain is never worth taking. Vectorized over users; K-1 passes of O(n K).
+    """
+    n, K = g.shape
+    rows = np.arange(n)
+    start = np.where(c <= 0, g, -np.inf).argmax(axis=1)
+    cur = start.copy()
+    users, tos = [], []
+    active = rows
+    for _ in range(K - 1):
+        if active.size == 0:
+            break
+        cc = c[active, cur[active]][:, None]
+        gc = g[active, cur[active]][:, None]
+        dc = c[active] - cc
+        dg = g[active] - gc
+        valid = (dc > 0) & (dg > 0)
+        slope = np.full(dc.shape, -np.inf)
+        np.divide(dg, dc, out=slope, where=valid)
+        best = slope.argmax(axis=1)
+        ok = valid[np.arange(active.size), best]
+        active = active[ok]
+        best = best[ok]
+        users.append(active)
+        tos.append(best)
+        cur[active] = best
+    if users:
+        user = np.concatenate(users)
+        to = np.concatenate(tos).astype(np.int64)
+    else:
+        user = np.zeros(0, dtype=np.int64)
+        to = np.zeros(0, dtype=np.int64)
+    # spend/gain increments: walk each user's path (segments are in path order per user)
+    prev = start.copy()
+    frm = np.empty_like(to)
+    pos = 0
+    for u in users:
+        sl = slice(pos, pos + u.size)
+        frm[sl] = prev[u]
+        prev[u] = to[sl]
+        pos += u.size
+    return Segments(
+        start=start, user=user, frm=frm, to=to,
+        dc=c[user, to] - c[user, frm], dg=g[user, to] - g[user, frm], da=a[user, to] - a[user, frm],
+    )
+
+
+@dataclass
+class LP1D:
+    """Exact LP solution of one knapsack: sorted segments, how many are taken, the fraction."""
+
+    seg: Segments
+    order: np.ndarray  # segment indices by decreasing slope
+    n_full: int  # order[:n_full] taken fully
+    frac: float  # share of order[n_full] taken (0 when none)
+    lam: float  # budget multiplier (slope at the cut; 0 when the budget does not bind)
+    value: float  # LP objective in the (possibly mu-shifted) gains of the segments
+
+    def totals(self, field: np.ndarray) -> float:
+        """LP total of a segment field (dc, dg or da), start vertices excluded."""
+        idx = self.order[: self.n_full]
+        t = float(field[idx].sum())
+        if self.frac > 0:
+            t += self.frac * float(field[self.order[self.n_full]])
+        return t
+
+
+def solve_lp_1d(seg: Segments, base_value: float, base_spend: float, budget: float) -> LP1D:
+    """Greedy LP over segments sorted by slope; exact for the multiple-choice knapsack LP."""
+    slope = seg.slope
+    order = np.argsort(-slope, kind="stable")
+    cum = np.cumsum(seg.dc[order])
+    room = budget - base_spend
+    n_full = int(np.searchsorted(cum, room, side="right"))
+    frac, lam = 0.0, 0.0
+    if n_full < order.size:
+        j = order[n_full]
+        used = cum[n_full - 1] if n_full else 0.0
+        frac = float(np.clip((room - used) / seg.dc[j], 0.0, 1.0)) if seg.dc[j] > 0 else 0.0
+        lam = float(slope[j])
+    value = base_value + float(seg.dg[order[:n_full]].sum()) + (frac * float(seg.dg[order[n_full]]) if frac else 0.0)
+    return LP1D(seg=seg, order=order, n_full=n_full, frac=frac, lam=lam, value=value)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact solve of a (small or reduced) problem: bisection on mu over exact 1-D solves
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Exact:
+    arm: np.ndarray  # integer feasible policy
+    lam: float
+    mu: float
+    bound: float  # LP upper bound (dual value) in true gains
+    n_fractional: int
+
+
+def _solve_at_mu(g, c, a, mu, budget):
+    gm = g + mu * a if mu else g
+    seg = hull_segments(gm, c, a)
+    n = g.shape[0]
+    st = seg.start
+    rows = np.arange(n)
+    base_v = float(gm[rows, st].sum())
+    base_c = float(c[rows, st].sum())
+    lp = solve_lp_1d(seg, base_v, base_c, budget)
+    base_a = float(a[rows, st].sum())
+    slack = base_a + lp.totals(seg.da)
+    return lp, slack
+
+
+def _integer_from_lp(lp: LP1D, g, c, a, budget, need_a, mu):
+    """Round the LP down, restore the ROI side if rounding broke it, then spend what is left."""
+    seg = lp.seg
+    n = g.shape[0]
+    rows = np.arange(n)
+    arm = seg.start.copy()
+    taken = lp.order[: lp.n_full]
+    # segments of a user are taken as a prefix of its path, so the last one taken wins
+    arm[seg.user[taken]] = seg.to[taken]
+    n_frac = int(lp.frac > 0)
+    spend = float(c[rows, arm].sum())
+    slack = float(a[rows, arm].sum()) - need_a
+    if slack < 0:
+        # drop users that hurt the ROI side the least gain per unit of ROI restored
+        hurt = a[rows, arm] < 0
+        cand = np.flatnonzero(hurt)
+        ratio = g[cand, arm[cand]] / -a[cand, arm[cand]]
+        cand = cand[np.argsort(ratio, kind="stable")]
+        restored = np.cumsum(-a[cand, arm[cand]])
+        k = int(np.searchsorted(restored, -slack, side="left")) + 1
+        drop = cand[:k]
+        arm[drop] = 0
+        n_frac += drop.size
+        spend = float(c[rows, arm].sum())
+        slack = float(a[rows, arm].sum()) - need_a
+    # fill: keep walking the sorted segments, taking a user's next segment while it fits
+    left = budget - spend
+    if lp.n_full < lp.order.size and left > 0:
+        nxt = lp.order[lp.n_full: lp.n_full + _FILL_SCAN]
+        nxt = nxt[(seg.dc[nxt] <= left) & (seg.da[nxt] >= -max(slack, 0.0))]
+        for j in nxt:
+            u = seg.user[j]
+            if arm[u] != seg.frm[j] or seg.dc[j] > left or seg.da[j] < -slack:
+                continue
+            arm[u] = seg.to[j]
+            left -= seg.dc[j]
+            slack += seg.da[j]
+            if left <= 0:
+                break
+    return arm, n_frac
+
+
+def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, max_iter: int = 100) -> _Exact:
+    """Exact LP (and rounded integer policy) of ``max g s.t. c <= budget, a >= need_a``.
+
+    ``budget`` may be ``inf``. Without ``roi`` the ROI side is ignored (mu = 0).
+    """
+    lp0, slack0 = _solve_at_mu(g, c, a, 0.0, budget)
+    if not roi or slack0 >= need_a:
+        arm, nf = _integer_from_lp(lp0, g, c, a, budget, need_a if roi else -np.inf, 0.0)
+        return _Exact(arm=arm, lam=lp0.lam, mu=0.0, bound=lp0.value, n_fractional=nf)
+    # bracket mu: grow until the ROI side is met
+    mu_lo, mu_hi = 0.0, 1.0
+    lp_lo = lp0
+    lp_hi, s_hi = _solve_at_mu(g, c, a, mu_hi, budget)
+    bound = lp0.value  # V(0) >= LP optimum
+    for _ in range(80):
+        if s_hi >= need_a:
+            break
+        bound = min(bound, lp_hi.value - mu_hi * need_a)
+        mu_lo, lp_lo = mu_hi, lp_hi
+        mu_hi *= 4.0
+        lp_hi, s_hi = _solve_at_mu(g, c, a, mu_hi, budget)
+    if s_hi < need_a:
+        raise InfeasibleError("the ROI floor cannot be met by any policy")
+    bound = min(bound, lp_hi.value - mu_hi * need_a)
+    for _ in range(max_iter):
+        if mu_hi - mu_lo <= 1e-13 * max(1.0, mu_hi):
+            break
+        mid = 0.5 * (mu_lo + mu_hi)
+        lp_m, s_m = _solve_at_mu(g, c, a, mid, budget)
+        bound = min(bound, lp_m.value - mid * need_a)
+        if s_m >= need_a:
+            mu_hi, lp_hi, s_hi = mid, lp_m, s_m
+        else:
+            mu_lo, lp_lo = mid, lp_m
+    # The LP optimum mixes the solutions on both sides of mu*: users whose choice differs
+    # between them (and the cut segments) are the fractional ones. Round both sides to a
+    # feasible integer policy and keep the better one.
+    rows = np.arange(g.shape[0])
+    arm_hi, nf_hi = _integer_from_lp(lp_hi, g, c, a, budget, need_a, mu_hi)
+    arm_lo, nf_lo = _integer_from_lp(lp_lo, g, c, a, budget, need_a, mu_lo)
+    n_mixed = int((arm_hi != arm_lo).sum())
+    best_arm, best_val = arm_hi, float(g[rows, arm_hi].sum())
+    for cand in (arm_lo,):
+        feas = float(c[rows, cand].sum()) <= budget * (1 + 1e-12) and float(a[rows, cand].sum()) >= need_a
+        if feas and float(g[rows, cand].sum()) > best_val:
+            best_arm, best_val = cand, float(g[rows, cand].sum())
+    if need_a <= 0 and best_val < 0:
+        best_arm = np.zeros_like(best_arm)  # treating nobody is feasible and better
+    return _Exact(arm=best_arm, lam=lp_hi.lam, mu=mu_hi, bound=bound, n_fractional=max(nf_hi, nf_lo) + n_mixed)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry: direct for small problems, subsample + box reduction for large ones
+# --------------------------------------------------------------------------------------------
+def dual_value(problem: AllocationProblem, lam: float, mu: float, chunk: int = 1_000_000) -> float:
+    """D(lam, mu): an upper bound on the objective of every feasible policy (one pass)."""
+    total = 0.0
+    for s in range(0, problem.n_users, chunk):
+        sl = slice(s, s + chunk)
+        m = problem.gain[sl] - lam * problem.spend[sl]
+        if mu:
+            m = m + mu * (problem.revenue[sl] - problem.min_roi * problem.spend[sl])
+        total += float(m.max(axis=1).sum())
+    return total + lam * (problem.budget if problem.budget is not None else 0.0)
+
+
+def _choice(g, c, a, lam, mu):
+    m = g - lam * c
+    if mu:
+        m = m + mu * a
+    return m.argmax(axis=1)
+
+
+def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: the dual decomposes",
+               direct_limit: int = DIRECT_LIMIT, seed: int = 0) -> Allocation:
+    """Solve budget + ROI exactly (LP-optimal up to the rounded fractional users)."""
+    t0 = time.perf_counter()
+    if problem.has_side_constraints:
+        raise ValueError("solve_dual handles budget and ROI only; use an exact solver for caps/segments")
+    g, c = problem.gain, problem.spend
+    roi = problem.min_roi is not None
+    a = problem.roi_slack_matrix
+    budget = problem.budget if problem.budget is not None else np.inf
+    n = problem.n_users
+    if n <= direct_limit:
+        ex = solve_exact(g, c, a, budget, 0.0, roi)
+        arm, lam, mu, nf = ex.arm, ex.lam, ex.mu, ex.n_fractional
+        bound = min(ex.bound, dual_value(problem, lam, mu))
+        how = "direct"
+    else:
+        arm, lam, mu, nf, how = _solve_reduced(problem, g, c, a, budget, roi, seed)
+        bound = dual_value(problem, lam, mu)
+    seconds = time.perf_counter() - t0
+    log.info("dual solve (%s): lam=%.6g mu=%.6g in %.2fs", how, lam, mu, seconds)
+    return finish(problem, arm, bound=bound, n_fractional=nf, solver="dual", solver_reason=reason,
+                  seconds=seconds, multipliers={"lambda_budget": lam, "mu_roi": mu})
+
+
+def _solve_reduced(problem, g, c, a, budget, roi, seed):
+    n = problem.n_users
+    rng = np.random.default_rng(seed)
+    m = max(100_000, int(np.sqrt(n) * 100))
+    sample = np.sort(rng.choice(n, size=min(m, n), replace=False))
+    scale = sample.size / n
+    est = solve_exact(g[sample], c[sample], a[sample], budget * scale, 0.0, roi)
+    lam_hat, mu_hat = est.lam, est.mu
+    width = 0.02
+    for attempt in range(8):
+        lam_lo, lam_hi = max(0.0, lam_hat * (1 - width) - 1e-12), lam_hat * (1 + width) + 1e-12
+        if roi and mu_hat > 0:
+            mu_lo, mu_hi = max(0.0, mu_hat * (1 - width)), mu_hat * (1 + width)
+        elif roi:
+            mu_lo, mu_hi = 0.0, width * (1.0 + lam_hat)
+        else:
+            mu_lo = mu_hi = 0.0
+        corners = [(lam_lo, mu_lo), (lam_hi, mu_lo), (lam_lo, mu_hi), (lam_hi, mu_hi)]
+        ref = _choice(g, c, a, *corners[0])
+        same = np.ones(n, dtype=bool)
+        for lm in corners[1:]:
+            same &= _choice(g, c, a, *lm) == ref
+        free = np.flatnonzero(~same)
+        fixed = np.flatnonzero(same)
+        fc = float(c[fixed, ref[fixed]].sum())
+        fa = float(a[fixed, ref[fixed]].sum())
+        ok = fc <= budget and (not roi or True)
+        if ok:
+            try:
+                ex = solve_exact(g[free], c[free], a[free], budget - fc, -fa, roi)
+            except InfeasibleError:
+                ex = None
+            if ex is not None:
+                inside = lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi)
+                if inside:
+                    arm = ref.copy()
+                    arm[free] = ex.arm
+                    return arm, ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n}"
+                lam_hat, mu_hat = ex.lam, ex.mu if roi else 0.0
+        width *= 4
+    # the box never closed (degenerate data): solve everything directly
+    ex = solve_exact(g, c, a, budget, 0.0, roi)
+    return ex.arm, ex.lam, ex.mu, ex.n_fractional, "direct (reduction did not close)"

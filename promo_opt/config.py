@@ -1,0 +1,177 @@
+"""The campaign config: a YAML file validated into typed pydantic models.
+
+Every error names the offending key (as a dotted path, e.g. ``arms.2.discount``) and what was
+expected. Paths in ``data`` are resolved relative to the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promo_opt.errors import ConfigError
+
+Objective = Literal["conversions", "net_revenue"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    train: Path | None = None
+    candidates: Path | None = None
+    truth: Path | None = None  # simulated worlds only: id, p_<arm> per arm, value
+    id: str = "user_id"
+    treatment: str = "arm"
+    outcome: str = "converted"
+    value: str | None = None
+    propensity: str | None = None
+    features: Literal["auto"] | list[str] = "auto"
+    segment: str | None = None  # a candidates column with its own budget (constraints.segment_budgets)
+
+    @field_validator("features")
+    @classmethod
+    def _features_nonempty(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an explicit feature list must not be empty (or use 'auto')")
+            if len(set(v)) != len(v):
+                raise ValueError("feature names must be unique")
+        return v
+
+
+class ArmConfig(_Strict):
+    name: str = Field(min_length=1)
+    control: bool = False
+    discount: float = Field(default=0.0, ge=0.0, le=1.0)
+    cost_per_conversion: float = Field(default=0.0, ge=0.0)
+    cost_per_send: float = Field(default=0.0, ge=0.0)
+    max_users: int | None = Field(default=None, ge=0)
+    max_spend: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _control_is_free(self):
+        if self.control and (self.discount or self.cost_per_conversion or self.cost_per_send):
+            raise ValueError(f"the control arm '{self.name}' cannot have a cost: everything is measured against it")
+        if self.control and (self.max_users is not None or self.max_spend is not None):
+            raise ValueError(f"the control arm '{self.name}' cannot have a cap")
+        return self
+
+
+class Constraints(_Strict):
+    budget: float | None = Field(default=None, ge=0.0)
+    min_roi: float | None = Field(default=None, ge=0.0)
+    segment_budgets: dict[str, float] | None = None
+
+
+class HoldoutConfig(_Strict):
+    fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class ModelConfig(_Strict):
+    learner: Literal["auto", "pooled", "tlearner"] = "auto"
+    folds: int = Field(default=5, ge=2, le=20)
+    calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
+
+
+class CampaignConfig(_Strict):
+    name: str = "campaign"
+    data: DataConfig
+    arms: list[ArmConfig]
+    objective: Objective = "conversions"
+    constraints: Constraints = Constraints()
+    holdout: HoldoutConfig = HoldoutConfig()
+    model: ModelConfig = ModelConfig()
+    solver: Literal["auto", "dual", "cpsat", "mip", "pulp"] = "auto"
+    seed: int = 0
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, arms: list[ArmConfig]):
+        if len(arms) < 2:
+            raise ValueError("give at least two arms: the control and one promotion")
+        names = [a.name for a in arms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"arm names must be unique; repeated: {dup}")
+        controls = [a.name for a in arms if a.control]
+        if len(controls) != 1:
+            raise ValueError(f"exactly one arm must have control: true; found {len(controls)} ({controls})")
+        return arms
+
+    @model_validator(mode="after")
+    def _segments(self):
+        if (self.data.segment is None) != (self.constraints.segment_budgets is None):
+            raise ValueError("data.segment and constraints.segment_budgets go together: give both or neither")
+        return self
+
+    # -- derived views ---------------------------------------------------------------------
+    @property
+    def control(self) -> ArmConfig:
+        return next(a for a in self.arms if a.control)
+
+    @property
+    def arm_names(self) -> list[str]:
+        """Arm names with the control first: the column order of every (n_users, n_arms) matrix."""
+        return [self.control.name] + [a.name for a in self.arms if not a.control]
+
+    @property
+    def ordered_arms(self) -> list[ArmConfig]:
+        return [self.control] + [a for a in self.arms if not a.control]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        elif e["type"] == "missing":
+            lines.append(f"missing required key '{key}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"key '{key}': {msg} (got {e.get('input')!r})")
+    return f"{source}: invalid campaign config: " + "; ".join(lines)
+
+
+def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config") -> CampaignConfig:
+    """Validate a config mapping; data paths are made absolute against ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys, got {type(raw).__name__}")
+    try:
+        cfg = CampaignConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+    if base_dir is not None:
+        upd = {}
+        for key in ("train", "candidates", "truth"):
+            p = getattr(cfg.data, key)
+            if p is not None and not p.is_absolute():
+                upd[key] = (base_dir / p).resolve()
+        if upd:
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=upd)})
+    return cfg
+
+
+def load_config(path: str | Path, **overrides) -> CampaignConfig:
+    """Read and validate a campaign YAML. ``overrides`` are dotted keys, e.g. ``{"constraints.budget": 10}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {}) if isinstance(node, dict) else node
+        node[leaf] = value
+    return parse_config(raw, base_dir=path.parent.resolve(), source=str(path))
