@@ -182,9 +182,9 @@ def make_slacks(problem: AllocationProblem, arm: np.ndarray) -> dict[str, float]
     t = problem.evaluate(arm)
     s: dict[str, float] = {}
     if problem.budget is not None:
-        s["budget"] = problem.budget - t["spend"]
+        s["budget"] = float(problem.budget - t["spend"])
     if problem.min_roi is not None:
-        s["roi"] = t["revenue"] - problem.min_roi * t["spend"]
+        s["roi"] = float(t["revenue"] - problem.min_roi * t["spend"])
     idx = np.arange(problem.n_users)
     for cap in problem.arm_caps:
         on = arm == cap.arm
