@@ -1,0 +1,86 @@
+"""The allocator: choose at most one arm per user under a budget, an ROI floor and caps.
+
+``allocate`` is the one entry point the CLI, the service and notebooks call; it picks the solver
+(``solver="auto"``) and returns a certified :class:`Allocation`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from promo_opt.allocation.dual import solve_dual
+from promo_opt.allocation.problem import Allocation, AllocationProblem, ArmCap
+from promo_opt.errors import InfeasibleError, PromoOptError
+
+EXACT_AUTO_LIMIT = 2_000_000  # user x arm cells above which side constraints are refused in auto
+
+
+def choose_solver(problem: AllocationProblem, solver: str = "auto") -> tuple[str, str]:
+    """(solver, reason). Budget/ROI only -> the dual path; caps or segment budgets -> CP-SAT."""
+    if solver != "auto":
+        return solver, f"solver '{solver}' requested in the config"
+    if not problem.has_side_constraints:
+        return "dual", "budget/ROI only: the Lagrangian dual decomposes per user (exact LP, certified gap)"
+    cells = problem.n_users * (problem.n_arms - 1)
+    if cells > EXACT_AUTO_LIMIT:
+        raise PromoOptError(
+            f"arm caps or segment budgets on {problem.n_users} users x {problem.n_arms} arms "
+            f"({cells} decision variables) exceed the exact solver's limit of {EXACT_AUTO_LIMIT}; "
+            "drop the caps/segments or split the campaign"
+        )
+    return "cpsat", "arm caps or segment budgets: the dual does not decompose, exact CP-SAT"
+
+
+def allocate(gains, costs, *, budget: float | None = None, min_roi: float | None = None,
+             revenue=None, arm_caps: tuple[ArmCap, ...] = (), segment=None, segment_budgets=None,
+             solver: str = "auto", time_limit: float | None = None) -> Allocation:
+    """Notebook-friendly entry on arrays (or DataFrames): ``(n_users, n_arms)``, control at column 0.
+
+    ``revenue`` (incremental revenue per user x arm) is needed only with ``min_roi``.
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    if revenue is None:
+        if min_roi is not None:
+            raise PromoOptError("min_roi needs revenue: pass revenue=(n_users, n_arms) incremental revenue")
+        revenue = np.zeros_like(gains)
+    problem = AllocationProblem(gain=gains, spend=np.asarray(costs, dtype=np.float64),
+                                revenue=np.asarray(revenue, dtype=np.float64), budget=budget,
+                                min_roi=min_roi, arm_caps=tuple(arm_caps), segment=segment,
+                                segment_budgets=None if segment_budgets is None else tuple(segment_budgets))
+    return solve(problem, solver=solver, time_limit=time_limit)
+
+
+def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | None = None) -> Allocation:
+    if problem.min_roi is not None and problem.n_users:
+        best = best_attainable_roi(problem)
+        if problem.min_roi > best:
+            raise InfeasibleError(
+                f"min_roi {problem.min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
+                "no policy that treats anyone can meet it; lower constraints.min_roi"
+            )
+    name, reason = choose_solver(problem, solver)
+    if name == "dual":
+        if problem.has_side_constraints:
+            raise PromoOptError("solver 'dual' handles budget and min_roi only; use 'auto' or 'cpsat' for caps/segments")
+        return solve_dual(problem, reason=reason)
+    from promo_opt.allocation import exact
+
+    if name == "cpsat":
+        return exact.solve_cpsat(problem, time_limit=time_limit, reason=reason)
+    if name == "mip":
+        return exact.solve_mip(problem, time_limit=time_limit, reason=reason)
+    if name == "pulp":
+        return exact.solve_pulp(problem, time_limit=time_limit, reason=reason)
+    raise PromoOptError(f"unknown solver {name!r}; expected auto, dual, cpsat, mip or pulp")
+
+
+def best_attainable_roi(problem: AllocationProblem) -> float:
+    """Highest ROI any single user x arm reaches: a policy's ROI (a ratio of sums) is at most this."""
+    c, r = problem.spend[:, 1:], problem.revenue[:, 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(c > 0, r / np.where(c > 0, c, 1.0), np.where(r > 0, np.inf, -np.inf))
+    return float(ratio.max()) if ratio.size else float("nan")
+
+
+__all__ = ["Allocation", "AllocationProblem", "ArmCap", "InfeasibleError", "allocate", "best_attainable_roi",
+           "choose_solver", "solve"]

@@ -1,0 +1,31 @@
+"""Expected order value of a user if it converts (a regression on converted rows)."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from promo_opt.learners.lgbm import DEFAULT_PARAMS, _fit_early_stopped
+
+
+class OrderValueModel:
+    """E[order value | x, converted]; falls back to the mean when there are too few orders."""
+
+    def __init__(self, seed: int = 0, min_rows: int = 200):
+        self.seed = seed
+        self.min_rows = min_rows
+
+    def fit(self, X: pd.DataFrame, value: np.ndarray, converted: np.ndarray) -> "OrderValueModel":
+        on = converted == 1
+        self.mean_ = float(value[on].mean())
+        self.model_ = None
+        if on.sum() >= self.min_rows:
+            m = lgb.LGBMRegressor(**{**DEFAULT_PARAMS, "min_child_samples": 50, "random_state": self.seed})
+            self.model_ = _fit_early_stopped(m, X[on], value[on], self.seed)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        if self.model_ is None:
+            return np.full(len(X), self.mean_)
+        return np.clip(self.model_.predict(X), 0.0, None)

@@ -1,0 +1,288 @@
+"""The domain core's steps: train, score, allocate, run. The CLI and the service only call these.
+
+Every function takes a validated :class:`CampaignConfig` and returns typed results; writing
+files is done by ``write_*`` helpers, atomically, after all work has succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from promo_opt.allocation import Allocation, solve
+from promo_opt.allocation.frontier import plan as plan_curve
+from promo_opt.config import CampaignConfig
+from promo_opt.data import (Candidates, load_candidates, load_training, read_table, write_json,
+                            write_table)
+from promo_opt.economics import Economics, build_problem, compute_economics
+from promo_opt.errors import DataError
+from promo_opt.features import FeaturePreprocessor
+from promo_opt.learners.honest import select_learner
+from promo_opt.learners.value import OrderValueModel
+from promo_opt.model import TrainedModel
+
+log = logging.getLogger(__name__)
+
+
+def arm_terms(config: CampaignConfig) -> np.ndarray:
+    """Numeric description of each arm (column order) for the pooled learner."""
+    return np.array([[a.discount, a.cost_per_conversion, a.cost_per_send] for a in config.ordered_arms])
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+def uplift_by_decile(p: np.ndarray, arm: np.ndarray, y: np.ndarray, arm_names: list[str]) -> list[dict]:
+    """Honest check on out-of-fold predictions: predicted vs observed uplift per decile, per arm."""
+    rows = []
+    for k in range(1, p.shape[1]):
+        tau = p[:, k] - p[:, 0]
+        edges = np.quantile(tau, np.linspace(0, 1, 11))
+        dec = np.clip(np.searchsorted(edges, tau, side="right") - 1, 0, 9)
+        for d in range(10):
+            on = dec == d
+            t, c = on & (arm == k), on & (arm == 0)
+            obs = float(y[t].mean() - y[c].mean()) if t.any() and c.any() else float("nan")
+            rows.append({"arm": arm_names[k], "decile": 10 - d, "predicted_uplift": float(tau[on].mean()),
+                         "observed_uplift": obs, "n_arm": int(t.sum()), "n_control": int(c.sum())})
+    return rows
+
+
+def train(config: CampaignConfig) -> TrainedModel:
+    t0 = time.perf_counter()
+    data, features = load_training(config)
+    pre = FeaturePreprocessor().fit(data.X)
+    Z = pre.transform(data.X)
+    uplift, selection = select_learner(
+        Z, data.arm, data.converted, len(config.arm_names), arm_terms(config),
+        learner=config.model.learner, folds=config.model.folds, calibrate=config.model.calibrate,
+        seed=config.seed,
+    )
+    value_model = None
+    if data.value is not None:
+        value_model = OrderValueModel(seed=config.seed).fit(Z, data.value, data.converted)
+    metrics = {
+        "n_train": int(len(data.arm)),
+        "rows_per_arm": dict(zip(config.arm_names, np.bincount(data.arm, minlength=len(config.arm_names)).tolist())),
+        "conversion_rate_per_arm": {
+            a: float(data.converted[data.arm == k].mean()) for k, a in enumerate(config.arm_names)},
+        "selection": selection.as_dict(),
+        "uplift_by_decile": uplift_by_decile(uplift.oof_, data.arm, data.converted, config.arm_names),
+        "value_model": "lightgbm" if value_model is not None and value_model.model_ is not None
+        else ("mean of converted orders (too few orders for a model)" if value_model is not None else "none: 1 per conversion"),
+        "seconds": time.perf_counter() - t0,
+    }
+    return TrainedModel(arm_names=config.arm_names, features=features, preprocessor=pre, uplift=uplift,
+                        value_model=value_model, metrics=metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# score
+# --------------------------------------------------------------------------------------------
+def score_candidates(config: CampaignConfig, model: TrainedModel, candidates: Candidates | None = None) -> pd.DataFrame:
+    """The scores table: id, value, p_<arm> per arm (and the segment column when configured)."""
+    if candidates is None:
+        candidates = load_candidates(config, model.features)
+    p, value = model.predict(candidates.X)
+    out = {config.data.id: candidates.ids, "value": value}
+    for k, a in enumerate(config.arm_names):
+        out[f"p_{a}"] = p[:, k]
+    if config.data.segment:
+        out[config.data.segment] = candidates.segment
+    return pd.DataFrame(out)
+
+
+def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple[np.ndarray, Economics]:
+    """Check a scores table against the config's arms and turn it into economics."""
+    need = [config.data.id, "value"] + [f"p_{a}" for a in config.arm_names]
+    missing = [c for c in need if c not in scores.columns]
+    if missing:
+        raise DataError(f"scores: missing column(s) {missing}; expected {need} (from 'promo-opt score')")
+    p = scores[[f"p_{a}" for a in config.arm_names]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        raise DataError(f"scores: column 'p_{config.arm_names[k]}' row {i} is {p[i, k]}; expected a probability in [0, 1]")
+    value = scores["value"].to_numpy(dtype=np.float64)
+    if (~np.isfinite(value) | (value < 0)).any():
+        raise DataError("scores: column 'value' must hold finite numbers >= 0")
+    ids = scores[config.data.id].to_numpy()
+    if pd.Series(ids).duplicated().any():
+        raise DataError(f"scores: column '{config.data.id}' has repeated ids")
+    return ids, compute_economics(p, value, config.ordered_arms)
+
+
+# --------------------------------------------------------------------------------------------
+# allocate
+# --------------------------------------------------------------------------------------------
+def holdout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Exactly round(fraction * n) users, chosen at random (seeded), kept untreated."""
+    mask = np.zeros(n, dtype=bool)
+    k = int(round(fraction * n))
+    if k:
+        mask[np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False)] = True
+    return mask
+
+
+@dataclass
+class AllocationOutcome:
+    ids: np.ndarray
+    arm: np.ndarray  # (n,) for every candidate (holdout -> control)
+    holdout: np.ndarray
+    econ: Economics
+    allocation: Allocation  # over the treatable users
+    budget: float | None
+    min_roi: float | None
+    targets: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
+             min_roi: float | None = None) -> AllocationOutcome:
+    t0 = time.perf_counter()
+    budget = config.constraints.budget if budget is None else budget
+    min_roi = config.constraints.min_roi if min_roi is None else min_roi
+    ids, econ = economics_from_scores(config, scores)
+    n = len(ids)
+    hold = holdout_mask(n, config.holdout.fraction, config.seed)
+    treat = ~hold
+    sub = compute_economics(econ.p[treat], econ.value[treat], config.ordered_arms)
+    segment = names = None
+    if config.data.segment:
+        if config.data.segment not in scores.columns:
+            raise DataError(f"scores: missing column '{config.data.segment}' (data.segment); re-run 'promo-opt score'")
+        labels = scores[config.data.segment].astype("string").fillna("<missing>").to_numpy()[treat]
+        names, segment = np.unique(labels, return_inverse=True)
+        names = [str(x) for x in names]
+    problem = build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment, segment_names=names)
+    result = solve(problem, solver=config.solver)
+    arm = np.zeros(n, dtype=np.int64)
+    arm[treat] = result.arm
+    cols = econ.pick(arm)
+    names_arr = np.array(config.arm_names, dtype=object)
+    targets = pd.DataFrame({config.data.id: ids, "arm": names_arr[arm], "holdout": hold, **cols})
+    totals = econ.totals(arm)
+    summary = {
+        "campaign": config.name,
+        "objective": config.objective,
+        "control_arm": config.control.name,
+        "budget": budget,
+        "min_roi": min_roi,
+        "n_candidates": int(n),
+        "holdout_size": int(hold.sum()),
+        "expected": {**totals},
+        "users_per_arm": dict(zip(config.arm_names, np.bincount(arm, minlength=len(config.arm_names)).tolist())),
+        "spend_per_arm": {a: float(cols["expected_cost"][arm == k].sum()) for k, a in enumerate(config.arm_names)},
+        "solver": result.solver,
+        "solver_reason": result.solver_reason,
+        "solver_status": result.status,
+        "lp_upper_bound": result.bound,
+        "gap": result.gap,
+        "n_fractional_rounded": result.n_fractional,
+        "slacks": result.slacks,
+        "multipliers": result.multipliers,
+        "seconds": {"allocate": time.perf_counter() - t0},
+    }
+    return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
+                             min_roi=min_roi, targets=targets, summary=summary)
+
+
+def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi: float | None = None,
+         n_points: int = 50) -> pd.DataFrame:
+    """What-if: the budget curve over the treatable (non-holdout) candidates of a scores table.
+
+    ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
+    (config's unless given) is honoured: budgets whose path point breaks it are re-solved.
+    """
+    ids, econ = economics_from_scores(config, scores)
+    treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
+    return _plan_econ(config, econ, treat, budgets, config.constraints.min_roi if min_roi is None else min_roi, n_points)
+
+
+def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
+    sub = compute_economics(econ.p[treat], econ.value[treat], config.ordered_arms)
+    problem = build_problem(sub, config, budget=None, min_roi=min_roi)
+    return plan_curve(problem, sub.incremental_conversions, budgets=budgets, n_points=n_points,
+                      arm_names=config.arm_names)
+
+
+def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41) -> pd.DataFrame:
+    """The report's curve: budgets from 0 to twice the campaign's, same ROI floor."""
+    top = 2.0 * outcome.budget if outcome.budget else None
+    budgets = np.linspace(0, top, n_points) if top else None
+    return _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.min_roi, n_points)
+
+
+def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:
+    write_table(outcome.targets, out_dir / "targets.csv")
+    write_json(outcome.summary, out_dir / "summary.json")
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    return read_table(path, "scores")
+
+
+# --------------------------------------------------------------------------------------------
+# run: train, score, allocate, evaluate, report
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    model: TrainedModel
+    scores: pd.DataFrame
+    outcome: AllocationOutcome
+    curve: pd.DataFrame
+    summary: dict
+    report_html: str
+
+
+def run(config: CampaignConfig) -> RunResult:
+    """The whole job in memory; nothing is written (see :func:`write_run`)."""
+    from promo_opt.evaluation.truth import score_against_truth
+    from promo_opt.report.html import render_report
+
+    t = {}
+    t0 = time.perf_counter()
+    model = train(config)
+    t["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = score_candidates(config, model)
+    t["score"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outcome = allocate(config, scores)
+    t["allocate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    curve = budget_curve(config, outcome)
+    t["plan"] = time.perf_counter() - t0
+    summary = dict(outcome.summary)
+    if config.data.truth is not None:
+        t0 = time.perf_counter()
+        truth = read_table(config.data.truth, "truth")
+        report = score_against_truth(config, outcome.ids, outcome.arm, ~outcome.holdout, truth,
+                                     summary["expected"], outcome.budget, outcome.min_roi)
+        summary["truth"] = report.as_dict()
+        t["truth"] = time.perf_counter() - t0
+    summary["learner"] = model.metrics["selection"]["chosen"]
+    summary["seconds"] = t
+    t0 = time.perf_counter()
+    html = render_report(summary, curve, model.metrics)
+    t["report"] = time.perf_counter() - t0
+    return RunResult(model=model, scores=scores, outcome=outcome, curve=curve, summary=summary, report_html=html)
+
+
+def write_run(result: RunResult, config: CampaignConfig, out_dir: Path) -> list[Path]:
+    """Write every output of ``run``; each file lands whole (temp file, then rename)."""
+    from promo_opt.data import write_bytes
+
+    out_dir = Path(out_dir)
+    result.model.save(out_dir / "model", config)
+    paths = [write_table(result.scores, out_dir / "scores.parquet"),
+             write_table(result.outcome.targets, out_dir / "targets.csv"),
+             write_table(result.curve, out_dir / "plan.csv"),
+             write_json(result.summary, out_dir / "summary.json"),
+             write_bytes(result.report_html.encode(), out_dir / "report.html")]
+    return paths

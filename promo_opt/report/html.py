@@ -1,0 +1,152 @@
+"""A self-contained HTML report for a campaign manager: numbers first, then the pictures.
+
+Plots are matplotlib PNGs embedded as base64, so the single file can be mailed around.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
+.kpi{display:inline-block;margin:0 1.5em 1em 0}.kpi b{display:block;font-size:1.5em}
+.note{color:#666;font-size:.9em}img{max-width:100%}
+"""
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes (no timestamp metadata, so output is reproducible); closes it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _png(fig) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png_bytes(fig)).decode()}">'
+
+
+def _fmt(x, digits=4) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return str(x)
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
+    if isinstance(x, (float, np.floating)):
+        if np.isnan(x):
+            return "–"
+        return f"{x:,.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return html.escape(str(x))
+
+
+def _table(rows: list[dict] | pd.DataFrame) -> str:
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def budget_curve_figure(curve: pd.DataFrame, budget: float | None = None, chosen: float | None = None):
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(curve["spend"], curve["incremental_conversions"], marker=".", color="#1f77b4")
+    if budget:
+        ax.axvline(budget, color="#d62728", ls="--", lw=1, label=f"budget {budget:,.0f}")
+        if chosen is not None:
+            ax.plot([budget], [chosen], "o", color="#d62728")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("expected promotion spend")
+    ax.set_ylabel("expected incremental conversions")
+    ax.set_title("What each budget buys (optimal policy per budget)")
+    ax.grid(alpha=.3)
+    return fig
+
+
+def per_arm_plot(users: dict[str, int], spend: dict[str, float]) -> str:
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    names = list(users)
+    axes[0].bar(names, [users[n] for n in names], color="#4c72b0")
+    axes[0].set_title("users per arm")
+    axes[1].bar(names, [spend[n] for n in names], color="#dd8452")
+    axes[1].set_title("expected spend per arm")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+        ax.grid(axis="y", alpha=.3)
+    return _png(fig)
+
+
+def decile_plot(deciles: list[dict]) -> str:
+    df = pd.DataFrame(deciles)
+    arms = list(dict.fromkeys(df["arm"]))
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        d = df[df["arm"] == arm].sort_values("decile")
+        x = np.arange(len(d))
+        ax.bar(x - .2, d["predicted_uplift"], .4, label="predicted", color="#4c72b0")
+        ax.bar(x + .2, d["observed_uplift"], .4, label="observed", color="#55a868")
+        ax.set_xticks(x, d["decile"].astype(int))
+        ax.set_title(f"{arm} vs control")
+        ax.set_xlabel("decile of predicted uplift (1 = highest)")
+        ax.axhline(0, color="k", lw=.5)
+    axes[0][0].set_ylabel("uplift in conversion rate")
+    axes[0][0].legend()
+    return _png(fig)
+
+
+def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = None) -> str:
+    """The report as an HTML string. ``summary`` is summary.json's content."""
+    e = summary["expected"]
+    budget = summary.get("budget")
+    treated = sum(v for k, v in summary["users_per_arm"].items() if k != summary.get("control_arm"))
+    kpis = [
+        ("expected incremental conversions", e["incremental_conversions"]),
+        ("expected spend", e["spend"]),
+        ("budget", budget if budget is not None else float("nan")),
+        ("expected incremental revenue", e["incremental_revenue"]),
+        ("expected ROI", e["roi"]),
+        ("users treated", treated),
+        ("holdout (kept untreated)", summary["holdout_size"]),
+    ]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>promo-opt: {html.escape(summary['campaign'])}</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>Promotion plan: {html.escape(summary['campaign'])}</h1>",
+             "<div>" + "".join(f"<div class='kpi'>{html.escape(k)}<b>{_fmt(v)}</b></div>" for k, v in kpis) + "</div>",
+             f"<p class='note'>Objective: {html.escape(summary['objective'])}; ROI floor: {_fmt(summary.get('min_roi'))}. "
+             f"Solver: {html.escape(summary['solver'])} ({html.escape(summary['solver_reason'])}); "
+             f"upper bound on the objective {_fmt(summary['lp_upper_bound'], 8)}, gap {summary['gap']:.2e}.</p>"]
+    truth = summary.get("truth")
+    if truth:
+        obj = truth["objective"]
+        rows = [{"": "this policy, true", **{k: truth["policy_true"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}},
+                {"": "this policy, expected", **{k: truth["policy_expected"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}},
+                {"": "oracle (perfect knowledge), true", **{k: truth["oracle_true"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}}]
+        parts += ["<h2>Simulated world: true outcomes</h2>",
+                  f"<p>The policy reaches <b>{truth['share_of_oracle']:.1%}</b> of the oracle's true {html.escape(obj)}"
+                  + (f"; its true spend is {truth['true_spend_vs_budget']:.1%} of the budget" if "true_spend_vs_budget" in truth else "")
+                  + (f"; its true ROI is {truth['true_roi_vs_floor']:.1%} of the floor" if "true_roi_vs_floor" in truth else "")
+                  + ".</p>", _table(rows)]
+    parts += ["<h2>Budget curve</h2>", _png(budget_curve_figure(curve, budget, e["incremental_conversions"])),
+              "<p class='note'>Each point is the best policy for that budget (no ROI floor), from one sort of every user's marginal gains.</p>",
+              "<h2>Arms</h2>", per_arm_plot(summary["users_per_arm"], summary["spend_per_arm"])]
+    if metrics:
+        parts += ["<h2>Is the model right? Uplift by decile (held-out folds)</h2>", decile_plot(metrics["uplift_by_decile"]),
+                  "<p class='note'>Training users ranked by out-of-fold predicted uplift; observed = conversion rate of the arm minus control in the decile.</p>"]
+        sel = metrics["selection"]
+        rows = [{"learner": n, "transformed-outcome risk": sel["transformed_outcome_risk"][n],
+                 "log loss": sel["oof_log_loss"][n], "chosen": n == sel["chosen"]} for n in sel["transformed_outcome_risk"]]
+        parts += ["<h2>Learner selection</h2>", f"<p>{html.escape(sel['reason'])}</p>", _table(rows)]
+    if "policy_comparison" in summary:
+        parts += ["<h2>Policy comparison</h2>", _table(summary["policy_comparison"])]
+    secs = summary.get("seconds", {})
+    parts += ["<h2>Run</h2>", _table([{"stage": k, "seconds": v} for k, v in secs.items()]), "</body></html>"]
+    return "\n".join(parts)
