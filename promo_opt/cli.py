@@ -3,7 +3,6 @@
 User errors (bad config, bad data, infeasible constraints) print one line and exit with code 2.
 """
 
-from __future__ import annotations
 
 import logging
 import sys

@@ -50,8 +50,10 @@ class FeaturePreprocessor:
         for col in self.columns_:
             s = X[col]
             if col in self.categorical_:
-                out[col] = pd.Categorical(s.astype("string").astype(object).where(s.notna(), None),
-                                          categories=self.categorical_[col])
+                levels = self.categorical_[col]
+                text = s.astype("string")
+                known = text.isin(levels).fillna(False).astype(bool)
+                out[col] = pd.Categorical(text.astype(object).where(known, None), categories=levels)
             else:
                 v = pd.to_numeric(s, errors="coerce")
                 bad = v.isna() & s.notna()

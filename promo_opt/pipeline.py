@@ -40,15 +40,16 @@ def arm_terms(config: CampaignConfig) -> np.ndarray:
 def uplift_by_decile(p: np.ndarray, arm: np.ndarray, y: np.ndarray, arm_names: list[str]) -> list[dict]:
     """Honest check on out-of-fold predictions: predicted vs observed uplift per decile, per arm."""
     rows = []
+    n = len(y)
     for k in range(1, p.shape[1]):
         tau = p[:, k] - p[:, 0]
-        edges = np.quantile(tau, np.linspace(0, 1, 11))
-        dec = np.clip(np.searchsorted(edges, tau, side="right") - 1, 0, 9)
+        dec = np.empty(n, dtype=np.int64)
+        dec[np.argsort(-tau, kind="stable")] = np.arange(n) * 10 // n  # 0 = highest predicted uplift
         for d in range(10):
             on = dec == d
             t, c = on & (arm == k), on & (arm == 0)
             obs = float(y[t].mean() - y[c].mean()) if t.any() and c.any() else float("nan")
-            rows.append({"arm": arm_names[k], "decile": 10 - d, "predicted_uplift": float(tau[on].mean()),
+            rows.append({"arm": arm_names[k], "decile": d + 1, "predicted_uplift": float(tau[on].mean()),
                          "observed_uplift": obs, "n_arm": int(t.sum()), "n_control": int(c.sum())})
     return rows
 
