@@ -250,7 +250,11 @@ def case_mip(n_sub: int, n_from: int, seed: int, roi_factor: float) -> dict:
     t0 = time.perf_counter()
     mip = exact.solve_mip(problem, time_limit=60.0)
     t_mip = time.perf_counter() - t0
-    return {"n": idx.size, "drawn_from": n_from, "seed": seed, "dual_s": t_dual, "mip_s": t_mip,
+    t0 = time.perf_counter()
+    cp = exact.solve_cpsat(problem, time_limit=60.0)
+    t_cp = time.perf_counter() - t0
+    return {"cpsat_s": t_cp, "cpsat": alloc_summary(cp), "cpsat_minus_dual_rel": (cp.objective - res.objective) / abs(cp.objective),
+            "cpsat_vs_dual_time_ratio": t_cp / t_dual,"n": idx.size, "drawn_from": n_from, "seed": seed, "dual_s": t_dual, "mip_s": t_mip,
             "dual": alloc_summary(res), "mip": alloc_summary(mip), "mip_reason": mip.solver_reason,
             "mip_minus_dual_rel": (mip.objective - res.objective) / abs(mip.objective),
             "dual_vs_mip_bound_rel": (mip.bound - res.objective) / abs(mip.bound)}
@@ -377,8 +381,10 @@ def report(results: dict, info: dict) -> list[str]:
         else:
             L.append(f"    CP-SAT  time_limit {r['cpsat_time_limit']:.0f} s, took {cp['seconds']:.1f} s ({cp['status']}): "
                      f"objective {cp['objective']:.6f}  own gap {cp['gap']:.2e}")
-            L.append(f"    dual is {cp['time_ratio']:.0f}x faster   {mark(cp['time_ratio'] >= 100)} (target >= 100x);  "
-                     f"(dual - CP-SAT)/dual = {cp['dual_minus_cpsat_rel']:.2e}")
+            same = abs(cp["dual_minus_cpsat_rel"]) < 1e-3
+            L.append(f"    dual is {cp['time_ratio']:.0f}x faster   {mark(cp['time_ratio'] >= 100 and same)} (target >= 100x at "
+                     f"an agreeing objective);  (dual - CP-SAT)/dual = {cp['dual_minus_cpsat_rel']:.2e}"
+                     + ("" if same else "  <- CP-SAT's policy is far from optimal: the speed ratio is not a like-for-like one"))
         L.append(f"    peak RSS of the child {r['child_max_rss_mb'] / 1024:.2f} GB")
     r = results.get("frontier")
     if r is not None:
@@ -400,6 +406,8 @@ def report(results: dict, info: dict) -> list[str]:
             L.append(f"    dual {r['dual']['objective']:.8f} ({r['dual_s']:.3f} s)  SCIP {r['mip']['objective']:.8f} "
                      f"({r['mip']['status']}, {r['mip_s']:.1f} s)  (SCIP - dual)/SCIP = {r['mip_minus_dual_rel']:.2e}  "
                      f"dual below SCIP bound by {r['dual_vs_mip_bound_rel']:.2e}")
+            L.append(f"    CP-SAT {r['cpsat']['objective']:.8f} ({r['cpsat']['status']}, {r['cpsat_s']:.1f} s, "
+                     f"{r['cpsat_vs_dual_time_ratio']:.0f}x the dual's time)  (CP-SAT - dual)/CP-SAT = {r['cpsat_minus_dual_rel']:.2e}")
     return L
 
 

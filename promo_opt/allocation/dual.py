@@ -218,6 +218,8 @@ def _integer_from_lp(lp: LP1D, g, c, a, budget, need_a, mu):
             u = seg.user[j]
             if arm[u] != seg.frm[j] or seg.dc[j] > left or seg.da[j] < -slack:
                 continue
+            if g[u, seg.to[j]] <= g[u, arm[u]]:
+                continue  # a step that only helps an already-met ROI floor is not worth its real gain
             arm[u] = seg.to[j]
             left -= seg.dc[j]
             slack += seg.da[j]
