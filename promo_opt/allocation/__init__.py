@@ -13,10 +13,16 @@ from promo_opt.allocation.problem import Allocation, AllocationProblem, ArmCap
 from promo_opt.errors import InfeasibleError, PromoOptError
 
 EXACT_AUTO_LIMIT = 2_000_000  # user x arm cells above which side constraints are refused in auto
+EXACT_TIME_LIMIT = 120.0  # seconds for an exact solve chosen by auto; the result reports its gap
 
 
 def choose_solver(problem: AllocationProblem, solver: str = "auto") -> tuple[str, str]:
-    """(solver, reason). Budget/ROI only -> the dual path; caps or segment budgets -> CP-SAT."""
+    """(solver, reason). Budget/ROI only -> the dual path; caps or segment budgets -> SCIP (MIP).
+
+    SCIP rather than CP-SAT for side constraints: on these knapsacks with real-valued
+    coefficients SCIP proves optimality in about a second at 300 users, where CP-SAT (integer-
+    scaled coefficients) still had a 0.5% gap after 20 s.
+    """
     if solver != "auto":
         return solver, f"solver '{solver}' requested in the config"
     if not problem.has_side_constraints:
@@ -28,7 +34,7 @@ def choose_solver(problem: AllocationProblem, solver: str = "auto") -> tuple[str
             f"({cells} decision variables) exceed the exact solver's limit of {EXACT_AUTO_LIMIT}; "
             "drop the caps/segments or split the campaign"
         )
-    return "cpsat", "arm caps or segment budgets: the dual does not decompose, exact CP-SAT"
+    return "mip", "arm caps or segment budgets: the dual does not decompose; exact MIP (SCIP)"
 
 
 def allocate(gains, costs, *, budget: float | None = None, min_roi: float | None = None,
@@ -59,6 +65,8 @@ def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | 
                 "no policy that treats anyone can meet it; lower constraints.min_roi"
             )
     name, reason = choose_solver(problem, solver)
+    if time_limit is None and solver == "auto":
+        time_limit = EXACT_TIME_LIMIT
     if name == "dual":
         if problem.has_side_constraints:
             raise PromoOptError("solver 'dual' handles budget and min_roi only; use 'auto' or 'cpsat' for caps/segments")

@@ -47,7 +47,7 @@ class UpliftCalibration:
     center: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) mean raw uplift
 
     @classmethod
-    def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 2.0) -> "UpliftCalibration":
+    def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0) -> "UpliftCalibration":
         K = raw.shape[1]
         on0 = arm == 0
         platt = _platt(_logit(raw[on0, 0]), y[on0])
@@ -131,6 +131,24 @@ class CrossFitted:
         return self.calibration_.apply(raw) if self.calibration_ is not None else raw
 
 
+class Ensemble:
+    """The average of several cross-fitted learners' calibrated probabilities.
+
+    Its out-of-fold predictions are the average of the members' (no extra fitting), so it
+    competes in selection on the same held-out footing as each member.
+    """
+
+    learner = "ensemble"
+
+    def __init__(self, members: list[CrossFitted]):
+        self.members = members
+        self.oof_ = np.mean([m.oof_ for m in members], axis=0)
+        self.calibration_ = None
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.mean([m.predict_proba(X) for m in self.members], axis=0)
+
+
 def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
     """Mean over arms of E[(Z_k - tau_hat_k)^2], Z_k the IPW transformed outcome of arm k vs control.
 
@@ -171,6 +189,9 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     names = list(LEARNERS) if learner == "auto" else [learner]
     fitted = {n: CrossFitted(n, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed).fit(X, arm, y)
               for n in names}
+    if len(names) > 1:
+        fitted["ensemble"] = Ensemble([fitted[n] for n in names])
+        names = [*names, "ensemble"]
     risk = {n: transformed_outcome_risk(m.oof_, arm, y) for n, m in fitted.items()}
     ll = {n: _log_loss(m.oof_, arm, y) for n, m in fitted.items()}
     cal = {n: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
