@@ -228,10 +228,12 @@ def _integer_from_lp(lp: LP1D, g, c, a, budget, need_a, mu):
     return arm, n_frac
 
 
-def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, max_iter: int = 100) -> _Exact:
+def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, max_iter: int = 100,
+                mu_tol: float = 1e-12) -> _Exact:
     """Exact LP (and rounded integer policy) of ``max g s.t. c <= budget, a >= need_a``.
 
-    ``budget`` may be ``inf``. Without ``roi`` the ROI side is ignored (mu = 0).
+    ``budget`` may be ``inf``. Without ``roi`` the ROI side is ignored (mu = 0). The bisection on
+    mu stops at a relative width of ``mu_tol`` (a looser one suffices to estimate multipliers).
     """
     lp0, slack0 = _solve_at_mu(g, c, a, 0.0, budget)
     if not roi or slack0 >= need_a:
@@ -253,7 +255,7 @@ def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, 
         raise InfeasibleError("the ROI floor cannot be met by any policy")
     bound = min(bound, lp_hi.value - mu_hi * need_a)
     for _ in range(max_iter):
-        if mu_hi - mu_lo <= 1e-13 * max(1.0, mu_hi):
+        if mu_hi - mu_lo <= mu_tol * max(1.0, mu_hi):
             break
         mid = 0.5 * (mu_lo + mu_hi)
         lp_m, s_m = _solve_at_mu(g, c, a, mid, budget)
@@ -294,11 +296,20 @@ def dual_value(problem: AllocationProblem, lam: float, mu: float, chunk: int = 1
     return total + lam * (problem.budget if problem.budget is not None else 0.0)
 
 
-def _choice(g, c, a, lam, mu):
-    m = g - lam * c
-    if mu:
-        m = m + mu * a
-    return m.argmax(axis=1)
+def _choice(g, c, a, lam, mu, chunk: int = 1_000_000):
+    """argmax_k (g - lam c + mu a) per user, in chunks with one reused buffer (few temporaries)."""
+    n, K = g.shape
+    out = np.empty(n, dtype=np.int64)
+    buf = np.empty((min(chunk, n), K))
+    for s in range(0, n, chunk):
+        sl = slice(s, s + chunk)
+        m = buf[: min(chunk, n - s)]
+        np.multiply(c[sl], -lam, out=m)
+        m += g[sl]
+        if mu:
+            m += mu * a[sl]
+        out[sl] = m.argmax(axis=1)
+    return out
 
 
 def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: the dual decomposes",
@@ -309,7 +320,7 @@ def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: th
         raise ValueError("solve_dual handles budget and ROI only; use an exact solver for caps/segments")
     g, c = problem.gain, problem.spend
     roi = problem.min_roi is not None
-    a = problem.roi_slack_matrix
+    a = problem.roi_slack_matrix if roi else problem.revenue  # a is unused without a floor: no copy
     budget = problem.budget if problem.budget is not None else np.inf
     n = problem.n_users
     if n <= direct_limit:
@@ -332,18 +343,18 @@ def _solve_reduced(problem, g, c, a, budget, roi, seed):
     m = max(100_000, int(np.sqrt(n) * 100))
     sample = np.sort(rng.choice(n, size=min(m, n), replace=False))
     scale = sample.size / n
-    est = solve_exact(g[sample], c[sample], a[sample], budget * scale, 0.0, roi)
-    lam_hat, mu_hat = est.lam, est.mu
-    width = 0.02
-    for attempt in range(8):
-        lam_lo, lam_hi = max(0.0, lam_hat * (1 - width) - 1e-12), lam_hat * (1 + width) + 1e-12
-        if roi and mu_hat > 0:
-            mu_lo, mu_hi = max(0.0, mu_hat * (1 - width)), mu_hat * (1 + width)
-        elif roi:
-            mu_lo, mu_hi = 0.0, width * (1.0 + lam_hat)
-        else:
-            mu_lo = mu_hi = 0.0
-        corners = [(lam_lo, mu_lo), (lam_hi, mu_lo), (lam_lo, mu_hi), (lam_hi, mu_hi)]
+    est = solve_exact(g[sample], c[sample], a[sample], budget * scale, 0.0, roi, mu_tol=1e-6)
+    width = 0.03
+    lam_lo, lam_hi = max(0.0, est.lam * (1 - width) - 1e-12), est.lam * (1 + width) + 1e-12
+    if roi:
+        mu_lo = max(0.0, est.mu * (1 - width))
+        mu_hi = est.mu * (1 + width) if est.mu > 0 else width * (1.0 + est.lam)
+    else:
+        mu_lo = mu_hi = 0.0
+    for attempt in range(6):
+        corners = [(lam_lo, mu_lo), (lam_hi, mu_lo)]
+        if mu_hi != mu_lo:
+            corners += [(lam_lo, mu_hi), (lam_hi, mu_hi)]
         ref = _choice(g, c, a, *corners[0])
         same = np.ones(n, dtype=bool)
         for lm in corners[1:]:
@@ -351,21 +362,27 @@ def _solve_reduced(problem, g, c, a, budget, roi, seed):
         free = np.flatnonzero(~same)
         fixed = np.flatnonzero(same)
         fc = float(c[fixed, ref[fixed]].sum())
-        fa = float(a[fixed, ref[fixed]].sum())
-        ok = fc <= budget and (not roi or True)
-        if ok:
+        fa = float(a[fixed, ref[fixed]].sum()) if roi else 0.0
+        ex = None
+        if fc <= budget:
             try:
                 ex = solve_exact(g[free], c[free], a[free], budget - fc, -fa, roi)
             except InfeasibleError:
                 ex = None
-            if ex is not None:
-                inside = lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi)
-                if inside:
-                    arm = ref.copy()
-                    arm[free] = ex.arm
-                    return arm, ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n}"
-                lam_hat, mu_hat = ex.lam, ex.mu if roi else 0.0
-        width *= 4
+        if ex is not None and lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi):
+            arm = ref.copy()
+            arm[free] = ex.arm
+            return arm, ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n} (box {attempt + 1})"
+        # widen around the same centre, and stretch towards where the reduced problem points
+        log.debug("box %d did not close (free=%d); widening", attempt + 1, free.size)
+        lam_w, mu_w = 2 * (lam_hi - lam_lo) + 1e-12, 2 * (mu_hi - mu_lo) + (1e-12 if roi else 0.0)
+        lam_lo, lam_hi = max(0.0, lam_lo - lam_w), lam_hi + lam_w
+        if roi:
+            mu_lo, mu_hi = max(0.0, mu_lo - mu_w), mu_hi + mu_w
+        if ex is not None:
+            lam_lo, lam_hi = min(lam_lo, ex.lam), max(lam_hi, ex.lam)
+            if roi:
+                mu_lo, mu_hi = min(mu_lo, ex.mu), max(mu_hi, ex.mu)
     # the box never closed (degenerate data): solve everything directly
     ex = solve_exact(g, c, a, budget, 0.0, roi)
     return ex.arm, ex.lam, ex.mu, ex.n_fractional, "direct (reduction did not close)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation.dual import hull_segments, solve_dual
+from promo_opt.allocation.dual import _choice, hull_segments, solve_dual, solve_exact
 from promo_opt.allocation.problem import AllocationProblem
 from promo_opt.errors import InfeasibleError
 
@@ -37,27 +37,59 @@ class FrontierPath:
         return float(self.spend[-1])
 
 
-def frontier_path(problem: AllocationProblem, conversions: np.ndarray) -> FrontierPath:
-    """Build the path for ``problem`` (budget only); ``conversions`` (n, K) tracked alongside."""
+def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budget: float | None = None,
+                  seed: int = 0) -> FrontierPath:
+    """Build the path for ``problem`` (budget only); ``conversions`` (n, K) tracked alongside.
+
+    With ``max_budget``, only users that can matter up to that budget are put on the path: the
+    multiplier at ``max_budget`` is estimated on a subsample, and a user whose Lagrangian choice
+    at half of it is still its starting arm has every hull slope below it, so it cannot enter
+    before the budget runs out. The path is checked to reach ``max_budget`` through slopes above
+    that threshold (else the threshold is lowered), so the prefix is exactly the full path's.
+    """
     g, c, r = problem.gain, problem.spend, problem.revenue
-    seg = hull_segments(g, c, r)
+    n = problem.n_users
+    keep = None
+    if max_budget is not None and n > 200_000:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=200_000, replace=False))
+        est = solve_exact(g[sample], c[sample], r[sample], max_budget * sample.size / n)
+        start = np.where(c <= 0, g, -np.inf).argmax(axis=1)
+        thr = 0.5 * est.lam
+        while thr > 0:
+            keep = _choice(g, c, r, thr, 0.0) != start
+            seg = hull_segments(g[keep], c[keep], r[keep])
+            above = seg.slope > thr
+            base = float(c[np.flatnonzero(~keep), start[~keep]].sum()) + float(c[keep][np.arange(keep.sum()), seg.start].sum())
+            if base + float(seg.dc[above].sum()) >= max_budget:
+                break
+            thr *= 0.25 if thr > 1e-12 else 0.0
+        else:
+            keep = None
+    if keep is None:
+        seg = hull_segments(g, c, r)
+        idx = np.arange(n)
+        st_all = seg.start
+    else:
+        idx = np.flatnonzero(keep)
+        st_all = start.copy()
+        st_all[idx] = seg.start
     slope = seg.slope
     order = np.argsort(-slope, kind="stable")
-    rows = np.arange(problem.n_users)
-    st = seg.start
-    u, to, frm = seg.user[order], seg.to[order], seg.frm[order]
+    rows = np.arange(n)
+    u, to, frm = idx[seg.user[order]], seg.to[order], seg.frm[order]
     dconv = conversions[u, to] - conversions[u, frm]
 
     def cum(base, d):
         return np.concatenate([[base], base + np.cumsum(d)])
 
     return FrontierPath(
-        spend=cum(float(c[rows, st].sum()), seg.dc[order]),
-        gain=cum(float(g[rows, st].sum()), seg.dg[order]),
-        conversions=cum(float(conversions[rows, st].sum()), dconv),
-        revenue=cum(float(r[rows, st].sum()), r[u, to] - r[u, frm]),
+        spend=cum(float(c[rows, st_all].sum()), seg.dc[order]),
+        gain=cum(float(g[rows, st_all].sum()), seg.dg[order]),
+        conversions=cum(float(conversions[rows, st_all].sum()), dconv),
+        revenue=cum(float(r[rows, st_all].sum()), r[u, to] - r[u, frm]),
         slope=slope[order], seg_to=to, seg_from=frm,
-        start_counts=np.bincount(st, minlength=problem.n_arms),
+        start_counts=np.bincount(st_all, minlength=problem.n_arms),
     )
 
 
@@ -69,7 +101,8 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     marginal_gain_per_unit (the multiplier lambda at that budget), users_<arm>..., resolved.
     Integer policies (the LP prefix, fractional segment dropped), so every row is attainable.
     """
-    path = frontier_path(problem, conversions)
+    top = None if budgets is None else float(np.max(budgets)) if len(budgets) else None
+    path = frontier_path(problem, conversions, max_budget=top)
     if budgets is None:
         budgets = np.linspace(0.0, path.max_useful_spend, n_points)
     budgets = np.asarray(sorted(float(b) for b in budgets))
