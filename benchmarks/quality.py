@@ -11,7 +11,6 @@ share of the oracle's true objective, true spend / budget, true ROI / floor, and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -45,7 +45,7 @@ def _print_summary(summary: dict, out: Path) -> None:
     budget = summary.get("budget")
     lines = [
         f"campaign        {summary['campaign']}  ({summary['n_candidates']:,} candidates, holdout {summary['holdout_size']:,})",
-        f"users per arm   " + ", ".join(f"{k} {v:,}" for k, v in summary["users_per_arm"].items()),
+        "users per arm   " + ", ".join(f"{k} {v:,}" for k, v in summary["users_per_arm"].items()),
         f"expected        +{e['incremental_conversions']:,.1f} conversions, +{e['incremental_revenue']:,.0f} revenue, "
         f"spend {e['spend']:,.0f}" + (f" of {budget:,.0f}" if budget is not None else "") + f", ROI {e['roi']:.3g}",
         f"solver          {summary['solver']}: gap to the LP bound {summary['gap']:.1e}",

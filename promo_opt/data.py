@@ -41,7 +41,8 @@ def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
     raise DataError(f"{what} file {path}: unsupported extension '{suffix}'; expected .csv or .parquet")
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -63,21 +64,21 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _atomic(path, lambda p: df.to_csv(p, index=False, float_format="%.10g", lineterminator="\n"))
+        return atomic_write(path, lambda p: df.to_csv(p, index=False, float_format="%.10g", lineterminator="\n"))
     if suffix in (".parquet", ".pq"):
-        return _atomic(path, lambda p: df.to_parquet(p, index=False))
+        return atomic_write(path, lambda p: df.to_parquet(p, index=False))
     if suffix == ".jsonl":
-        return _atomic(path, lambda p: df.to_json(p, orient="records", lines=True, double_precision=10))
+        return atomic_write(path, lambda p: df.to_json(p, orient="records", lines=True, double_precision=10))
     raise DataError(f"cannot write {path}: unsupported extension '{suffix}'; expected .csv, .parquet or .jsonl")
 
 
 def write_json(obj, path: str | Path) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=True) + "\n"
-    return _atomic(Path(path), lambda p: p.write_text(text))
+    return atomic_write(Path(path), lambda p: p.write_text(text))
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:
-    return _atomic(Path(path), lambda p: p.write_bytes(data))
+    return atomic_write(Path(path), lambda p: p.write_bytes(data))
 
 
 def _json_default(o):

@@ -20,7 +20,7 @@ from promo_opt.config import CampaignConfig
 from promo_opt.data import (Candidates, load_candidates, load_training, read_table, write_json,
                             write_table)
 from promo_opt.economics import Economics, build_problem, compute_economics
-from promo_opt.errors import DataError
+from promo_opt.errors import DataError, PromoOptError
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.honest import select_learner
 from promo_opt.learners.value import OrderValueModel
@@ -54,12 +54,75 @@ def uplift_by_decile(p: np.ndarray, arm: np.ndarray, y: np.ndarray, arm_names: l
     return rows
 
 
+def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat: np.ndarray,
+                    n_candidates: int) -> None:
+    """Second, decision-aware look at the candidates: the campaign's own allocation on held-out folds.
+
+    Each candidate's out-of-fold probabilities are allocated under the campaign's budget (scaled
+    to the training population) and ROI floor, and the resulting policy's incremental objective,
+    revenue and spend are estimated by doubly robust off-policy evaluation on the randomized rows.
+    The risk-based choice is overridden only when another candidate's policy is better by more than
+    two standard errors of the paired difference, or when the chosen policy's estimated ROI misses
+    the floor by more than two standard errors while another's does not.
+    """
+    from promo_opt.evaluation.offpolicy import dr_contributions, logged_propensity
+
+    n = len(data.arm)
+    budget = config.constraints.budget
+    min_roi = config.constraints.min_roi
+    scaled = None if budget is None else budget * n / max(n_candidates, 1)
+    prop = logged_propensity(data.arm, len(config.arm_names), data.propensity)
+    realized = data.value if data.value is not None else data.converted.astype(float)
+    ref = fitted["ensemble"].oof_ if "ensemble" in fitted else fitted[selection.chosen].oof_
+    rows = {}
+    for name, model in fitted.items():
+        econ = compute_economics(model.oof_, vhat, config.ordered_arms)
+        try:
+            res = solve(build_problem(econ, config, budget=scaled, min_roi=min_roi))
+        except PromoOptError:
+            continue
+        c = dr_contributions(res.arm, data.arm, data.converted, realized, prop, ref, vhat, config.ordered_arms)
+        obj = c.conversions if config.objective == "conversions" else c.revenue - c.spend
+        roi_margin = c.revenue - (min_roi or 0.0) * c.spend  # >= 0 when the floor holds
+        rows[name] = (obj, roi_margin, c)
+    if not rows:
+        return
+    base = selection.chosen if selection.chosen in rows else next(iter(rows))
+
+    def se(x):
+        return float(np.sqrt(len(x)) * x.std()) if len(x) > 1 else float("inf")
+
+    report = {}
+    for name, (obj, margin, c) in rows.items():
+        t = c.totals()
+        report[name] = {"objective": float(obj.sum()), "spend": t["spend"],
+                        "roi": t["incremental_revenue"] / t["spend"] if t["spend"] > 0 else float("nan"),
+                        "objective_minus_chosen": float(obj.sum() - rows[base][0].sum()),
+                        "se_of_difference": se(obj - rows[base][0]),
+                        "roi_margin_se": se(margin), "roi_margin": float(margin.sum())}
+    selection.policy_value = report
+
+    def floor_ok(name):
+        r = report[name]
+        return min_roi is None or r["roi_margin"] >= -2 * r["roi_margin_se"]
+
+    better = [nm for nm in report if nm != base and floor_ok(nm)
+              and (report[nm]["objective_minus_chosen"] > 2 * report[nm]["se_of_difference"] or not floor_ok(base))]
+    if better:
+        best = max(better, key=lambda nm: report[nm]["objective"])
+        selection.reason = (f"{best}: its budget-constrained policy on held-out folds beats {base} (the least-risk "
+                            f"learner) by {report[best]['objective_minus_chosen']:.4g} in objective "
+                            f"(2 standard errors: {2 * report[best]['se_of_difference']:.4g})"
+                            + ("" if floor_ok(base) else f"; {base}'s policy misses the ROI floor"))
+        selection.chosen = best
+
+
 def train(config: CampaignConfig) -> TrainedModel:
     t0 = time.perf_counter()
     data, features = load_training(config)
     pre = FeaturePreprocessor().fit(data.X)
     Z = pre.transform(data.X)
-    uplift, selection = select_learner(
+    fitted, selection = select_learner(
         Z, data.arm, data.converted, len(config.arm_names), arm_terms(config),
         learner=config.model.learner, folds=config.model.folds, calibrate=config.model.calibrate,
         seed=config.seed,
@@ -67,6 +130,11 @@ def train(config: CampaignConfig) -> TrainedModel:
     value_model = None
     if data.value is not None:
         value_model = OrderValueModel(seed=config.seed).fit(Z, data.value, data.converted)
+    vhat = value_model.predict(Z) if value_model is not None else np.ones(len(data.arm))
+    if len(fitted) > 1 and config.data.candidates is not None:
+        n_candidates = len(read_table(config.data.candidates, "candidates"))
+        _check_policies(config, fitted, selection, data, vhat, n_candidates)
+    uplift = fitted[selection.chosen]
     metrics = {
         "n_train": int(len(data.arm)),
         "rows_per_arm": dict(zip(config.arm_names, np.bincount(data.arm, minlength=len(config.arm_names)).tolist())),

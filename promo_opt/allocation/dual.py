@@ -241,29 +241,46 @@ def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, 
         return _Exact(arm=arm, lam=lp0.lam, mu=0.0, bound=lp0.value, n_fractional=nf)
     # bracket mu: grow until the ROI side is met
     mu_lo, mu_hi = 0.0, 1.0
-    lp_lo = lp0
+    lp_lo, s_lo = lp0, slack0
     lp_hi, s_hi = _solve_at_mu(g, c, a, mu_hi, budget)
     bound = lp0.value  # V(0) >= LP optimum
     for _ in range(80):
         if s_hi >= need_a:
             break
         bound = min(bound, lp_hi.value - mu_hi * need_a)
-        mu_lo, lp_lo = mu_hi, lp_hi
+        mu_lo, lp_lo, s_lo = mu_hi, lp_hi, s_hi
         mu_hi *= 4.0
         lp_hi, s_hi = _solve_at_mu(g, c, a, mu_hi, budget)
     if s_hi < need_a:
         raise InfeasibleError("the ROI floor cannot be met by any policy")
     bound = min(bound, lp_hi.value - mu_hi * need_a)
-    for _ in range(max_iter):
+    # V(mu) = LP value - mu * need_a is convex piecewise linear with slope (slack - need_a). Cutting
+    # planes: intersect the supporting lines at both ends of the bracket; if V there lies on the
+    # lines, that is the minimizer (a kink). Otherwise the new point splits the bracket. This
+    # needs a few solves where plain bisection needs ~40; bisection steps guard against stalls.
+    mu_star, lam_star = mu_hi, lp_hi.lam
+    for it in range(max_iter):
         if mu_hi - mu_lo <= mu_tol * max(1.0, mu_hi):
             break
-        mid = 0.5 * (mu_lo + mu_hi)
+        v_lo, v_hi = lp_lo.value - mu_lo * need_a, lp_hi.value - mu_hi * need_a
+        d_lo, d_hi = s_lo - need_a, s_hi - need_a  # d_lo < 0 <= d_hi
+        mid = (v_lo - v_hi + mu_hi * d_hi - mu_lo * d_lo) / (d_hi - d_lo) if d_hi > d_lo else np.nan
+        cut = not (it % 4 == 3 or not (mu_lo < mid < mu_hi))
+        if not cut:
+            mid = 0.5 * (mu_lo + mu_hi)
+        line = v_lo + (mid - mu_lo) * d_lo  # = the other line too, at the intersection
         lp_m, s_m = _solve_at_mu(g, c, a, mid, budget)
-        bound = min(bound, lp_m.value - mid * need_a)
+        v_m = lp_m.value - mid * need_a
+        bound = min(bound, v_m)
+        # at the lines' intersection V >= both lines, so V == line there means V's minimum
+        if cut and v_m <= line + 1e-12 * max(1.0, abs(line)):
+            mu_star, lam_star = mid, lp_m.lam  # both bracket ends are optimal at mid: done
+            break
         if s_m >= need_a:
             mu_hi, lp_hi, s_hi = mid, lp_m, s_m
+            mu_star, lam_star = mu_hi, lp_hi.lam
         else:
-            mu_lo, lp_lo = mid, lp_m
+            mu_lo, lp_lo, s_lo = mid, lp_m, s_m
     # The LP optimum mixes the solutions on both sides of mu*: users whose choice differs
     # between them (and the cut segments) are the fractional ones. Round both sides to a
     # feasible integer policy and keep the better one.
@@ -278,7 +295,7 @@ def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, 
             best_arm, best_val = cand, float(g[rows, cand].sum())
     if need_a <= 0 and best_val < 0:
         best_arm = np.zeros_like(best_arm)  # treating nobody is feasible and better
-    return _Exact(arm=best_arm, lam=lp_hi.lam, mu=mu_hi, bound=bound, n_fractional=max(nf_hi, nf_lo) + n_mixed)
+    return _Exact(arm=best_arm, lam=lam_star, mu=mu_star, bound=bound, n_fractional=max(nf_hi, nf_lo) + n_mixed)
 
 
 # --------------------------------------------------------------------------------------------

@@ -173,10 +173,12 @@ class SelectionReport:
     risk: dict[str, float]  # transformed-outcome risk per candidate learner (lower is better)
     log_loss: dict[str, float]  # out-of-fold log loss of the observed arm's probability
     calibration: dict[str, dict[str, list[float]]]  # gamma/beta per learner
+    policy_value: dict[str, dict[str, float]] = field(default_factory=dict)  # held-out DR check
 
     def as_dict(self) -> dict:
         return {"chosen": self.chosen, "reason": self.reason, "transformed_outcome_risk": self.risk,
-                "oof_log_loss": self.log_loss, "uplift_calibration": self.calibration}
+                "oof_log_loss": self.log_loss, "uplift_calibration": self.calibration,
+                "policy_value": self.policy_value}
 
 
 def _log_loss(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
@@ -185,7 +187,10 @@ def _log_loss(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
 
 
 def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, calibrate=True, seed=0):
-    """Fit the candidate learners with cross-fitting and keep the one of least uplift risk."""
+    """Fit the candidate learners with cross-fitting; the report names the one of least uplift risk.
+
+    Returns ``(fitted, report)``: every cross-fitted candidate by name (and their "ensemble").
+    """
     names = list(LEARNERS) if learner == "auto" else [learner]
     fitted = {n: CrossFitted(n, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed).fit(X, arm, y)
               for n in names}
@@ -199,4 +204,4 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     chosen = min(names, key=lambda n: (risk[n], ll[n]))
     reason = (f"least out-of-fold transformed-outcome risk ({risk[chosen]:.6g})" if len(names) > 1
               else "learner fixed by model.learner")
-    return fitted[chosen], SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal)
+    return fitted, SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal)

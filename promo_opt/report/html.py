@@ -88,7 +88,7 @@ def per_arm_plot(users: dict[str, int], spend: dict[str, float]) -> str:
 def decile_plot(deciles: list[dict]) -> str:
     df = pd.DataFrame(deciles)
     arms = list(dict.fromkeys(df["arm"]))
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.6 * len(arms), 3), sharey=True, squeeze=False)
     for ax, arm in zip(axes[0], arms):
         d = df[df["arm"] == arm].sort_values("decile")
         x = np.arange(len(d))
@@ -96,7 +96,7 @@ def decile_plot(deciles: list[dict]) -> str:
         ax.bar(x + .2, d["observed_uplift"], .4, label="observed", color="#55a868")
         ax.set_xticks(x, d["decile"].astype(int))
         ax.set_title(f"{arm} vs control")
-        ax.set_xlabel("decile of predicted uplift (1 = highest)")
+        ax.set_xlabel("predicted-uplift decile (1 = top)")
         ax.axhline(0, color="k", lw=.5)
     axes[0][0].set_ylabel("uplift in conversion rate")
     axes[0][0].legend()

@@ -19,9 +19,6 @@ observed features only: the truth uses each user's value before it went missing.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promo_opt.config import ArmConfig, Objective
+from promo_opt.data import atomic_write
 from promo_opt.economics import compute_economics
 from promo_opt.errors import ConfigError
 
@@ -485,10 +483,10 @@ class World:
             "seed": int(seed),
         }
         csv = {"index": False, "float_format": "%.6g", "lineterminator": "\n"}
-        _write_atomic(out / "train.csv", lambda p: self.realize(train, seed=s_real).to_csv(p, **csv))
-        _write_atomic(out / "candidates.csv", lambda p: cand.features.to_csv(p, **csv))
-        _write_atomic(out / "truth.parquet", lambda p: truth.to_parquet(p, index=False))
-        _write_atomic(out / "campaign.yaml", lambda p: p.write_text(yaml.safe_dump(campaign, sort_keys=False)))
+        atomic_write(out / "train.csv", lambda p: self.realize(train, seed=s_real).to_csv(p, **csv))
+        atomic_write(out / "candidates.csv", lambda p: cand.features.to_csv(p, **csv))
+        atomic_write(out / "truth.parquet", lambda p: truth.to_parquet(p, index=False))
+        atomic_write(out / "campaign.yaml", lambda p: p.write_text(yaml.safe_dump(campaign, sort_keys=False)))
         return out / "campaign.yaml"
 
     # -- internals -------------------------------------------------------------------------
@@ -560,16 +558,3 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax of an (n, m) matrix."""
     z = np.exp(scores - scores.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temp file in the same folder, then ``os.replace`` it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
