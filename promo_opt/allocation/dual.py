@@ -35,6 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from promo_opt.allocation.problem import Allocation, AllocationProblem, finish
@@ -71,54 +72,68 @@ class Segments:
             return np.where(self.dc > 0, self.dg / np.where(self.dc > 0, self.dc, 1.0), np.inf)
 
 
-def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray) -> Segments:
+@numba.njit(cache=True, nogil=True)
+def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da):  # pragma: no cover - compiled
+    """Per user in ``rows``: walk the upper concave hull from ``start``; write segments user-major.
+
+    Among arms of equal slope the farthest is taken (collinear points merge), so each user's
+    slopes strictly decrease and any sort by slope keeps its segments in path order.
+    """
+    K = g.shape[1]
+    m = 0
+    for i in rows:
+        cur = start[i]
+        while True:
+            best, best_slope, best_dc = -1, -np.inf, 0.0
+            for k in range(K):
+                d_c = c[i, k] - c[i, cur]
+                d_g = g[i, k] - g[i, cur]
+                if d_c > 0.0 and d_g > 0.0:
+                    sl = d_g / d_c
+                    if sl > best_slope or (sl == best_slope and d_c > best_dc):
+                        best, best_slope, best_dc = k, sl, d_c
+            if best < 0:
+                break
+            user[m] = i
+            frm[m] = cur
+            to[m] = best
+            dc[m] = c[i, best] - c[i, cur]
+            dg[m] = g[i, best] - g[i, cur]
+            da[m] = a[i, best] - a[i, cur]
+            m += 1
+            cur = best
+    return m
+
+
+def best_free_arm(g: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Each user's best zero-spend arm (the control, unless a free arm gains): where paths start."""
+    free_gain = (c[:, 1:] <= 0) & (g[:, 1:] > 0)
+    if not free_gain.any():
+        return np.zeros(len(g), dtype=np.int64)
+    return np.where(c <= 0, g, -np.inf).argmax(axis=1)
+
+
+def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray, rows: np.ndarray | None = None,
+                  start: np.ndarray | None = None) -> Segments:
     """Concave-hull path of each user from its best zero-cost arm through arms of more spend.
 
     Only segments with positive gain and positive spend are kept: with lam >= 0 a segment of
-    non-positive gain is never worth taking. Vectorized over users; K-1 passes of O(n K).
+    non-positive gain is never worth taking. Segments come user by user, in path order, with
+    strictly decreasing slopes. ``rows`` restricts the paths to those users (ids stay global).
+    One compiled pass, O(n K^2).
     """
     n, K = g.shape
-    rows = np.arange(n)
-    start = np.where(c <= 0, g, -np.inf).argmax(axis=1)
-    cur = start.copy()
-    users, tos = [], []
-    active = rows
-    for _ in range(K - 1):
-        if active.size == 0:
-            break
-        cc = c[active, cur[active]][:, None]
-        gc = g[active, cur[active]][:, None]
-        dc = c[active] - cc
-        dg = g[active] - gc
-        valid = (dc > 0) & (dg > 0)
-        slope = np.full(dc.shape, -np.inf)
-        np.divide(dg, dc, out=slope, where=valid)
-        best = slope.argmax(axis=1)
-        ok = valid[np.arange(active.size), best]
-        active = active[ok]
-        best = best[ok]
-        users.append(active)
-        tos.append(best)
-        cur[active] = best
-    if users:
-        user = np.concatenate(users)
-        to = np.concatenate(tos).astype(np.int64)
-    else:
-        user = np.zeros(0, dtype=np.int64)
-        to = np.zeros(0, dtype=np.int64)
-    # spend/gain increments: walk each user's path (segments are in path order per user)
-    prev = start.copy()
-    frm = np.empty_like(to)
-    pos = 0
-    for u in users:
-        sl = slice(pos, pos + u.size)
-        frm[sl] = prev[u]
-        prev[u] = to[sl]
-        pos += u.size
-    return Segments(
-        start=start, user=user, frm=frm, to=to,
-        dc=c[user, to] - c[user, frm], dg=g[user, to] - g[user, frm], da=a[user, to] - a[user, frm],
-    )
+    if start is None:
+        start = best_free_arm(g, c)
+    rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    cap = rows.size * max(K - 1, 0)
+    user = np.empty(cap, dtype=np.int64)
+    frm = np.empty(cap, dtype=np.int64)
+    to = np.empty(cap, dtype=np.int64)
+    dc, dg, da = np.empty(cap), np.empty(cap), np.empty(cap)
+    m = _hull_kernel(np.ascontiguousarray(g), np.ascontiguousarray(c), np.ascontiguousarray(a), rows,
+                     start.astype(np.int64), user, frm, to, dc, dg, da) if rows.size else 0
+    return Segments(start=start, user=user[:m], frm=frm[:m], to=to[:m], dc=dc[:m], dg=dg[:m], da=da[:m])
 
 
 @dataclass
@@ -144,7 +159,7 @@ class LP1D:
 def solve_lp_1d(seg: Segments, base_value: float, base_spend: float, budget: float) -> LP1D:
     """Greedy LP over segments sorted by slope; exact for the multiple-choice knapsack LP."""
     slope = seg.slope
-    order = np.argsort(-slope, kind="stable")
+    order = np.argsort(-slope)  # a user's slopes strictly decrease: any order keeps its path order
     cum = np.cumsum(seg.dc[order])
     room = budget - base_spend
     n_full = int(np.searchsorted(cum, room, side="right"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation.dual import _choice, hull_segments, solve_dual, solve_exact
+from promo_opt.allocation.dual import _choice, best_free_arm, hull_segments, solve_dual, solve_exact
 from promo_opt.allocation.problem import AllocationProblem
 from promo_opt.errors import InfeasibleError
 
@@ -43,51 +43,46 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
 
     With ``max_budget``, only users that can matter up to that budget are put on the path: the
     multiplier at ``max_budget`` is estimated on a subsample, and a user whose Lagrangian choice
-    at half of it is still its starting arm has every hull slope below it, so it cannot enter
+    at 90% of it is still its starting arm has every hull slope below it, so it cannot enter
     before the budget runs out. The path is checked to reach ``max_budget`` through slopes above
     that threshold (else the threshold is lowered), so the prefix is exactly the full path's.
     """
     g, c, r = problem.gain, problem.spend, problem.revenue
     n = problem.n_users
-    keep = None
+    start = best_free_arm(g, c)
+    rows = None
     if max_budget is not None and n > 200_000:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=200_000, replace=False))
         est = solve_exact(g[sample], c[sample], r[sample], max_budget * sample.size / n)
-        start = np.where(c <= 0, g, -np.inf).argmax(axis=1)
-        thr = 0.5 * est.lam
+        base_spend = float(c[np.arange(n), start].sum())
+        thr = 0.9 * est.lam  # a little below the estimate; checked below, lowered if short
         while thr > 0:
-            keep = _choice(g, c, r, thr, 0.0) != start
-            seg = hull_segments(g[keep], c[keep], r[keep])
-            above = seg.slope > thr
-            base = float(c[np.flatnonzero(~keep), start[~keep]].sum()) + float(c[keep][np.arange(keep.sum()), seg.start].sum())
-            if base + float(seg.dc[above].sum()) >= max_budget:
-                break
-            thr *= 0.25 if thr > 1e-12 else 0.0
+            rows = np.flatnonzero(_choice(g, c, r, thr, 0.0) != start)
+            seg = hull_segments(g, c, r, rows=rows, start=start)
+            if base_spend + float(seg.dc[seg.slope > thr].sum()) >= max_budget:
+                break  # the path reaches max_budget through slopes above thr: exact prefix
+            thr = thr * 0.5 if thr > 1e-12 else 0.0
         else:
-            keep = None
-    if keep is None:
-        seg = hull_segments(g, c, r)
-        idx = np.arange(n)
-        st_all = seg.start
-    else:
-        idx = np.flatnonzero(keep)
-        st_all = start.copy()
-        st_all[idx] = seg.start
+            rows = None
+    if rows is None:
+        seg = hull_segments(g, c, r, start=start)
     slope = seg.slope
-    order = np.argsort(-slope, kind="stable")
-    rows = np.arange(n)
-    u, to, frm = idx[seg.user[order]], seg.to[order], seg.frm[order]
-    dconv = conversions[u, to] - conversions[u, frm]
+    order = np.argsort(-slope)
+    all_rows = np.arange(n)
+    u, to, frm = seg.user[order], seg.to[order], seg.frm[order]
+    # along the path the hull's own increments are the gain and (a = revenue here) the revenue
+    dconv = seg.dg[order] if conversions is g else conversions[u, to] - conversions[u, frm]
+    st_all = start
 
     def cum(base, d):
         return np.concatenate([[base], base + np.cumsum(d)])
 
     return FrontierPath(
-        spend=cum(float(c[rows, st_all].sum()), seg.dc[order]),
-        gain=cum(float(g[rows, st_all].sum()), seg.dg[order]),
-        conversions=cum(float(conversions[rows, st_all].sum()), dconv),
-        revenue=cum(float(r[rows, st_all].sum()), r[u, to] - r[u, frm]),
+        spend=cum(float(c[all_rows, st_all].sum()), seg.dc[order]),
+        gain=cum(float(g[all_rows, st_all].sum()), seg.dg[order]),
+        conversions=cum(float(conversions[all_rows, st_all].sum()), dconv),
+        revenue=cum(float(r[all_rows, st_all].sum()), seg.da[order]),
         slope=slope[order], seg_to=to, seg_from=frm,
         start_counts=np.bincount(st_all, minlength=problem.n_arms),
     )
