@@ -23,6 +23,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis

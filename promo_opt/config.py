@@ -74,7 +74,7 @@ class HoldoutConfig(_Strict):
 
 class ModelConfig(_Strict):
     learner: Literal["auto", "pooled_smooth", "pooled", "pooled_flexible", "tlearner"] = "auto"
-    folds: int = Field(default=5, ge=2, le=20)
+    folds: int = Field(default=10, ge=2, le=20)
     calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
 
 
