@@ -159,9 +159,13 @@ class LP1D:
 def solve_lp_1d(seg: Segments, base_value: float, base_spend: float, budget: float) -> LP1D:
     """Greedy LP over segments sorted by slope; exact for the multiple-choice knapsack LP."""
     slope = seg.slope
+    room = budget - base_spend
+    if float(seg.dc.sum()) <= room:  # the budget does not bind: take every segment, no sort needed
+        order = np.arange(seg.dc.size)
+        return LP1D(seg=seg, order=order, n_full=order.size, frac=0.0, lam=0.0,
+                    value=base_value + float(seg.dg.sum()))
     order = np.argsort(-slope)  # a user's slopes strictly decrease: any order keeps its path order
     cum = np.cumsum(seg.dc[order])
-    room = budget - base_spend
     n_full = int(np.searchsorted(cum, room, side="right"))
     frac, lam = 0.0, 0.0
     if n_full < order.size:
@@ -317,31 +321,52 @@ def solve_exact(g, c, a, budget: float, need_a: float = 0.0, roi: bool = False, 
 # Public entry: direct for small problems, subsample + box reduction for large ones
 # --------------------------------------------------------------------------------------------
 def dual_value(problem: AllocationProblem, lam: float, mu: float, chunk: int = 1_000_000) -> float:
-    """D(lam, mu): an upper bound on the objective of every feasible policy (one pass)."""
-    total = 0.0
-    for s in range(0, problem.n_users, chunk):
-        sl = slice(s, s + chunk)
-        m = problem.gain[sl] - lam * problem.spend[sl]
-        if mu:
-            m = m + mu * (problem.revenue[sl] - problem.min_roi * problem.spend[sl])
-        total += float(m.max(axis=1).sum())
-    return total + lam * (problem.budget if problem.budget is not None else 0.0)
-
-
-def _choice(g, c, a, lam, mu, chunk: int = 1_000_000):
-    """argmax_k (g - lam c + mu a) per user, in chunks with one reused buffer (few temporaries)."""
+    """D(lam, mu): an upper bound on the objective of every feasible policy (one chunked pass)."""
+    g, c, r = problem.gain, problem.spend, problem.revenue
+    R = problem.min_roi or 0.0
     n, K = g.shape
-    out = np.empty(n, dtype=np.int64)
+    total = 0.0
     buf = np.empty((min(chunk, n), K))
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
         m = buf[: min(chunk, n - s)]
-        np.multiply(c[sl], -lam, out=m)
+        np.multiply(c[sl], -(lam + mu * R), out=m)
         m += g[sl]
         if mu:
-            m += mu * a[sl]
-        out[sl] = m.argmax(axis=1)
-    return out
+            m += mu * r[sl]
+        total += float(m.max(axis=1).sum())
+    return total + lam * (problem.budget if problem.budget is not None else 0.0)
+
+
+def _choice(g, c, r, lam, mu, min_roi: float = 0.0, chunk: int = 1_000_000):
+    """argmax_k (g - lam c + mu (r - min_roi c)) per user: one chunked pass, one reused buffer."""
+    return _corner_choices(g, c, r, [(lam, mu)], min_roi, chunk)[0]
+
+
+def _corner_choices(g, c, r, corners, min_roi: float = 0.0, chunk: int = 1_000_000):
+    """Lagrangian choices at the first corner, and whether every other corner agrees with it.
+
+    One pass over the data for all corners (each chunk of g, c, r is read once).
+    Returns ``(ref, same)``: ``ref`` (n,) the choices at ``corners[0]``, ``same`` (n,) bool.
+    """
+    n, K = g.shape
+    ref = np.empty(n, dtype=np.int64)
+    same = np.ones(n, dtype=bool)
+    buf = np.empty((min(chunk, n), K))
+    for s in range(0, n, chunk):
+        sl = slice(s, s + chunk)
+        m = buf[: min(chunk, n - s)]
+        for j, (lam, mu) in enumerate(corners):
+            np.multiply(c[sl], -(lam + mu * min_roi), out=m)
+            m += g[sl]
+            if mu:
+                m += mu * r[sl]
+            choice = m.argmax(axis=1)
+            if j == 0:
+                ref[sl] = choice
+            else:
+                same[sl] &= choice == ref[sl]
+    return ref, same
 
 
 def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: the dual decomposes",
@@ -352,16 +377,16 @@ def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: th
         raise ValueError("solve_dual handles budget and ROI only; use an exact solver for caps/segments")
     g, c = problem.gain, problem.spend
     roi = problem.min_roi is not None
-    a = problem.roi_slack_matrix if roi else problem.revenue  # a is unused without a floor: no copy
     budget = problem.budget if problem.budget is not None else np.inf
     n = problem.n_users
     if n <= direct_limit:
+        a = problem.roi_slack_matrix if roi else problem.revenue  # unused without a floor: no copy
         ex = solve_exact(g, c, a, budget, 0.0, roi)
         arm, lam, mu, nf = ex.arm, ex.lam, ex.mu, ex.n_fractional
         bound = min(ex.bound, dual_value(problem, lam, mu))
         how = "direct"
     else:
-        arm, lam, mu, nf, how = _solve_reduced(problem, g, c, a, budget, roi, seed)
+        arm, lam, mu, nf, how = _solve_reduced(problem, budget, roi, seed)
         bound = dual_value(problem, lam, mu)
     seconds = time.perf_counter() - t0
     log.info("dual solve (%s): lam=%.6g mu=%.6g in %.2fs", how, lam, mu, seconds)
@@ -369,13 +394,19 @@ def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: th
                   seconds=seconds, multipliers={"lambda_budget": lam, "mu_roi": mu})
 
 
-def _solve_reduced(problem, g, c, a, budget, roi, seed):
+def _solve_reduced(problem, budget, roi, seed):
+    g, c, r = problem.gain, problem.spend, problem.revenue
+    R = problem.min_roi or 0.0
+
+    def a_of(idx):  # ROI slack of a subset, without building it for everyone
+        return r[idx] - R * c[idx]
+
     n = problem.n_users
     rng = np.random.default_rng(seed)
     m = max(100_000, int(np.sqrt(n) * 100))
     sample = np.sort(rng.choice(n, size=min(m, n), replace=False))
     scale = sample.size / n
-    est = solve_exact(g[sample], c[sample], a[sample], budget * scale, 0.0, roi, mu_tol=1e-6)
+    est = solve_exact(g[sample], c[sample], a_of(sample), budget * scale, 0.0, roi, mu_tol=1e-6)
     width = 0.03
     lam_lo, lam_hi = max(0.0, est.lam * (1 - width) - 1e-12), est.lam * (1 + width) + 1e-12
     if roi:
@@ -387,18 +418,15 @@ def _solve_reduced(problem, g, c, a, budget, roi, seed):
         corners = [(lam_lo, mu_lo), (lam_hi, mu_lo)]
         if mu_hi != mu_lo:
             corners += [(lam_lo, mu_hi), (lam_hi, mu_hi)]
-        ref = _choice(g, c, a, *corners[0])
-        same = np.ones(n, dtype=bool)
-        for lm in corners[1:]:
-            same &= _choice(g, c, a, *lm) == ref
+        ref, same = _corner_choices(g, c, r, corners, R)
         free = np.flatnonzero(~same)
         fixed = np.flatnonzero(same)
         fc = float(c[fixed, ref[fixed]].sum())
-        fa = float(a[fixed, ref[fixed]].sum()) if roi else 0.0
+        fa = float(r[fixed, ref[fixed]].sum()) - R * fc if roi else 0.0
         ex = None
         if fc <= budget:
             try:
-                ex = solve_exact(g[free], c[free], a[free], budget - fc, -fa, roi)
+                ex = solve_exact(g[free], c[free], a_of(free), budget - fc, -fa, roi)
             except InfeasibleError:
                 ex = None
         if ex is not None and lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi):
@@ -416,5 +444,5 @@ def _solve_reduced(problem, g, c, a, budget, roi, seed):
             if roi:
                 mu_lo, mu_hi = min(mu_lo, ex.mu), max(mu_hi, ex.mu)
     # the box never closed (degenerate data): solve everything directly
-    ex = solve_exact(g, c, a, budget, 0.0, roi)
+    ex = solve_exact(g, c, problem.roi_slack_matrix, budget, 0.0, roi)
     return ex.arm, ex.lam, ex.mu, ex.n_fractional, "direct (reduction did not close)"

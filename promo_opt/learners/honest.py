@@ -120,7 +120,7 @@ class CrossFitted:
             m.fit(X.iloc[tr], arm[tr], y[tr])
             raw[te] = m.predict_proba(X.iloc[te])
             self.models_.append(m)
-            log.info("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
+            log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
         self.raw_oof_ = raw
         self.calibration_ = UpliftCalibration.fit(raw, arm, y) if self.calibrate else None
         self.oof_ = self.calibration_.apply(raw) if self.calibrate else raw
@@ -192,8 +192,10 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     Returns ``(fitted, report)``: every cross-fitted candidate by name (and their "ensemble").
     """
     names = list(LEARNERS) if learner == "auto" else [learner]
-    fitted = {n: CrossFitted(n, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed).fit(X, arm, y)
-              for n in names}
+    fitted = {}
+    for n in names:
+        fitted[n] = CrossFitted(n, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed).fit(X, arm, y)
+        log.info("learner %s cross-fitted (%d folds)", n, folds)
     if len(names) > 1:
         fitted["ensemble"] = Ensemble([fitted[n] for n in names])
         names = [*names, "ensemble"]
