@@ -127,9 +127,10 @@ def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray, rows: np.ndarray 
         start = best_free_arm(g, c)
     rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     cap = rows.size * max(K - 1, 0)
+    arm_t = np.int16 if K < 2**15 else np.int64  # small arm codes: less memory traffic in sorts/gathers
     user = np.empty(cap, dtype=np.int64)
-    frm = np.empty(cap, dtype=np.int64)
-    to = np.empty(cap, dtype=np.int64)
+    frm = np.empty(cap, dtype=arm_t)
+    to = np.empty(cap, dtype=arm_t)
     dc, dg, da = np.empty(cap), np.empty(cap), np.empty(cap)
     m = _hull_kernel(np.ascontiguousarray(g), np.ascontiguousarray(c), np.ascontiguousarray(a), rows,
                      start.astype(np.int64), user, frm, to, dc, dg, da) if rows.size else 0

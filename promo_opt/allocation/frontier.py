@@ -21,20 +21,74 @@ from promo_opt.errors import InfeasibleError
 
 @dataclass
 class FrontierPath:
-    """Cumulative totals along the sorted segments (index j = after taking j segments)."""
+    """Every hull segment that can matter, unsorted, and the totals before any segment.
 
-    spend: np.ndarray
-    gain: np.ndarray
-    conversions: np.ndarray
-    revenue: np.ndarray
-    slope: np.ndarray  # marginal gain per unit spend of segment j (len = n_segments)
-    seg_to: np.ndarray
-    seg_from: np.ndarray
-    start_counts: np.ndarray  # users per arm before any segment
+    ``points(budgets)`` returns the greedy path's totals at each budget. It needs the segments in
+    order of decreasing slope only up to each budget's cut, so instead of sorting everything it
+    buckets the slopes into quantile bins (per-bin sums in O(m)), locates each budget's bin from
+    the cumulative bin sums, and sorts just that bin: exactly the prefix of the full sort.
+    """
+
+    base: dict[str, float]  # spend, gain, conversions, revenue with every user at its start arm
+    start_counts: np.ndarray  # (K,) users per arm before any segment
+    key: np.ndarray  # (m,) -slope: ascending key = decreasing marginal gain per unit of spend
+    dc: np.ndarray
+    dg: np.ndarray
+    dconv: np.ndarray
+    da: np.ndarray  # revenue increments
+    to: np.ndarray
+    frm: np.ndarray
 
     @property
     def max_useful_spend(self) -> float:
-        return float(self.spend[-1])
+        return self.base["spend"] + float(self.dc.sum())
+
+    def points(self, budgets: np.ndarray, n_bins: int = 2048, seed: int = 0) -> dict[str, np.ndarray]:
+        K = self.start_counts.size
+        m = self.key.size
+        fields = {"spend": self.dc, "gain": self.dg, "conversions": self.dconv, "revenue": self.da}
+        out = {f: np.full(len(budgets), self.base[f]) for f in fields}
+        out["marginal"] = np.zeros(len(budgets))
+        out["counts"] = np.tile(self.start_counts.astype(np.int64), (len(budgets), 1))
+        if m == 0:
+            return out
+        if m > 4 * n_bins:
+            sample = self.key[np.random.default_rng(seed).choice(m, size=min(m, 100_000), replace=False)]
+            edges = np.unique(np.quantile(sample, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        else:
+            edges = np.zeros(0)
+        nb = edges.size + 1
+        b = np.searchsorted(edges, self.key, side="right")  # equal keys share a bin
+        b = b.astype(np.int16 if nb < 2**15 else np.int64)
+        grp = np.argsort(b, kind="stable")  # radix sort of small ints: O(m)
+        offs = np.searchsorted(b[grp], np.arange(nb + 1))
+        cum = {f: np.concatenate([[0.0], np.cumsum(np.bincount(b, weights=v, minlength=nb))]) for f, v in fields.items()}
+        moves = (np.bincount(b * K + self.to, minlength=nb * K) - np.bincount(b * K + self.frm, minlength=nb * K))
+        cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves.reshape(nb, K), axis=0)])
+        for i, budget in enumerate(budgets):
+            room = budget - self.base["spend"]
+            j = int(np.searchsorted(cum["spend"], room, side="right")) - 1  # bins 0..j-1 fully taken
+            j = min(max(j, 0), nb)
+            for f in fields:
+                out[f][i] += cum[f][j]
+            out["counts"][i] += cum_counts[j]
+            if j == nb:
+                continue  # every segment fits
+            idx = grp[offs[j]:offs[j + 1]]
+            idx = idx[np.argsort(self.key[idx], kind="stable")]
+            t = int(np.searchsorted(np.cumsum(self.dc[idx]), room - cum["spend"][j], side="right"))
+            taken = idx[:t]
+            for f, v in fields.items():
+                out[f][i] += float(v[taken].sum())
+            out["counts"][i] += np.bincount(self.to[taken], minlength=K) - np.bincount(self.frm[taken], minlength=K)
+            if t < idx.size:
+                out["marginal"][i] = -self.key[idx[t]]
+            else:  # the next segment is the best of the next non-empty bin
+                nxt = np.flatnonzero(offs[j + 1:-1] < offs[j + 2:])
+                if nxt.size:
+                    k = j + 1 + nxt[0]
+                    out["marginal"][i] = -self.key[grp[offs[k]:offs[k + 1]]].min()
+        return out
 
 
 def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budget: float | None = None,
@@ -55,7 +109,7 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=200_000, replace=False))
         est = solve_exact(g[sample], c[sample], r[sample], max_budget * sample.size / n)
-        base_spend = float(c[np.arange(n), start].sum())
+        base_spend = float(c[np.arange(n), start].sum()) if start.any() else 0.0
         thr = 0.9 * est.lam  # a little below the estimate; checked below, lowered if short
         while thr > 0:
             rows = np.flatnonzero(_choice(g, c, r, thr, 0.0) != start)
@@ -67,24 +121,18 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
             rows = None
     if rows is None:
         seg = hull_segments(g, c, r, start=start)
-    slope = seg.slope
-    order = np.argsort(-slope)
-    all_rows = np.arange(n)
-    u, to, frm = seg.user[order], seg.to[order], seg.frm[order]
-    # along the path the hull's own increments are the gain and (a = revenue here) the revenue
-    dconv = seg.dg[order] if conversions is g else conversions[u, to] - conversions[u, frm]
-    st_all = start
+    if conversions is g:  # along the path the hull's own increments are the gain ...
+        dconv = seg.dg
+    else:
+        dconv = conversions[seg.user, seg.to] - conversions[seg.user, seg.frm]
 
-    def cum(base, d):
-        return np.concatenate([[base], base + np.cumsum(d)])
+    def base(mat):  # totals of everyone at their starting arm (0 when every path starts at control)
+        return float(mat[np.arange(n), start].sum()) if start.any() else 0.0
 
     return FrontierPath(
-        spend=cum(float(c[all_rows, st_all].sum()), seg.dc[order]),
-        gain=cum(float(g[all_rows, st_all].sum()), seg.dg[order]),
-        conversions=cum(float(conversions[all_rows, st_all].sum()), dconv),
-        revenue=cum(float(r[all_rows, st_all].sum()), seg.da[order]),
-        slope=slope[order], seg_to=to, seg_from=frm,
-        start_counts=np.bincount(st_all, minlength=problem.n_arms),
+        base={"spend": base(c), "gain": base(g), "conversions": base(conversions), "revenue": base(r)},
+        start_counts=np.bincount(start, minlength=problem.n_arms), key=-seg.slope,
+        dc=seg.dc, dg=seg.dg, dconv=dconv, da=seg.da, to=seg.to, frm=seg.frm,  # ... and da the revenue
     )
 
 
@@ -103,31 +151,19 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     budgets = np.asarray(sorted(float(b) for b in budgets))
     if (budgets < 0).any():
         raise InfeasibleError(f"budgets must be >= 0; got {budgets[budgets < 0][:3].tolist()}")
-    cut = np.searchsorted(path.spend, budgets, side="right") - 1  # segments taken = cut
-    cut = np.clip(cut, 0, len(path.spend) - 1)
     K = problem.n_arms
     names = list(arm_names or problem.arm_names or [f"arm{k}" for k in range(K)])
-    # users per arm at each cut: start counts + (arrivals - departures) over the prefix
-    counts = np.zeros((len(budgets), K), dtype=np.int64)
-    prev, acc = 0, path.start_counts.astype(np.int64).copy()
-    for i, j in enumerate(cut):
-        if j > prev:
-            acc = acc + np.bincount(path.seg_to[prev:j], minlength=K) - np.bincount(path.seg_from[prev:j], minlength=K)
-            prev = j
-        counts[i] = acc
-    marginal = np.zeros(len(budgets))
-    inside = cut < len(path.slope)  # the next segment's slope is the budget's multiplier
-    marginal[inside] = path.slope[cut[inside]]
+    pts = path.points(budgets)
     df = pd.DataFrame({
         "budget": budgets,
-        "spend": path.spend[cut],
-        "incremental_conversions": path.conversions[cut],
-        "incremental_revenue": path.revenue[cut],
-        "objective": path.gain[cut],
-        "marginal_gain_per_unit": marginal,
+        "spend": pts["spend"],
+        "incremental_conversions": pts["conversions"],
+        "incremental_revenue": pts["revenue"],
+        "objective": pts["gain"],
+        "marginal_gain_per_unit": pts["marginal"],
     })
     for k, name in enumerate(names):
-        df[f"users_{name}"] = counts[:, k]
+        df[f"users_{name}"] = pts["counts"][:, k]
     df["resolved"] = False
     if problem.min_roi is not None:
         roi_ok = df["incremental_revenue"] >= problem.min_roi * df["spend"] - 1e-9 * df["spend"].abs()
