@@ -434,8 +434,16 @@ def _solve_reduced(problem, budget, roi, seed):
             arm = ref.copy()
             arm[free] = ex.arm
             return arm, ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n} (box {attempt + 1})"
+        log.debug("box %d did not close (free=%d)", attempt + 1, free.size)
+        if ex is not None and attempt == 0:
+            # the reduced problem saw every user: its multipliers are a better centre than the
+            # subsample's; try a box of the same relative width around them first
+            lam_lo, lam_hi = max(0.0, ex.lam * (1 - width) - 1e-12), ex.lam * (1 + width) + 1e-12
+            if roi:
+                mu_lo = max(0.0, ex.mu * (1 - width))
+                mu_hi = ex.mu * (1 + width) if ex.mu > 0 else width * (1.0 + ex.lam)
+            continue
         # widen around the same centre, and stretch towards where the reduced problem points
-        log.debug("box %d did not close (free=%d); widening", attempt + 1, free.size)
         lam_w, mu_w = 2 * (lam_hi - lam_lo) + 1e-12, 2 * (mu_hi - mu_lo) + (1e-12 if roi else 0.0)
         lam_lo, lam_hi = max(0.0, lam_lo - lam_w), lam_hi + lam_w
         if roi:
