@@ -65,15 +65,11 @@ class Segments:
     dc: np.ndarray
     dg: np.ndarray
     da: np.ndarray
-
-    @property
-    def slope(self) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.where(self.dc > 0, self.dg / np.where(self.dc > 0, self.dc, 1.0), np.inf)
+    slope: np.ndarray  # dg / dc: marginal gain per unit of spend (dc > 0 always)
 
 
 @numba.njit(cache=True, nogil=True)
-def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da):  # pragma: no cover - compiled
+def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da, slope):  # pragma: no cover - compiled
     """Per user in ``rows``: walk the upper concave hull from ``start``; write segments user-major.
 
     Among arms of equal slope the farthest is taken (collinear points merge), so each user's
@@ -100,6 +96,7 @@ def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da):  # pragma: no
             dc[m] = c[i, best] - c[i, cur]
             dg[m] = g[i, best] - g[i, cur]
             da[m] = a[i, best] - a[i, cur]
+            slope[m] = best_slope
             m += 1
             cur = best
     return m
@@ -131,10 +128,11 @@ def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray, rows: np.ndarray 
     user = np.empty(cap, dtype=np.int64)
     frm = np.empty(cap, dtype=arm_t)
     to = np.empty(cap, dtype=arm_t)
-    dc, dg, da = np.empty(cap), np.empty(cap), np.empty(cap)
+    dc, dg, da, slope = np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap)
     m = _hull_kernel(np.ascontiguousarray(g), np.ascontiguousarray(c), np.ascontiguousarray(a), rows,
-                     start.astype(np.int64), user, frm, to, dc, dg, da) if rows.size else 0
-    return Segments(start=start, user=user[:m], frm=frm[:m], to=to[:m], dc=dc[:m], dg=dg[:m], da=da[:m])
+                     start.astype(np.int64), user, frm, to, dc, dg, da, slope) if rows.size else 0
+    return Segments(start=start, user=user[:m], frm=frm[:m], to=to[:m], dc=dc[:m], dg=dg[:m], da=da[:m],
+                    slope=slope[:m])
 
 
 @dataclass
