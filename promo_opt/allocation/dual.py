@@ -80,16 +80,19 @@ def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da, slope):  # pra
     for i in rows:
         cur = start[i]
         while True:
-            best, best_slope, best_dc = -1, -np.inf, 0.0
+            best, best_dg, best_dc = -1, 0.0, 1.0
+            c0, g0 = c[i, cur], g[i, cur]
             for k in range(K):
-                d_c = c[i, k] - c[i, cur]
-                d_g = g[i, k] - g[i, cur]
+                d_c = c[i, k] - c0
+                d_g = g[i, k] - g0
                 if d_c > 0.0 and d_g > 0.0:
-                    sl = d_g / d_c
-                    if sl > best_slope or (sl == best_slope and d_c > best_dc):
-                        best, best_slope, best_dc = k, sl, d_c
+                    # d_g / d_c vs best_dg / best_dc without dividing (both spends positive)
+                    lhs, rhs = d_g * best_dc, best_dg * d_c
+                    if best < 0 or lhs > rhs or (lhs == rhs and d_c > best_dc):
+                        best, best_dg, best_dc = k, d_g, d_c
             if best < 0:
                 break
+            best_slope = best_dg / best_dc
             user[m] = i
             frm[m] = cur
             to[m] = best
