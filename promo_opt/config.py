@@ -124,18 +124,33 @@ class CampaignConfig(_Strict):
         return [self.control] + [a for a in self.arms if not a.control]
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, what: str = "campaign config",
+                            clean_loc=lambda loc: loc) -> str:
+    """One line naming every offending key as a dotted path (shared by every YAML we validate)."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        key = ".".join(str(p) for p in clean_loc(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if not key:  # cross-field checks name their key in the message
+            lines.append(msg)
+        elif e["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'")
         elif e["type"] == "missing":
             lines.append(f"missing required key '{key}'")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"key '{key}': {msg} (got {e.get('input')!r})")
-    return f"{source}: invalid campaign config: " + "; ".join(lines)
+    return f"{source}: invalid {what}: " + "; ".join(lines)
+
+
+def read_yaml(path: str | Path, what: str = "config") -> object:
+    """The parsed YAML of a file, or a ConfigError saying it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
 
 
 def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config") -> CampaignConfig:
@@ -145,7 +160,7 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
     try:
         cfg = CampaignConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
     if base_dir is not None:
         upd = {}
         for key in ("train", "candidates", "truth"):
@@ -160,12 +175,7 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
 def load_config(path: str | Path, **overrides) -> CampaignConfig:
     """Read and validate a campaign YAML. ``overrides`` are dotted keys, e.g. ``{"constraints.budget": 10}``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "config")
     for dotted, value in overrides.items():
         if value is None:
             continue

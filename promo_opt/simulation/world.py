@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promo_opt.config import ArmConfig, Objective
+from promo_opt.config import ArmConfig, Objective, format_validation_error, read_yaml
 from promo_opt.data import atomic_write
 from promo_opt.economics import compute_economics
 from promo_opt.errors import ConfigError
@@ -288,13 +288,7 @@ def load_world(name_or_path: str | Path) -> World:
         if not found:
             raise ConfigError(f"unknown world '{name_or_path}'; available worlds: {available_worlds()} (or give a YAML path)")
         path = found[0]
-    if not path.is_file():
-        raise ConfigError(f"world file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_world(raw, source=str(path))
+    return parse_world(read_yaml(path, "world"), source=str(path))
 
 
 def parse_world(raw: dict, source: str = "world") -> World:
@@ -304,19 +298,7 @@ def parse_world(raw: dict, source: str = "world") -> World:
     try:
         return World(WorldSpec.model_validate(raw))
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in _without_tags(e["loc"]))
-            msg = e["msg"].removeprefix("Value error, ")
-            if not key:  # cross-field checks name their key in the message
-                lines.append(msg)
-            elif e["type"] == "extra_forbidden":
-                lines.append(f"unknown key '{key}'")
-            elif e["type"] == "missing":
-                lines.append(f"missing required key '{key}'")
-            else:
-                lines.append(f"key '{key}': {msg}")
-        raise ConfigError(f"{source}: invalid world: " + "; ".join(lines)) from None
+        raise ConfigError(format_validation_error(err, source, "world", _without_tags)) from None
 
 
 def _without_tags(loc: tuple) -> list:
