@@ -6,7 +6,6 @@ User errors (bad config, bad data, infeasible constraints) print one line and ex
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -52,9 +51,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     ]
     truth = summary.get("truth")
     if truth:
-        pt, ot = truth["policy_true"], truth["oracle_true"]
-        lines.append(f"true (simulated) {pt['incremental_conversions']:,.1f} conversions = {truth['share_of_oracle']:.1%} of the oracle's "
-                     f"{ot['incremental_conversions']:,.1f}; spend {pt['spend']:,.0f}"
+        pt, ot, key = truth["policy_true"], truth["oracle_true"], truth["objective"]
+        label = "conversions" if key == "incremental_conversions" else "net revenue"
+        lines.append(f"true (simulated) {pt[key]:,.1f} {label} = {truth['share_of_oracle']:.1%} of the oracle's "
+                     f"{ot[key]:,.1f}; spend {pt['spend']:,.0f}"
                      + (f" = {truth['true_spend_vs_budget']:.1%} of budget" if "true_spend_vs_budget" in truth else "")
                      + (f"; ROI {pt['roi']:.3g} = {truth['true_roi_vs_floor']:.1%} of floor" if "true_roi_vs_floor" in truth else ""))
     lines.append(f"written to      {out}")
@@ -80,10 +80,8 @@ def _guard(fn):
 def run(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     """Train, score, allocate, evaluate and report, all from one campaign config."""
     cfg = _config(config)
-    t0 = time.perf_counter()
     result = pipeline.run(cfg)
     pipeline.write_run(result, cfg, out)
-    result.summary["seconds"]["total"] = time.perf_counter() - t0
     _print_summary(result.summary, out)
 
 

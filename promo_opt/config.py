@@ -104,6 +104,14 @@ class CampaignConfig(_Strict):
         return arms
 
     @model_validator(mode="after")
+    def _discount_needs_value(self):
+        pct = [a.name for a in self.arms if a.discount > 0]
+        if pct and self.data.value is None:
+            raise ValueError(f"arms {pct} give a percentage discount, which costs discount x order value: "
+                             "set data.value to the order-value column (or use cost_per_conversion)")
+        return self
+
+    @model_validator(mode="after")
     def _segments(self):
         if (self.data.segment is None) != (self.constraints.segment_budgets is None):
             raise ValueError("data.segment and constraints.segment_budgets go together: give both or neither")

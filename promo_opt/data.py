@@ -72,8 +72,19 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     raise DataError(f"cannot write {path}: unsupported extension '{suffix}'; expected .csv, .parquet or .jsonl")
 
 
+def _finite(o):
+    """NaN/inf become null: strict JSON readers reject bare NaN."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, (float, np.floating)) and not np.isfinite(o):
+        return None
+    return o
+
+
 def write_json(obj, path: str | Path) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=True) + "\n"
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
     return atomic_write(Path(path), lambda p: p.write_text(text))
 
 

@@ -51,7 +51,7 @@ class FeaturePreprocessor:
             s = X[col]
             if col in self.categorical_:
                 levels = self.categorical_[col]
-                text = s.astype("string")
+                text = _as_text(s)
                 known = text.isin(levels).fillna(False).astype(bool)
                 out[col] = pd.Categorical(text.astype(object).where(known, None), categories=levels)
             else:
@@ -67,3 +67,15 @@ class FeaturePreprocessor:
 
     def fit_transform(self, X: pd.DataFrame) -> pd.DataFrame:
         return self.fit(X).transform(X)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """A column as text for matching category levels. A numeric column (e.g. level codes that pandas
+    read as floats because of a blank) is written without a trailing '.0', as in training."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.astype("float64")
+        whole = v.notna() & (v == v.round())
+        out = v.astype("string")
+        out[whole] = v[whole].astype("int64").astype("string")
+        return out
+    return s.astype("string")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation import Allocation, solve
+from promo_opt.allocation import Allocation, AllocationProblem, solve
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
 from promo_opt.data import (Candidates, load_candidates, load_training, read_table, write_json,
@@ -70,24 +70,29 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     n = len(data.arm)
     budget = config.constraints.budget
     min_roi = config.constraints.min_roi
-    scaled = None if budget is None else budget * n / max(n_candidates, 1)
+    treatable = max(n_candidates * (1.0 - config.holdout.fraction), 1.0)  # the budget is spent on these
+    scaled = None if budget is None else budget * n / treatable
     prop = logged_propensity(data.arm, len(config.arm_names), data.propensity)
     realized = data.value if data.value is not None else data.converted.astype(float)
     ref = fitted["ensemble"].oof_ if "ensemble" in fitted else fitted[selection.chosen].oof_
     rows = {}
     for name, model in fitted.items():
         econ = compute_economics(model.oof_, vhat, config.ordered_arms)
+        full = build_problem(econ, config, budget=scaled, min_roi=min_roi)
+        # budget and ROI only: arm caps and segment budgets are for the candidates, and an exact
+        # MIP per learner would cost minutes for a comparison that the dual makes in a second
+        problem = AllocationProblem(full.gain, full.spend, full.revenue, budget=scaled, min_roi=min_roi)
         try:
-            res = solve(build_problem(econ, config, budget=scaled, min_roi=min_roi))
+            res = solve(problem, solver="dual")
         except PromoOptError:
             continue
         c = dr_contributions(res.arm, data.arm, data.converted, realized, prop, ref, vhat, config.ordered_arms)
         obj = c.conversions if config.objective == "conversions" else c.revenue - c.spend
         roi_margin = c.revenue - (min_roi or 0.0) * c.spend  # >= 0 when the floor holds
         rows[name] = (obj, roi_margin, c)
-    if not rows:
-        return
-    base = selection.chosen if selection.chosen in rows else next(iter(rows))
+    if selection.chosen not in rows:
+        return  # nothing to compare against
+    base = selection.chosen
 
     def se(x):
         return float(np.sqrt(len(x)) * x.std()) if len(x) > 1 else float("inf")
@@ -209,6 +214,8 @@ class AllocationOutcome:
     min_roi: float | None
     targets: pd.DataFrame
     summary: dict = field(default_factory=dict)
+    segment: np.ndarray | None = None  # (n,) segment code per candidate (-1 for holdout), when configured
+    segment_names: list[str] | None = None
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
@@ -230,6 +237,10 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         names = [str(x) for x in names]
     problem = build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment, segment_names=names)
     result = solve(problem, solver=config.solver)
+    seg_full = None
+    if segment is not None:
+        seg_full = np.full(n, -1, dtype=np.int64)
+        seg_full[treat] = segment
     arm = np.zeros(n, dtype=np.int64)
     arm[treat] = result.arm
     cols = econ.pick(arm)
@@ -258,7 +269,12 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "seconds": {"allocate": time.perf_counter() - t0},
     }
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
-                             min_roi=min_roi, targets=targets, summary=summary)
+                             min_roi=min_roi, targets=targets, summary=summary, segment=seg_full, segment_names=names)
+
+
+def _side_constraints(config: CampaignConfig) -> bool:
+    return config.data.segment is not None or any(a.max_users is not None or a.max_spend is not None
+                                                  for a in config.arms)
 
 
 def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi: float | None = None,
@@ -268,6 +284,10 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved.
     """
+    if _side_constraints(config):
+        raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
+                            "budgets, which the budget curve does not model: remove them for planning, or run "
+                            "'promo-opt allocate --budget X' for each budget")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
     return _plan_econ(config, econ, treat, budgets, config.constraints.min_roi if min_roi is None else min_roi, n_points)
@@ -275,7 +295,8 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
 
 def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
     sub = compute_economics(econ.p[treat], econ.value[treat], config.ordered_arms)
-    problem = build_problem(sub, config, budget=None, min_roi=min_roi)
+    full = build_problem(sub, config, budget=None, min_roi=min_roi)
+    problem = AllocationProblem(full.gain, full.spend, full.revenue, min_roi=min_roi)  # budget and ROI only
     return plan_curve(problem, sub.incremental_conversions, budgets=budgets, n_points=n_points,
                       arm_names=config.arm_names)
 
@@ -332,14 +353,18 @@ def run(config: CampaignConfig) -> RunResult:
         t0 = time.perf_counter()
         truth = read_table(config.data.truth, "truth")
         report = score_against_truth(config, outcome.ids, outcome.arm, ~outcome.holdout, truth,
-                                     summary["expected"], outcome.budget, outcome.min_roi)
+                                     summary["expected"], outcome.budget, outcome.min_roi,
+                                     segment=outcome.segment, segment_names=outcome.segment_names)
         summary["truth"] = report.as_dict()
         t["truth"] = time.perf_counter() - t0
     summary["learner"] = model.metrics["selection"]["chosen"]
     summary["seconds"] = t
+    if _side_constraints(config):
+        summary["budget_curve_note"] = "the budget curve leaves out arm caps and segment budgets"
     t0 = time.perf_counter()
     html = render_report(summary, curve, model.metrics)
     t["report"] = time.perf_counter() - t0
+    t["total"] = sum(t.values())
     return RunResult(model=model, scores=scores, outcome=outcome, curve=curve, summary=summary, report_html=html)
 
 

@@ -9,7 +9,7 @@ from promo_opt.errors import ConfigError, DataError
 from tests.conftest import write_config
 
 BASE = {
-    "data": {"train": "t.csv", "candidates": "c.csv", "id": "user_id"},
+    "data": {"train": "t.csv", "candidates": "c.csv", "id": "user_id", "value": "order_value"},
     "arms": [{"name": "control", "control": True}, {"name": "pct10", "discount": 0.1}],
     "constraints": {"budget": 100},
 }
@@ -53,6 +53,7 @@ def test_control_column_first_whatever_the_order():
     (_raw(**{"constraints.min_roi": -0.5}), "constraints.min_roi"),
     (_raw(objective="revenue"), "key 'objective'"),
     (_raw(**{"holdout": {"fraction": 1.5}}), "holdout.fraction"),
+    (_raw(**{"data": {"id": "user_id"}}), "arms ['pct10'] give a percentage discount"),
     ({"arms": BASE["arms"]}, "missing required key 'data'"),
 ])
 def test_config_errors_name_the_key(raw, needle):
@@ -129,3 +130,31 @@ def test_features_round_trip_unseen_levels_and_bad_numbers():
         pre.transform(pd.DataFrame({"c": ["a"], "x": ["ten"]}))
     with pytest.raises(DataError, match=r"\['x'\] are missing"):
         pre.transform(pd.DataFrame({"c": ["a"]}))
+
+
+def test_shipped_policies_are_valid_configs():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "policies").glob("*.yaml"))
+    assert paths, "policies/ should ship at least one example campaign"
+    for p in paths:
+        cfg = load_config(p)
+        assert cfg.arm_names[0] == cfg.control.name
+
+
+def test_level_codes_read_as_numbers_still_match_training_levels():
+    from promo_opt.features import FeaturePreprocessor
+
+    pre = FeaturePreprocessor().fit(pd.DataFrame({"tier": ["1", "2", "gold"]}))
+    # the candidates file had a blank, so pandas read the codes as floats
+    out = pre.transform(pd.DataFrame({"tier": [1.0, 2.0, None]}))
+    assert out["tier"].astype(object).tolist()[:2] == ["1", "2"] and out["tier"].isna().tolist() == [False, False, True]
+
+
+def test_json_has_no_bare_nan(tmp_path):
+    import json
+
+    from promo_opt.data import write_json
+
+    write_json({"roi": float("nan"), "x": [1.0, float("inf")]}, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text()) == {"roi": None, "x": [1.0, None]}

@@ -19,7 +19,7 @@ def _scores(n=300, seed=0):
 
 
 def _config(**extra):
-    raw = {"data": {"id": "user_id", "segment": "country"},
+    raw = {"data": {"id": "user_id", "segment": "country", "value": "v"},
            "arms": [{"name": "control", "control": True}, {"name": "pct10", "discount": 0.1},
                     {"name": "pct20", "discount": 0.2, "max_users": 20}],
            "constraints": {"budget": 150.0, "segment_budgets": {"DE": 40.0, "FR": 60.0, "NL": 80.0}}}
@@ -39,7 +39,7 @@ def test_caps_and_segment_budgets_hold_and_solver_says_why():
     assert t["expected_cost"].sum() <= 150 + 1e-9
     assert s["gap"] < 1e-3
     # an uncapped campaign does better or equal: the caps really bind
-    free = pipeline.allocate(parse_config({"data": {"id": "user_id"}, "arms": [
+    free = pipeline.allocate(parse_config({"data": {"id": "user_id", "value": "v"}, "arms": [
         {"name": "control", "control": True}, {"name": "pct10", "discount": 0.1}, {"name": "pct20", "discount": 0.2}],
         "constraints": {"budget": 150.0}}), scores)
     assert free.summary["expected"]["incremental_conversions"] >= s["expected"]["incremental_conversions"] - 1e-9
@@ -51,3 +51,10 @@ def test_segment_without_budget_is_named():
     cfg = _config(constraints={"budget": 150.0, "segment_budgets": {"DE": 40.0, "FR": 60.0}})
     with pytest.raises(DataError, match=r"has values \['NL'\] with no entry in constraints.segment_budgets"):
         pipeline.allocate(cfg, scores)
+
+
+def test_plan_refuses_side_constraints_it_cannot_model():
+    from promo_opt.errors import PromoOptError
+
+    with pytest.raises(PromoOptError, match="arm caps or segment budgets"):
+        pipeline.plan(_config(), _scores())

@@ -64,10 +64,17 @@ def _ratio(a: float, b: float) -> float:
 
 def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray, treatable: np.ndarray,
                         truth: pd.DataFrame, expected: dict[str, float], budget: float | None,
-                        min_roi: float | None) -> TruthReport:
-    """True totals of ``arm`` and of the oracle over the ``treatable`` (non-holdout) users."""
+                        min_roi: float | None, segment: np.ndarray | None = None,
+                        segment_names: list[str] | None = None) -> TruthReport:
+    """True totals of ``arm`` and of the oracle over the ``treatable`` (non-holdout) users.
+
+    The oracle faces the same constraints as the policy: budget, ROI floor, arm caps and, when
+    ``segment`` (codes per user) is given, the segment budgets.
+    """
     econ = truth_economics(config, ids, truth)
     sub = compute_economics(econ.p[treatable], econ.value[treatable], config.ordered_arms)
-    oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi))
+    seg = None if segment is None else segment[treatable]
+    oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=seg,
+                                 segment_names=segment_names), solver=config.solver)
     return TruthReport(policy=econ.totals(arm), oracle=sub.totals(oracle.arm), expected=expected,
                        budget=budget, min_roi=min_roi, objective=config.objective)
