@@ -11,12 +11,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
 from promo_opt.allocation.dual import _choice, best_free_arm, hull_segments, solve_dual, solve_exact
 from promo_opt.allocation.problem import AllocationProblem
 from promo_opt.errors import InfeasibleError
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_pass(edges, key, dc, dg, dconv, da, to, frm, b, sums, moves):  # pragma: no cover - compiled
+    """One pass: each segment's bin (as searchsorted(edges, key, 'right')) and the per-bin sums."""
+    ne = edges.size
+    for i in range(key.size):
+        k = key[i]
+        lo, n = 0, ne
+        while n > 0:  # first edge > k
+            half = n >> 1
+            if edges[lo + half] <= k:
+                lo += half + 1
+                n -= half + 1
+            else:
+                n = half
+        b[i] = lo
+        sums[lo, 0] += dc[i]
+        sums[lo, 1] += dg[i]
+        sums[lo, 2] += dconv[i]
+        sums[lo, 3] += da[i]
+        moves[lo, to[i]] += 1
+        moves[lo, frm[i]] -= 1
 
 
 @dataclass
@@ -58,13 +82,14 @@ class FrontierPath:
         else:
             edges = np.zeros(0)
         nb = edges.size + 1
-        b = np.searchsorted(edges, self.key, side="right")  # equal keys share a bin
-        b = b.astype(np.int16 if nb < 2**15 else np.int64)
+        b = np.empty(m, dtype=np.int16 if nb < 2**15 else np.int64)
+        sums = np.zeros((nb, 4))
+        moves = np.zeros((nb, K), dtype=np.int64)
+        _bin_pass(edges, self.key, self.dc, self.dg, self.dconv, self.da, self.to, self.frm, b, sums, moves)
         grp = np.argsort(b, kind="stable")  # radix sort of small ints: O(m)
-        offs = np.searchsorted(b[grp], np.arange(nb + 1))
-        cum = {f: np.concatenate([[0.0], np.cumsum(np.bincount(b, weights=v, minlength=nb))]) for f, v in fields.items()}
-        moves = (np.bincount(b * K + self.to, minlength=nb * K) - np.bincount(b * K + self.frm, minlength=nb * K))
-        cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves.reshape(nb, K), axis=0)])
+        offs = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
+        cum = {f: np.concatenate([[0.0], np.cumsum(sums[:, j])]) for j, f in enumerate(fields)}
+        cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves, axis=0)])
         for i, budget in enumerate(budgets):
             room = budget - self.base["spend"]
             j = int(np.searchsorted(cum["spend"], room, side="right")) - 1  # bins 0..j-1 fully taken
