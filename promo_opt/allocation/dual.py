@@ -69,7 +69,7 @@ class Segments:
 
 
 @numba.njit(cache=True, nogil=True)
-def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da, slope):  # pragma: no cover - compiled
+def _hull_kernel(g, c, a, rows, start, thr, user, frm, to, dc, dg, da, slope):  # pragma: no cover - compiled
     """Per user in ``rows``: walk the upper concave hull from ``start``; write segments user-major.
 
     Among arms of equal slope the farthest is taken (collinear points merge), so each user's
@@ -79,6 +79,7 @@ def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da, slope):  # pra
     m = 0
     for i in rows:
         cur = start[i]
+        first = True
         while True:
             best, best_dg, best_dc = -1, 0.0, 1.0
             c0, g0 = c[i, cur], g[i, cur]
@@ -93,6 +94,9 @@ def _hull_kernel(g, c, a, rows, start, user, frm, to, dc, dg, da, slope):  # pra
             if best < 0:
                 break
             best_slope = best_dg / best_dc
+            if first and best_slope <= thr:
+                break  # the user's steepest segment is not above thr: leave it out entirely
+            first = False
             user[m] = i
             frm[m] = cur
             to[m] = best
@@ -114,12 +118,13 @@ def best_free_arm(g: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray, rows: np.ndarray | None = None,
-                  start: np.ndarray | None = None) -> Segments:
+                  start: np.ndarray | None = None, above: float = -np.inf) -> Segments:
     """Concave-hull path of each user from its best zero-cost arm through arms of more spend.
 
     Only segments with positive gain and positive spend are kept: with lam >= 0 a segment of
     non-positive gain is never worth taking. Segments come user by user, in path order, with
-    strictly decreasing slopes. ``rows`` restricts the paths to those users (ids stay global).
+    strictly decreasing slopes. ``rows`` restricts the paths to those users (ids stay global);
+    users whose steepest segment is not above ``above`` get no segments.
     One compiled pass, O(n K^2).
     """
     n, K = g.shape
@@ -133,7 +138,7 @@ def hull_segments(g: np.ndarray, c: np.ndarray, a: np.ndarray, rows: np.ndarray 
     to = np.empty(cap, dtype=arm_t)
     dc, dg, da, slope = np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap)
     m = _hull_kernel(np.ascontiguousarray(g), np.ascontiguousarray(c), np.ascontiguousarray(a), rows,
-                     start.astype(np.int64), user, frm, to, dc, dg, da, slope) if rows.size else 0
+                     start.astype(np.int64), float(above), user, frm, to, dc, dg, da, slope) if rows.size else 0
     return Segments(start=start, user=user[:m], frm=frm[:m], to=to[:m], dc=dc[:m], dg=dg[:m], da=da[:m],
                     slope=slope[:m])
 
@@ -338,11 +343,6 @@ def dual_value(problem: AllocationProblem, lam: float, mu: float, chunk: int = 1
             m += mu * r[sl]
         total += float(m.max(axis=1).sum())
     return total + lam * (problem.budget if problem.budget is not None else 0.0)
-
-
-def _choice(g, c, r, lam, mu, min_roi: float = 0.0, chunk: int = 1_000_000):
-    """argmax_k (g - lam c + mu (r - min_roi c)) per user: one chunked pass, one reused buffer."""
-    return _corner_choices(g, c, r, [(lam, mu)], min_roi, chunk)[0]
 
 
 def _corner_choices(g, c, r, corners, min_roi: float = 0.0, chunk: int = 1_000_000):

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation.dual import _choice, best_free_arm, hull_segments, solve_dual, solve_exact
+from promo_opt.allocation.dual import best_free_arm, hull_segments, solve_dual, solve_exact
 from promo_opt.allocation.problem import AllocationProblem
 from promo_opt.errors import InfeasibleError
 
@@ -129,22 +129,22 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
     g, c, r = problem.gain, problem.spend, problem.revenue
     n = problem.n_users
     start = best_free_arm(g, c)
-    rows = None
     if max_budget is not None and n > 200_000:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=200_000, replace=False))
         est = solve_exact(g[sample], c[sample], r[sample], max_budget * sample.size / n)
         base_spend = float(c[np.arange(n), start].sum()) if start.any() else 0.0
         thr = 0.9 * est.lam  # a little below the estimate; checked below, lowered if short
+        done = False
         while thr > 0:
-            rows = np.flatnonzero(_choice(g, c, r, thr, 0.0) != start)
-            seg = hull_segments(g, c, r, rows=rows, start=start)
+            seg = hull_segments(g, c, r, start=start, above=thr)  # users with a segment above thr
             if base_spend + float(seg.dc[seg.slope > thr].sum()) >= max_budget:
-                break  # the path reaches max_budget through slopes above thr: exact prefix
+                done = True  # the path reaches max_budget through slopes above thr: exact prefix
+                break
             thr = thr * 0.5 if thr > 1e-12 else 0.0
-        else:
-            rows = None
-    if rows is None:
+        if not done:
+            seg = hull_segments(g, c, r, start=start)
+    else:
         seg = hull_segments(g, c, r, start=start)
     if conversions is g:  # along the path the hull's own increments are the gain ...
         dconv = seg.dg
