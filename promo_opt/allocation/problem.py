@@ -109,9 +109,9 @@ class AllocationProblem:
             "revenue": float(self.revenue[idx, arm].sum()),
         }
 
-    def violations(self, arm: np.ndarray, tol: float = 1e-9) -> list[str]:
+    def violations(self, arm: np.ndarray, tol: float = 1e-9, totals: dict[str, float] | None = None) -> list[str]:
         """Human-readable list of the hard constraints ``arm`` breaks (empty when feasible)."""
-        t = self.evaluate(arm)
+        t = totals or self.evaluate(arm)
         out = []
         scale = max(1.0, abs(self.budget or 0.0))
         if self.budget is not None and t["spend"] > self.budget + tol * scale:
@@ -178,8 +178,8 @@ def relative_gap(objective: float, bound: float) -> float:
     return max(0.0, (bound - objective) / denom)
 
 
-def make_slacks(problem: AllocationProblem, arm: np.ndarray) -> dict[str, float]:
-    t = problem.evaluate(arm)
+def make_slacks(problem: AllocationProblem, arm: np.ndarray, totals: dict[str, float] | None = None) -> dict[str, float]:
+    t = totals or problem.evaluate(arm)
     s: dict[str, float] = {}
     if problem.budget is not None:
         s["budget"] = float(problem.budget - t["spend"])
@@ -204,15 +204,15 @@ def finish(problem: AllocationProblem, arm: np.ndarray, *, bound: float, n_fract
            multipliers: dict[str, float] | None = None) -> Allocation:
     """Build the certified result of a feasible integer policy; refuses an infeasible one."""
     arm = np.asarray(arm, dtype=np.int64)
-    bad = problem.violations(arm, tol=1e-7)
+    t = problem.evaluate(arm)  # once: the checks and the slacks reuse it
+    bad = problem.violations(arm, tol=1e-7, totals=t)
     if bad:
         raise AssertionError(f"{solver} produced an infeasible policy: {'; '.join(bad)}")
-    t = problem.evaluate(arm)
     bound = max(bound, t["objective"])
     gap = relative_gap(t["objective"], bound)
     return Allocation(
         arm=arm, objective=t["objective"], bound=bound, gap=gap, spend=t["spend"],
-        revenue=t["revenue"], slacks=make_slacks(problem, arm), n_fractional=n_fractional,
+        revenue=t["revenue"], slacks=make_slacks(problem, arm, totals=t), n_fractional=n_fractional,
         solver=solver, solver_reason=solver_reason, seconds=seconds,
         status=status or ("optimal" if gap <= 1e-6 else "feasible"), multipliers=multipliers or {},
     )
