@@ -21,19 +21,23 @@ from promo_opt.errors import InfeasibleError
 
 
 @numba.njit(cache=True, nogil=True)
-def _bin_pass(edges, key, dc, dg, dconv, da, to, frm, b, sums, moves):  # pragma: no cover - compiled
-    """One pass: each segment's bin (as searchsorted(edges, key, 'right')) and the per-bin sums."""
+def _bin_pass(edges, lut, kmin, scale, key, dc, dg, dconv, da, to, frm, b, sums, moves):  # pragma: no cover
+    """One pass: each segment's bin (= searchsorted(edges, key, 'right')) and the per-bin sums.
+
+    ``lut[cell]`` is the bin of the left end of a uniform grid cell over the keys, so the bin is
+    found in O(1): start from the cell's bin and step over the (rare) edges inside the cell.
+    """
     ne = edges.size
+    last = lut.size - 1
     for i in range(key.size):
         k = key[i]
-        lo, n = 0, ne
-        while n > 0:  # first edge > k
-            half = n >> 1
-            if edges[lo + half] <= k:
-                lo += half + 1
-                n -= half + 1
-            else:
-                n = half
+        cell = int((k - kmin) * scale)
+        cell = 0 if cell < 0 else (last if cell > last else cell)
+        lo = lut[cell]
+        while lo > 0 and edges[lo - 1] > k:  # guards against round-off in the cell index
+            lo -= 1
+        while lo < ne and edges[lo] <= k:
+            lo += 1
         b[i] = lo
         sums[lo, 0] += dc[i]
         sums[lo, 1] += dg[i]
@@ -85,7 +89,13 @@ class FrontierPath:
         b = np.empty(m, dtype=np.int16 if nb < 2**15 else np.int64)
         sums = np.zeros((nb, 4))
         moves = np.zeros((nb, K), dtype=np.int64)
-        _bin_pass(edges, self.key, self.dc, self.dg, self.dconv, self.da, self.to, self.frm, b, sums, moves)
+        kmin, kmax = float(self.key.min()), float(self.key.max())
+        cells = 1 << 16
+        scale = (cells - 1) / (kmax - kmin) if kmax > kmin else 0.0
+        grid = kmin + np.arange(cells) / scale if scale else np.full(cells, kmin)
+        lut = np.searchsorted(edges, grid, side="right")  # bin of each cell's left end: a starting guess
+        _bin_pass(edges, lut, kmin, scale, self.key, self.dc, self.dg, self.dconv, self.da, self.to, self.frm,
+                  b, sums, moves)
         grp = np.argsort(b, kind="stable")  # radix sort of small ints: O(m)
         offs = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
         cum = {f: np.concatenate([[0.0], np.cumsum(sums[:, j])]) for j, f in enumerate(fields)}
