@@ -128,3 +128,36 @@ def test_plan_refuses_negative_budgets(world) -> None:
     p, _ = world
     with pytest.raises(InfeasibleError, match=r"budgets must be >= 0"):
         plan(p, p.gain, [-1.0, 10.0])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_binned_points_equal_the_full_sort(ties: bool) -> None:
+    """Enough segments for the quantile-bin path (m > 4 x bins): every budget's totals and arm counts
+    equal those of the plain stable sort of every hull segment, ties between users included."""
+    from promo_opt.allocation.dual import hull_segments
+    from promo_opt.allocation.frontier import plan
+
+    rng = np.random.default_rng(5)
+    n, K = 30_000, 4
+    p0 = rng.beta(2, 20, n)[:, None]
+    p = np.clip(p0 + rng.normal(0.01, 0.02, (n, 1)) * np.array([0, 1, 1.8, 2.5]), 0, 1)
+    val = rng.lognormal(4, 0.5, (n, 1))
+    if ties:  # blocks of identical users: many equal slopes, across bin edges too
+        p, val = np.repeat(p[: n // 10], 10, axis=0), np.repeat(val[: n // 10], 10, axis=0)
+    spend = p * np.array([0, 0.05, 0.1, 0.2]) * val
+    gain = p - p[:, [0]]
+    rev = gain * val
+    prob = AllocationProblem(gain, spend, rev)
+    budgets = np.linspace(0, spend.max(axis=1).sum() * 0.8, 37)
+    df = plan(prob, gain, budgets=budgets)
+    seg = hull_segments(gain, spend, rev)
+    assert seg.dc.size > 4 * 2048
+    o = np.argsort(-seg.slope, kind="stable")
+    cs = np.concatenate([[0.0], np.cumsum(seg.dc[o])])
+    cg = np.concatenate([[0.0], np.cumsum(seg.dg[o])])
+    cut = np.searchsorted(cs, budgets, side="right") - 1
+    np.testing.assert_allclose(df["objective"], cg[cut], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(df["spend"], cs[cut], rtol=1e-9, atol=1e-9)
+    for k in range(K):
+        moved = np.array([np.sum(seg.to[o[:j]] == k) - np.sum(seg.frm[o[:j]] == k) for j in cut])
+        assert (df[f"users_arm{k}"] == (n if k == 0 else 0) + moved).all()
