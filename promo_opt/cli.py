@@ -4,6 +4,7 @@ User errors (bad config, bad data, infeasible constraints) print one line and ex
 """
 
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -63,15 +64,13 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 def _guard(fn):
     """Turn user errors into one line on stderr and exit code 2 (tracebacks only for bugs)."""
+    @functools.wraps(fn)  # typer reads the parameters through __wrapped__
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PromoOptError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2)
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    wrapper.__signature__ = __import__("inspect").signature(fn)
     return wrapper
 
 

@@ -19,9 +19,6 @@ import pandas as pd
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import DataError
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl")
-
-
 # --------------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,12 @@ class Economics:
             return self.net_revenue
         raise ValueError(f"unknown objective {objective!r}; expected 'conversions' or 'net_revenue'")
 
+    def subset(self, rows: np.ndarray) -> "Economics":
+        """The economics of some users (a boolean mask or indices), without recomputing anything."""
+        return Economics(p=self.p[rows], value=self.value[rows],
+                         incremental_conversions=self.incremental_conversions[rows],
+                         incremental_revenue=self.incremental_revenue[rows], spend=self.spend[rows])
+
     def pick(self, arm: np.ndarray) -> dict[str, np.ndarray]:
         """Per-user columns of a policy: the chosen arm's p, increments and spend."""
         rows = np.arange(self.p.shape[0])

@@ -7,7 +7,7 @@ Loading a model for a config with other arms or feature columns fails with a cle
 
 from __future__ import annotations
 
-import json
+import io
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +56,6 @@ class TrainedModel:
     def save(self, directory: str | Path, config: CampaignConfig) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        import io
-
         buf = io.BytesIO()
         joblib.dump(self, buf, compress=3)
         meta = {"arms": self.arm_names, "features": self.features, "campaign": config.name,
@@ -84,7 +82,3 @@ class TrainedModel:
                     f"{config.arm_names}; retrain with 'promo-opt train'"
                 )
         return model
-
-    @staticmethod
-    def read_metrics(directory: str | Path) -> dict:
-        return json.loads((Path(directory) / METRICS_FILE).read_text())

@@ -227,7 +227,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     n = len(ids)
     hold = holdout_mask(n, config.holdout.fraction, config.seed)
     treat = ~hold
-    sub = compute_economics(econ.p[treat], econ.value[treat], config.ordered_arms)
+    sub = econ.subset(treat)
     segment = names = None
     if config.data.segment:
         if config.data.segment not in scores.columns:
@@ -294,7 +294,7 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
 
 
 def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
-    sub = compute_economics(econ.p[treat], econ.value[treat], config.ordered_arms)
+    sub = econ.subset(treat)
     full = build_problem(sub, config, budget=None, min_roi=min_roi)
     problem = AllocationProblem(full.gain, full.spend, full.revenue, min_roi=min_roi)  # budget and ROI only
     return plan_curve(problem, sub.incremental_conversions, budgets=budgets, n_points=n_points,

@@ -15,7 +15,7 @@ Problem (a multiple-choice knapsack with global linear side constraints)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -159,15 +159,6 @@ class Allocation:
     @property
     def roi(self) -> float:
         return self.revenue / self.spend if self.spend > 0 else float("nan")
-
-    def users_per_arm(self, n_arms: int) -> np.ndarray:
-        return np.bincount(self.arm, minlength=n_arms)
-
-    def summary(self) -> dict:
-        d = asdict(self)
-        d.pop("arm")
-        d["roi"] = self.roi
-        return d
 
 
 def relative_gap(objective: float, bound: float) -> float:

@@ -72,7 +72,7 @@ def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray
     ``segment`` (codes per user) is given, the segment budgets.
     """
     econ = truth_economics(config, ids, truth)
-    sub = compute_economics(econ.p[treatable], econ.value[treatable], config.ordered_arms)
+    sub = econ.subset(treatable)
     seg = None if segment is None else segment[treatable]
     oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=seg,
                                  segment_names=segment_names), solver=config.solver)

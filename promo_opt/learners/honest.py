@@ -121,7 +121,6 @@ class CrossFitted:
             raw[te] = m.predict_proba(X.iloc[te])
             self.models_.append(m)
             log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
-        self.raw_oof_ = raw
         self.calibration_ = UpliftCalibration.fit(raw, arm, y) if self.calibrate else None
         self.oof_ = self.calibration_.apply(raw) if self.calibrate else raw
         return self
