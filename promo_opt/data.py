@@ -222,6 +222,11 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
                         value=value, propensity=prop)
 
 
+def segment_labels(column: pd.Series) -> np.ndarray:
+    """Segment values as text (missing -> '<missing>'), the keys of constraints.segment_budgets."""
+    return column.astype("string").fillna("<missing>").to_numpy()
+
+
 def prepare_candidates(config: CampaignConfig, df: pd.DataFrame, features: list[str]) -> Candidates:
     d = config.data
     _require(df, [d.id] + features, "candidates", d.candidates)
@@ -229,7 +234,7 @@ def prepare_candidates(config: CampaignConfig, df: pd.DataFrame, features: list[
     seg = None
     if d.segment:
         _require(df, [d.segment], "candidates (data.segment)", d.candidates)
-        seg = df[d.segment].astype("string").fillna("<missing>").to_numpy()
+        seg = segment_labels(df[d.segment])
     return Candidates(ids=ids, X=df[features].reset_index(drop=True), segment=seg)
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 from promo_opt.allocation import Allocation, AllocationProblem, solve
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
-from promo_opt.data import (Candidates, load_candidates, load_training, read_table, write_json,
-                            write_table)
+from promo_opt.data import (Candidates, load_candidates, load_training, read_table, segment_labels,
+                            write_json, write_table)
 from promo_opt.economics import Economics, build_problem, compute_economics
 from promo_opt.errors import DataError, PromoOptError
 from promo_opt.features import FeaturePreprocessor
@@ -214,7 +214,7 @@ class AllocationOutcome:
     min_roi: float | None
     targets: pd.DataFrame
     summary: dict = field(default_factory=dict)
-    segment: np.ndarray | None = None  # (n,) segment code per candidate (-1 for holdout), when configured
+    segment: np.ndarray | None = None  # segment code of each treatable (non-holdout) user, when configured
     segment_names: list[str] | None = None
 
 
@@ -232,15 +232,11 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     if config.data.segment:
         if config.data.segment not in scores.columns:
             raise DataError(f"scores: missing column '{config.data.segment}' (data.segment); re-run 'promo-opt score'")
-        labels = scores[config.data.segment].astype("string").fillna("<missing>").to_numpy()[treat]
+        labels = segment_labels(scores[config.data.segment])[treat]
         names, segment = np.unique(labels, return_inverse=True)
         names = [str(x) for x in names]
     problem = build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment, segment_names=names)
     result = solve(problem, solver=config.solver)
-    seg_full = None
-    if segment is not None:
-        seg_full = np.full(n, -1, dtype=np.int64)
-        seg_full[treat] = segment
     arm = np.zeros(n, dtype=np.int64)
     arm[treat] = result.arm
     cols = econ.pick(arm)
@@ -269,7 +265,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "seconds": {"allocate": time.perf_counter() - t0},
     }
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
-                             min_roi=min_roi, targets=targets, summary=summary, segment=seg_full, segment_names=names)
+                             min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names)
 
 
 def _side_constraints(config: CampaignConfig) -> bool:

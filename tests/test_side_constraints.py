@@ -58,3 +58,18 @@ def test_plan_refuses_side_constraints_it_cannot_model():
 
     with pytest.raises(PromoOptError, match="arm caps or segment budgets"):
         pipeline.plan(_config(), _scores())
+
+
+def test_oracle_faces_the_segment_budgets():
+    """The true-outcome oracle is held to the same segment budgets as the policy."""
+    from promo_opt.evaluation.truth import score_against_truth
+
+    scores = _scores()
+    cfg = _config(constraints={"budget": 150.0, "segment_budgets": {"DE": 10.0, "FR": 10.0, "NL": 10.0}})
+    out = pipeline.allocate(cfg, scores)
+    truth = scores.drop(columns=["country"])  # treat the scores as the truth: same columns
+    rep = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"],
+                              out.budget, out.min_roi, segment=out.segment, segment_names=out.segment_names)
+    assert rep.oracle["spend"] <= 30 + 1e-6  # the segments allow 30 of the global 150
+    # with the scores as truth, the oracle is the policy itself (same solver, same constraints)
+    assert rep.oracle["incremental_conversions"] == pytest.approx(rep.policy["incremental_conversions"], rel=1e-9)

@@ -69,12 +69,11 @@ def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray
     """True totals of ``arm`` and of the oracle over the ``treatable`` (non-holdout) users.
 
     The oracle faces the same constraints as the policy: budget, ROI floor, arm caps and, when
-    ``segment`` (codes per user) is given, the segment budgets.
+    ``segment`` (codes of the treatable users, as given to the allocator) is given, the segment budgets.
     """
     econ = truth_economics(config, ids, truth)
     sub = econ.subset(treatable)
-    seg = None if segment is None else segment[treatable]
-    oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=seg,
+    oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment,
                                  segment_names=segment_names), solver=config.solver)
     return TruthReport(policy=econ.totals(arm), oracle=sub.totals(oracle.arm), expected=expected,
                        budget=budget, min_roi=min_roi, objective=config.objective)
