@@ -78,6 +78,18 @@ class ModelConfig(_Strict):
     calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
 
 
+class SparkConfig(_Strict):
+    """Settings of the Spark engine (``--engine spark``). Tables: a Parquet path or ``table:<name>``."""
+
+    master: str = "local[*]"
+    partitions: int | None = Field(default=None, ge=1)  # repartition the input to this many (None: as read)
+    candidates: str | None = None  # input for scoring (default: data.candidates)
+    scores: str | None = None  # scores written by score / read by allocate and plan
+    targets: str | None = None  # the targeting list, partitioned Parquet (default: <out>/targets.parquet)
+    partition_by: list[str] = ["arm"]  # partition columns of the targeting list
+    conf: dict[str, str] = {}  # extra Spark settings, e.g. spark.driver.memory
+
+
 class CampaignConfig(_Strict):
     name: str = "campaign"
     data: DataConfig
@@ -88,6 +100,7 @@ class CampaignConfig(_Strict):
     model: ModelConfig = ModelConfig()
     solver: Literal["auto", "dual", "cpsat", "mip", "pulp"] = "auto"
     seed: int = 0
+    spark: SparkConfig = SparkConfig()  # used only with --engine spark
 
     @field_validator("arms")
     @classmethod
@@ -177,6 +190,10 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
                 upd[key] = (base_dir / p).resolve()
         if upd:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=upd)})
+        sp = {k: str((base_dir / v).resolve()) for k in ("candidates", "scores", "targets")
+              if (v := getattr(cfg.spark, k)) and "://" not in v and not v.startswith("table:") and not Path(v).is_absolute()}
+        if sp:  # relative local Spark paths, like data paths, are relative to the config file
+            cfg = cfg.model_copy(update={"spark": cfg.spark.model_copy(update=sp)})
     return cfg
 
 

@@ -396,19 +396,65 @@ def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: th
                   seconds=seconds, multipliers={"lambda_budget": lam, "mu_roi": mu})
 
 
+class ArrayAccess:
+    """The reduced solve's view of the users when the arrays are in memory.
+
+    :func:`reduced_solve` touches the data only through ``n``, ``rows``, ``split`` and
+    ``solve_all``; the Spark engine (:mod:`promo_opt.spark.allocate`) implements the same four as
+    distributed passes, so both engines run this one algorithm and return the same policy.
+    """
+
+    def __init__(self, problem: AllocationProblem):
+        self.problem = problem
+        self.g, self.c, self.r = problem.gain, problem.spend, problem.revenue
+        self.R = problem.min_roi or 0.0
+        self.n = problem.n_users
+
+    def rows(self, idx):
+        """(g, c, a) of the users ``idx`` (sorted), ``a`` the ROI slack."""
+        return self.g[idx], self.c[idx], self.r[idx] - self.R * self.c[idx]
+
+    def split(self, corners):
+        """Fix the users whose Lagrangian choice agrees at every corner.
+
+        Returns ``(fixed_spend, fixed_revenue, free, (g, c, a) of free, policy)`` where
+        ``policy(free_arm)`` is the whole policy: the corner choice, ``free_arm`` for the free users.
+        """
+        ref, same = _corner_choices(self.g, self.c, self.r, corners, self.R)
+        free = np.flatnonzero(~same)
+        fixed = np.flatnonzero(same)
+        fc = float(self.c[fixed, ref[fixed]].sum())
+        fr = float(self.r[fixed, ref[fixed]].sum())
+
+        def policy(free_arm):
+            arm = ref.copy()
+            arm[free] = free_arm
+            return arm
+
+        return fc, fr, free, self.rows(free), policy
+
+    def solve_all(self, budget, roi):
+        return solve_exact(self.g, self.c, self.problem.roi_slack_matrix, budget, 0.0, roi)
+
+
 def _solve_reduced(problem, budget, roi, seed):
-    g, c, r = problem.gain, problem.spend, problem.revenue
-    R = problem.min_roi or 0.0
+    return reduced_solve(ArrayAccess(problem), budget, roi, seed)
 
-    def a_of(idx):  # ROI slack of a subset, without building it for everyone
-        return r[idx] - R * c[idx]
 
-    n = problem.n_users
+def reduced_solve(access, budget, roi, seed=0):
+    """Subsample multipliers, fix users outside a box around them, solve the free users exactly.
+
+    ``access`` is an :class:`ArrayAccess` or an object with the same four members. Returns
+    ``(policy, lam, mu, n_fractional, how)``; ``policy`` is ``split``'s (or an arm array).
+    """
+    R = access.R
+    n = access.n
     rng = np.random.default_rng(seed)
     m = max(100_000, int(np.sqrt(n) * 100))
     sample = np.sort(rng.choice(n, size=min(m, n), replace=False))
     scale = sample.size / n
-    est = solve_exact(g[sample], c[sample], a_of(sample), budget * scale, 0.0, roi, mu_tol=1e-6)
+    est = solve_exact(*access.rows(sample), budget * scale, 0.0, roi, mu_tol=1e-6)
+    log.info("reduced solve: multipliers from %d sampled users: lam=%.6g mu=%.6g", sample.size, est.lam, est.mu)
     width = 0.03
     lam_lo, lam_hi = max(0.0, est.lam * (1 - width) - 1e-12), est.lam * (1 + width) + 1e-12
     if roi:
@@ -420,21 +466,19 @@ def _solve_reduced(problem, budget, roi, seed):
         corners = [(lam_lo, mu_lo), (lam_hi, mu_lo)]
         if mu_hi != mu_lo:
             corners += [(lam_lo, mu_hi), (lam_hi, mu_hi)]
-        ref, same = _corner_choices(g, c, r, corners, R)
-        free = np.flatnonzero(~same)
-        fixed = np.flatnonzero(same)
-        fc = float(c[fixed, ref[fixed]].sum())
-        fa = float(r[fixed, ref[fixed]].sum()) - R * fc if roi else 0.0
+        fc, fr, free, free_rows, policy = access.split(corners)
+        fa = fr - R * fc if roi else 0.0
         ex = None
         if fc <= budget:
             try:
-                ex = solve_exact(g[free], c[free], a_of(free), budget - fc, -fa, roi)
+                ex = solve_exact(*free_rows, budget - fc, -fa, roi)
             except InfeasibleError:
                 ex = None
+        log.info("box %d: lam in [%.6g, %.6g], mu in [%.6g, %.6g]: %d free users; exact lam=%s mu=%s",
+                 attempt + 1, lam_lo, lam_hi, mu_lo, mu_hi, free.size,
+                 f"{ex.lam:.6g}" if ex else "-", f"{ex.mu:.6g}" if ex else "-")
         if ex is not None and lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi):
-            arm = ref.copy()
-            arm[free] = ex.arm
-            return arm, ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n} (box {attempt + 1})"
+            return policy(ex.arm), ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n} (box {attempt + 1})"
         log.debug("box %d did not close (free=%d)", attempt + 1, free.size)
         if ex is not None and attempt == 0:
             # the reduced problem saw every user: its multipliers are a better centre than the
@@ -454,5 +498,6 @@ def _solve_reduced(problem, budget, roi, seed):
             if roi:
                 mu_lo, mu_hi = min(mu_lo, ex.mu), max(mu_hi, ex.mu)
     # the box never closed (degenerate data): solve everything directly
-    ex = solve_exact(g, c, problem.roi_slack_matrix, budget, 0.0, roi)
+    log.warning("reduced solve: the box never closed; solving all %d users directly", n)
+    ex = access.solve_all(budget, roi)
     return ex.arm, ex.lam, ex.mu, ex.n_fractional, "direct (reduction did not close)"
