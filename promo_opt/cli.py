@@ -76,9 +76,12 @@ def _guard(fn):
 
 @app.command()
 @_guard
-def run(config: Path = ConfigArg, out: Path = OutOpt) -> None:
+def run(config: Path = ConfigArg, out: Path = OutOpt,
+        engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
     """Train, score, allocate, evaluate and report, all from one campaign config."""
     cfg = _config(config)
+    if _use_spark(engine):
+        return _spark_run(cfg, out)
     result = pipeline.run(cfg)
     pipeline.write_run(result, cfg, out)
     _print_summary(result.summary, out)
@@ -94,7 +97,7 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="output direct
 
     typer.echo(f"simulating the '{world}' world into {out / 'campaign'} ...")
     cfg_path = load_world(world).write_campaign(out / "campaign", seed=seed)
-    run(cfg_path, out)
+    run(cfg_path, out, engine="local")
 
 
 @app.command()
@@ -111,12 +114,15 @@ def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
 @app.command()
 @_guard
 def score(config: Path = ConfigArg, model: Path = typer.Option(..., "--model", help="model directory from 'train'"),
-          out: Path = typer.Option(..., "--out", help="scores file (.parquet or .csv)")) -> None:
+          out: Path = typer.Option(..., "--out", help="scores file (.parquet or .csv)"),
+          engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
     """Score the config's candidates: p_<arm> per arm and the expected order value."""
     from promo_opt.data import write_table
     from promo_opt.model import TrainedModel
 
     cfg = _config(config)
+    if _use_spark(engine):
+        return _spark_score(cfg, TrainedModel.load(model, cfg), out)
     scores = pipeline.score_candidates(cfg, TrainedModel.load(model, cfg))
     write_table(scores, out)
     typer.echo(f"{len(scores):,} candidates scored into {out}")
@@ -126,9 +132,12 @@ def score(config: Path = ConfigArg, model: Path = typer.Option(..., "--model", h
 @_guard
 def allocate(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", help="scores file from 'score'"),
              out: Path = OutOpt, budget: Optional[float] = typer.Option(None, help="override constraints.budget"),
-             min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi")) -> None:
+             min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
+             engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
     """Choose the arm of every candidate from a scores file (the data paths are not opened)."""
     cfg = _config(config, budget, min_roi)
+    if _use_spark(engine):
+        return _spark_allocate(cfg, scores, out)
     outcome = pipeline.allocate(cfg, pipeline.read_scores(scores))
     pipeline.write_allocation(outcome, out)
     _print_summary(outcome.summary, out)
@@ -155,17 +164,61 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
          out: Path = OutOpt,
          budgets: Optional[str] = typer.Option(None, help="comma-separated budgets, e.g. 1000,5000,20000"),
          budget_range: Optional[str] = typer.Option(None, "--budget-range", help="LO:HI:N evenly spaced budgets"),
-         min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi")) -> None:
+         min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
+         engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
     """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains."""
     from promo_opt.data import write_bytes, write_table
     from promo_opt.report.html import budget_curve_figure, png_bytes
 
     cfg = _config(config, None, min_roi)
-    curve = pipeline.plan(cfg, pipeline.read_scores(scores), _parse_budgets(budgets, budget_range))
+    if _use_spark(engine):
+        curve = _spark_plan(cfg, scores, out, _parse_budgets(budgets, budget_range))
+    else:
+        curve = pipeline.plan(cfg, pipeline.read_scores(scores), _parse_budgets(budgets, budget_range))
     write_table(curve, out / "plan.csv")
     write_bytes(png_bytes(budget_curve_figure(curve, cfg.constraints.budget)), out / "plan.png")
     typer.echo(curve[["budget", "spend", "incremental_conversions", "roi"]].to_string(index=False, float_format="%.4g"))
     typer.echo(f"written to {out}")
+
+
+# ---- issue 8: Spark engine (--engine spark) ----
+def _use_spark(engine: str) -> bool:
+    if engine not in ("local", "spark"):
+        raise PromoOptError(f"--engine {engine!r}: expected 'local' or 'spark'")
+    return engine == "spark"
+
+
+def _spark_run(cfg: CampaignConfig, out: Path) -> None:
+    from promo_opt.spark import engine
+
+    result = engine.run(cfg, out)
+    _print_summary(result.summary, out)
+    _print_passes(result.summary["spark"]["passes"])
+
+
+def _spark_score(cfg: CampaignConfig, model, out: Path) -> None:
+    from promo_opt.spark import engine
+
+    path, n = engine.score(cfg, model, str(out))
+    typer.echo(f"{n:,} candidates scored on Spark into {path}")
+
+
+def _spark_allocate(cfg: CampaignConfig, scores: Path, out: Path) -> None:
+    from promo_opt.spark import engine
+
+    outcome = engine.allocate(cfg, str(scores), out)
+    _print_summary(outcome.summary, out)
+    _print_passes(outcome.passes)
+
+
+def _spark_plan(cfg: CampaignConfig, scores: Path, out: Path, budgets):
+    from promo_opt.spark import engine
+
+    return engine.plan(cfg, str(scores), out, budgets)
+
+
+def _print_passes(passes: list[dict]) -> None:
+    typer.echo(f"spark passes    {len(passes)}: " + "; ".join(f"{p['name']} {p['seconds']:.1f}s" for p in passes))
 
 
 def main() -> None:

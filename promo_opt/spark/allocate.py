@@ -138,7 +138,10 @@ def index_scores(spark, config: CampaignConfig, scores, plog: PassLog | None = N
 
 
 def _local(pdf: pd.DataFrame, config: CampaignConfig, min_roi):
-    """The core's economics of one Arrow batch: (t (m,), problem over its treatable users, econ)."""
+    """The core's economics of one Arrow batch: (t (m,), problem over its treatable users, econ of all rows).
+
+    ``econ.subset(t_all >= 0)`` and the problem's rows are the batch's treatable users, in order.
+    """
     _, econ = pipeline.economics_from_scores(config, pdf)
     t = pdf[TREAT].to_numpy()
     keep = t >= 0
@@ -231,14 +234,18 @@ class SparkAccess:
         g, c, a = self.rows(np.arange(self.n, dtype=np.int64))
         return solve_exact(g, c, a, budget, 0.0, roi)
 
-    def partial_sums(self, name: str, per_batch) -> np.ndarray:
-        """Sum over partitions of ``per_batch(t, problem, econ) -> tuple of floats`` (exactly rounded)."""
+    def partial_sums(self, name: str, per_batch) -> pd.DataFrame:
+        """Per-batch partial results ``per_batch(t, problem, econ) -> tuple of floats`` as columns x0, x1, ...
+
+        ``problem`` and ``econ`` cover the batch's treatable users only (the caller sums the columns).
+        """
         config, min_roi = self.config, self.min_roi
 
         def fn(it):
             for pdf in it:
                 t, p, econ = _local(pdf, config, min_roi)
-                yield _emit(t[:0], p.gain[:0], p.spend[:0], p.revenue[:0], per_batch(t, p, econ))
+                sub = econ.subset(pdf[TREAT].to_numpy() >= 0)
+                yield _emit(t[:0], p.gain[:0], p.spend[:0], p.revenue[:0], per_batch(t, p, sub))
 
         *_, parts = self._pass(name, fn)
         return parts
@@ -256,20 +263,23 @@ class SparkAllocationOutcome:
     passes: list[dict]
 
 
-def _arms_of_batch(pdf, config, min_roi, policy):
-    """Every row's arm index: holdout -> control; treatable users by the solved policy."""
-    t, p, econ = _local(pdf, config, min_roi)
-    arm = np.zeros(len(pdf), dtype=np.int64)
-    keep = pdf[TREAT].to_numpy() >= 0
+def _arms_of_batch_from(p, t, policy, min_roi) -> np.ndarray:
+    """The policy's arm of each treatable user of a batch (``p`` its problem, ``t`` its positions)."""
     if isinstance(policy, dict):
-        ref, _ = _corner_choices(p.gain, p.spend, p.revenue, policy["corners"], min_roi or 0.0)
+        arm, _ = _corner_choices(p.gain, p.spend, p.revenue, policy["corners"], min_roi or 0.0)
         free = policy["free"]
         pos = np.minimum(np.searchsorted(free, t), max(free.size - 1, 0))
         hit = (free[pos] == t) if free.size else np.zeros(t.size, dtype=bool)
-        ref[hit] = policy["free_arm"][pos[hit]]
-        arm[keep] = ref
-    else:  # an explicit arm per treatable user
-        arm[keep] = policy[t]
+        arm[hit] = policy["free_arm"][pos[hit]]
+        return arm
+    return policy[t]  # an explicit arm per treatable user
+
+
+def _arms_of_batch(pdf, config, min_roi, policy):
+    """Every row's arm index (holdout -> control) and the batch's economics."""
+    t, p, econ = _local(pdf, config, min_roi)
+    arm = np.zeros(len(pdf), dtype=np.int64)
+    arm[pdf[TREAT].to_numpy() >= 0] = _arms_of_batch_from(p, t, policy, min_roi)
     return arm, econ
 
 
@@ -360,27 +370,54 @@ def _allocate_collected(spark, config, idx, targets_path, budget, min_roi) -> di
     return dict(outcome.summary)
 
 
-def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi) -> dict:
+def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget, min_roi):
+    """The core's reduced dual against :class:`SparkAccess`: (policy, lam, mu, n_fractional, how, bound)."""
     access = SparkAccess(spark, idx, config, min_roi)
     roi = min_roi is not None
-    if roi and idx.n_treat:
+    t0 = time.perf_counter()
+    policy, lam, mu, nf, how = reduced_solve(access, budget if budget is not None else np.inf, roi, seed=0)
+    seconds = time.perf_counter() - t0
+
+    def bound_part(t, p, econ):
+        return (dual_value(p, lam, mu),)  # p.budget is None: sum of max_k only
+
+    bound = math.fsum(access.partial_sums("dual bound", bound_part)["x0"]) + lam * (budget if budget is not None else 0.0)
+    if not isinstance(policy, dict):
+        policy = np.asarray(policy, dtype=np.int64)
+    return policy, lam, mu, nf, how, bound, seconds
+
+
+def policy_totals(spark, config: CampaignConfig, idx: IndexedScores, min_roi, policy) -> dict:
+    """Totals of a solved policy over the treatable users, without writing it (one pass)."""
+    access = SparkAccess(spark, idx, config, min_roi)
+    bc = spark.sparkContext.broadcast(policy)
+    K = access.K
+
+    def part(t, p, econ):
+        arm = _arms_of_batch_from(p, t, bc.value, min_roi)
+        rows = np.arange(t.size)
+        conv = econ.incremental_conversions[rows, arm]
+        return (p.gain[rows, arm].sum(), p.spend[rows, arm].sum(), p.revenue[rows, arm].sum(), conv.sum(),
+                *np.bincount(arm, minlength=K))
+
+    parts = access.partial_sums("policy totals", part)
+    x = [math.fsum(parts[f"x{j}"]) for j in range(4)]
+    counts = np.array([parts[f"x{j}"].sum() for j in range(4, 4 + K)]).round().astype(np.int64)
+    return {"objective": x[0], "spend": x[1], "revenue": x[2], "conversions": x[3], "counts": counts}
+
+
+def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi) -> dict:
+    if min_roi is not None and idx.n_treat:
+        access = SparkAccess(spark, idx, config, min_roi)
         parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
         best = float(np.max(parts["x0"])) if len(parts) else float("nan")
         if min_roi > best:
             raise InfeasibleError(
                 f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
                 "no policy that treats anyone can meet it; lower constraints.min_roi")
+    policy, lam, mu, nf, how, bound, solve_seconds = solve_distributed(spark, config, idx, budget, min_roi)
     t0 = time.perf_counter()
-    bud = budget if budget is not None else np.inf
-    policy, lam, mu, nf, how = reduced_solve(access, bud, roi, seed=0)
-    solve_seconds = time.perf_counter() - t0
-
-    def bound_part(t, p, econ):
-        return (dual_value(p, lam, mu),)  # p.budget is None: sum of max_k only
-
-    bound = math.fsum(access.partial_sums("dual bound", bound_part)["x0"]) + lam * (budget if budget is not None else 0.0)
-    t0 = time.perf_counter()
-    frame = _targets_frame(spark, idx, config, min_roi, policy if isinstance(policy, dict) else np.asarray(policy))
+    frame = _targets_frame(spark, idx, config, min_roi, policy)
     with user_errors():
         totals = write_parquet_atomic(spark, frame, targets_path, config.spark.partition_by,
                                       check=lambda tmp: _totals_from(spark, tmp, config))

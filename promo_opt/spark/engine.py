@@ -1,0 +1,115 @@
+"""The stages of a campaign on Spark, as the CLI's ``--engine spark`` calls them.
+
+Inputs and outputs come from the config's ``spark:`` section (Parquet paths or ``table:<name>``),
+else from the command line; results are typed, and written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from promo_opt import pipeline
+from promo_opt.config import CampaignConfig
+from promo_opt.data import write_json, write_table
+from promo_opt.errors import ConfigError
+from promo_opt.model import TrainedModel
+from promo_opt.spark import allocate as _allocate
+from promo_opt.spark import plan as _plan
+from promo_opt.spark import score as _score
+from promo_opt.spark.output import write_parquet_atomic
+from promo_opt.spark.session import input_ref, read_input, spark_session, user_errors
+
+log = logging.getLogger(__name__)
+
+
+def _session(config: CampaignConfig):
+    return spark_session(config.spark, app_name=f"promo-opt {config.name}")
+
+
+def score(config: CampaignConfig, model: TrainedModel, out: str | None = None, spark=None) -> tuple[str, int]:
+    """Score the candidates on Spark into Parquet ``out`` (default ``spark.scores``); (path, rows)."""
+    spark = spark or _session(config)
+    dest = str(out or config.spark.scores or "")
+    if not dest:
+        raise ConfigError("no output for the scores: give --out or set spark.scores")
+    cands = read_input(spark, input_ref(config, "candidates"), "candidates", config.spark.partitions)
+    frame = _score.score(spark, config, model, cands)
+    t0 = time.perf_counter()
+    with user_errors():
+        n = write_parquet_atomic(spark, frame, dest, (), check=lambda tmp: spark.read.parquet(tmp).count())
+    log.info("scored %d candidates into %s in %.2fs", n, dest, time.perf_counter() - t0)
+    return dest, int(n)
+
+
+def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None) -> _allocate.SparkAllocationOutcome:
+    """Allocate from a scores table; the targeting list (partitioned Parquet) and summary.json."""
+    spark = spark or _session(config)
+    ref = str(scores) if scores else input_ref(config, "scores")
+    df = read_input(spark, ref, "scores")
+    targets = config.spark.targets or str(Path(out) / "targets.parquet")
+    outcome = _allocate.allocate(spark, config, df, targets)
+    write_json(outcome.summary, Path(out) / "summary.json")
+    return outcome
+
+
+def plan(config: CampaignConfig, scores: str | None, out: Path, budgets=None, spark=None) -> pd.DataFrame:
+    """The budget curve from a scores table; plan.csv (and the passes in plan_passes.json)."""
+    spark = spark or _session(config)
+    ref = str(scores) if scores else input_ref(config, "scores")
+    curve, passes = _plan.plan(spark, config, read_input(spark, ref, "scores"), budgets)
+    write_table(curve, Path(out) / "plan.csv")
+    write_json({"engine": "spark", "passes": passes}, Path(out) / "plan_passes.json")
+    return curve
+
+
+@dataclass
+class SparkRunResult:
+    summary: dict
+    curve: pd.DataFrame
+    out: Path
+
+
+def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
+    """Train on this machine, then score, allocate and plan on Spark; every output written atomically.
+
+    Outputs in ``out``: model/, scores.parquet/ (unless spark.scores), targets.parquet/ (unless
+    spark.targets), plan.csv, summary.json, report.html. The simulated-truth check of the local
+    engine needs every user's arm in memory and is left out here.
+    """
+    from promo_opt.data import write_bytes
+    from promo_opt.report.html import render_report
+
+    out = Path(out)
+    t = {}
+    t0 = time.perf_counter()
+    model = pipeline.train(config)
+    model.save(out / "model", config)
+    t["train"] = time.perf_counter() - t0
+    spark = spark or _session(config)
+    t0 = time.perf_counter()
+    scores_path, _ = score(config, model, config.spark.scores or str(out / "scores.parquet"), spark)
+    t["score"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outcome = allocate(config, scores_path, out, spark)
+    t["allocate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    budget = outcome.summary["budget"]
+    budgets = np.linspace(0, 2.0 * budget, 41) if budget else None
+    curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
+                                    min_roi=outcome.summary["min_roi"], n_points=41)
+    t["plan"] = time.perf_counter() - t0
+    summary = dict(outcome.summary)
+    summary["learner"] = model.metrics["selection"]["chosen"]
+    summary["spark"]["plan_passes"] = plan_passes
+    summary["seconds"] = {**t, "total": sum(t.values())}
+    html = render_report(summary, curve, model.metrics)
+    write_table(curve, out / "plan.csv")
+    write_json(summary, out / "summary.json")
+    write_bytes(html.encode(), out / "report.html")
+    return SparkRunResult(summary=summary, curve=curve, out=out)
