@@ -67,6 +67,7 @@ class IndexedScores:
     n_treat: int
     holdout_size: int
     log: PassLog
+    cache: dict = field(default_factory=dict)  # rows already collected, by request
 
 
 def _check_columns(config: CampaignConfig, columns: list[str]) -> None:
@@ -108,10 +109,11 @@ def index_scores(spark, config: CampaignConfig, scores, plog: PassLog | None = N
     bc = spark.sparkContext.broadcast((np.packbits(hold), n, offsets, t_offsets))
 
     def number(it):
-        bits, n_all, off, t_off = bc.value
+        bits, _, off, t_off = bc.value
         pid = TaskContext.get().partitionId()
         lo, hi = int(off[pid]), int(off[pid + 1])
-        h = np.unpackbits(bits, count=n_all)[lo:hi].astype(bool)
+        b0 = lo // 8  # unpack only this partition's bytes of the mask
+        h = np.unpackbits(bits[b0:(hi + 7) // 8])[lo - 8 * b0:hi - 8 * b0].astype(bool)
         t_local = np.cumsum(~h) - 1 + t_off[pid]
         pos = 0
         for b in it:
@@ -142,7 +144,10 @@ def _local(pdf: pd.DataFrame, config: CampaignConfig, min_roi):
 
     ``econ.subset(t_all >= 0)`` and the problem's rows are the batch's treatable users, in order.
     """
-    _, econ = pipeline.economics_from_scores(config, pdf)
+    try:
+        _, econ = pipeline.economics_from_scores(config, pdf)
+    except DataError as err:  # its row numbers count from the batch's first row
+        raise DataError(f"{err} (row numbers from input row {int(pdf[ROW].iloc[0])})") from None
     t = pdf[TREAT].to_numpy()
     keep = t >= 0
     problem = build_problem(econ.subset(keep), config, budget=None, min_roi=min_roi)
@@ -190,6 +195,10 @@ class SparkAccess:
 
     def rows(self, sample):
         sample = np.asarray(sample, dtype=np.int64)
+        key = (self.min_roi, sample.size, hash(sample.tobytes()))
+        if key in self.idx.cache:  # e.g. the same subsample for every budget of a plan
+            self.idx.log.add("collect rows (cached)", 0.0, requested=int(sample.size))
+            return self.idx.cache[key]
         bc = self.spark.sparkContext.broadcast(sample)
         config, min_roi = self.config, self.min_roi
 
@@ -205,7 +214,10 @@ class SparkAccess:
         bc.destroy()
         if not np.array_equal(t, sample):
             raise RuntimeError(f"collected {t.size} rows for {sample.size} requested positions")
-        return g, c, r - self.R * c
+        out = (g, c, r - self.R * c)
+        if sample.size <= 4_000_000:
+            self.idx.cache[key] = out
+        return out
 
     def split(self, corners):
         corners = [tuple(map(float, cn)) for cn in corners]
@@ -234,10 +246,10 @@ class SparkAccess:
         g, c, a = self.rows(np.arange(self.n, dtype=np.int64))
         return solve_exact(g, c, a, budget, 0.0, roi)
 
-    def partial_sums(self, name: str, per_batch) -> pd.DataFrame:
-        """Per-batch partial results ``per_batch(t, problem, econ) -> tuple of floats`` as columns x0, x1, ...
+    def partial_sums(self, name: str, per_batch) -> np.ndarray:
+        """(batches, values): ``per_batch(t, problem, econ) -> sequence of floats`` for every Arrow batch.
 
-        ``problem`` and ``econ`` cover the batch's treatable users only (the caller sums the columns).
+        ``problem`` and ``econ`` cover the batch's treatable users only; the caller sums the columns.
         """
         config, min_roi = self.config, self.min_roi
 
@@ -245,10 +257,13 @@ class SparkAccess:
             for pdf in it:
                 t, p, econ = _local(pdf, config, min_roi)
                 sub = econ.subset(pdf[TREAT].to_numpy() >= 0)
-                yield _emit(t[:0], p.gain[:0], p.spend[:0], p.revenue[:0], per_batch(t, p, sub))
+                yield pd.DataFrame({"vals": [np.asarray(per_batch(t, p, sub), dtype=np.float64).tolist()]})
 
-        *_, parts = self._pass(name, fn)
-        return parts
+        t0 = time.perf_counter()
+        with user_errors():
+            out = self.idx.df.mapInPandas(fn, "vals array<double>").toPandas()
+        self.idx.log.add(name, time.perf_counter() - t0)
+        return np.array(out["vals"].tolist(), dtype=np.float64).reshape(len(out), -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,59 +385,70 @@ def _allocate_collected(spark, config, idx, targets_path, budget, min_roi) -> di
     return dict(outcome.summary)
 
 
-def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget, min_roi):
-    """The core's reduced dual against :class:`SparkAccess`: (policy, lam, mu, n_fractional, how, bound)."""
+@dataclass
+class DistributedSolve:
+    """The reduced dual's result on Spark; ``policy`` is what ``SparkAccess.split`` built (or an arm array)."""
+
+    policy: object
+    lam: float
+    mu: float
+    n_fractional: int
+    how: str
+    bound: float
+    seconds: float  # driver time of the multiplier search and the exact step
+    totals: dict | None = None  # objective, spend, revenue, conversions, counts (K,) over the treatable users
+
+
+def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget, min_roi,
+                      totals: bool = False) -> DistributedSolve:
+    """The core's reduced dual against :class:`SparkAccess`, then one pass for the bound (and the totals)."""
     access = SparkAccess(spark, idx, config, min_roi)
     roi = min_roi is not None
     t0 = time.perf_counter()
     policy, lam, mu, nf, how = reduced_solve(access, budget if budget is not None else np.inf, roi, seed=0)
     seconds = time.perf_counter() - t0
-
-    def bound_part(t, p, econ):
-        return (dual_value(p, lam, mu),)  # p.budget is None: sum of max_k only
-
-    bound = math.fsum(access.partial_sums("dual bound", bound_part)["x0"]) + lam * (budget if budget is not None else 0.0)
     if not isinstance(policy, dict):
         policy = np.asarray(policy, dtype=np.int64)
-    return policy, lam, mu, nf, how, bound, seconds
-
-
-def policy_totals(spark, config: CampaignConfig, idx: IndexedScores, min_roi, policy) -> dict:
-    """Totals of a solved policy over the treatable users, without writing it (one pass)."""
-    access = SparkAccess(spark, idx, config, min_roi)
-    bc = spark.sparkContext.broadcast(policy)
+    bc = spark.sparkContext.broadcast(policy) if totals else None
     K = access.K
 
     def part(t, p, econ):
-        arm = _arms_of_batch_from(p, t, bc.value, min_roi)
-        rows = np.arange(t.size)
-        conv = econ.incremental_conversions[rows, arm]
-        return (p.gain[rows, arm].sum(), p.spend[rows, arm].sum(), p.revenue[rows, arm].sum(), conv.sum(),
-                *np.bincount(arm, minlength=K))
+        out = [dual_value(p, lam, mu)]  # p.budget is None: the sum of max_k only
+        if bc is not None:
+            arm = _arms_of_batch_from(p, t, bc.value, min_roi)
+            rows = np.arange(t.size)
+            out += [p.gain[rows, arm].sum(), p.spend[rows, arm].sum(), p.revenue[rows, arm].sum(),
+                    econ.incremental_conversions[rows, arm].sum(), *np.bincount(arm, minlength=K)]
+        return out
 
-    parts = access.partial_sums("policy totals", part)
-    x = [math.fsum(parts[f"x{j}"]) for j in range(4)]
-    counts = np.array([parts[f"x{j}"].sum() for j in range(4, 4 + K)]).round().astype(np.int64)
-    return {"objective": x[0], "spend": x[1], "revenue": x[2], "conversions": x[3], "counts": counts}
+    parts = access.partial_sums("dual bound" + (", policy totals" if totals else ""), part)
+    bound = math.fsum(parts[:, 0]) + lam * (budget if budget is not None else 0.0)
+    tot = None
+    if totals:
+        x = [math.fsum(parts[:, j]) for j in range(1, 5)]
+        tot = {"objective": x[0], "spend": x[1], "revenue": x[2], "conversions": x[3],
+               "counts": parts[:, 5:5 + K].sum(axis=0).round().astype(np.int64)}
+    return DistributedSolve(policy, lam, mu, nf, how, bound, seconds, tot)
 
 
 def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi) -> dict:
     if min_roi is not None and idx.n_treat:
         access = SparkAccess(spark, idx, config, min_roi)
         parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
-        best = float(np.max(parts["x0"])) if len(parts) else float("nan")
+        best = float(parts[:, 0].max()) if len(parts) else float("nan")
         if min_roi > best:
             raise InfeasibleError(
                 f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
                 "no policy that treats anyone can meet it; lower constraints.min_roi")
-    policy, lam, mu, nf, how, bound, solve_seconds = solve_distributed(spark, config, idx, budget, min_roi)
+    sol = solve_distributed(spark, config, idx, budget, min_roi)
     t0 = time.perf_counter()
-    frame = _targets_frame(spark, idx, config, min_roi, policy)
+    frame = _targets_frame(spark, idx, config, min_roi, sol.policy)
     with user_errors():
         totals = write_parquet_atomic(spark, frame, targets_path, config.spark.partition_by,
                                       check=lambda tmp: _totals_from(spark, tmp, config))
     idx.log.add("assign arms, write targets", time.perf_counter() - t0)
-    return _summary(config, idx, totals, budget, min_roi, bound, nf, how, lam, mu, solve_seconds)
+    return _summary(config, idx, totals, budget, min_roi, sol.bound, sol.n_fractional, sol.how, sol.lam, sol.mu,
+                    sol.seconds)
 
 
 def _summary(config, idx, totals: pd.DataFrame, budget, min_roi, bound, nf, how, lam, mu, seconds) -> dict:

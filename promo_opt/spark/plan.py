@@ -27,8 +27,7 @@ from promo_opt import pipeline
 from promo_opt.allocation.dual import DIRECT_LIMIT, best_free_arm, hull_segments
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import InfeasibleError, PromoOptError
-from promo_opt.spark.allocate import (ROW, TREAT, IndexedScores, PassLog, _local, index_scores, policy_totals,
-                                      solve_distributed)
+from promo_opt.spark.allocate import ROW, TREAT, IndexedScores, PassLog, _local, index_scores, solve_distributed
 from promo_opt.spark.session import user_errors
 
 log = logging.getLogger(__name__)
@@ -206,11 +205,11 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
     if min_roi is not None:
         roi_ok = df["incremental_revenue"] >= min_roi * df["spend"] - 1e-9 * df["spend"].abs()
         for i in np.flatnonzero(~roi_ok.to_numpy()):
-            policy, lam, mu, nf, how, bound, _ = solve_distributed(spark, config, idx, float(budgets[i]), min_roi)
-            tot = policy_totals(spark, config, idx, min_roi, policy)
+            sol = solve_distributed(spark, config, idx, float(budgets[i]), min_roi, totals=True)
+            tot = sol.totals
             df.loc[i, ["spend", "incremental_conversions", "incremental_revenue", "objective"]] = [
                 tot["spend"], tot["conversions"], tot["revenue"], tot["objective"]]
-            df.loc[i, "marginal_gain_per_unit"] = lam
+            df.loc[i, "marginal_gain_per_unit"] = sol.lam
             df.loc[i, [f"users_{n}" for n in names]] = tot["counts"]
             df.loc[i, "resolved"] = True
     with np.errstate(divide="ignore", invalid="ignore"):
