@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Path, Query, Request, Security, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from promo_opt import __version__
@@ -44,9 +46,42 @@ class Services:
     worker: Worker
     cache: plans.FrontierCache
     metrics: Metrics
+    # immutable records kept in memory so a hot plan request does not touch the database
+    _done: dict = field(default_factory=dict)  # finished jobs never change
+    _configs: dict = field(default_factory=dict)  # campaigns never change
+    _keys: dict = field(default_factory=dict)  # presented key -> (checked at, scopes)
+
+    KEY_TTL = 30.0
+    MEMO = 10_000
+
+    def _memo(self, memo: dict, k, v):
+        if len(memo) >= self.MEMO:
+            memo.clear()
+        memo[k] = v
+        return v
+
+    def scopes(self, key: str) -> set[str] | None:
+        hit = self._keys.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.KEY_TTL:
+            return hit[1]
+        scopes = verify_key(self.store, key)
+        if scopes is not None:  # only valid keys are remembered
+            self._memo(self._keys, key, (time.monotonic(), scopes))
+        return scopes
+
+    def config(self, cid: str):
+        if cid not in self._configs:
+            c = self.campaign(cid)
+            self._memo(self._configs, cid, campaigns.load(c["config"], self.artefacts.campaign_dir(cid), source=cid))
+        return self._configs[cid]
 
     def job(self, jid: str, kind: str, done: bool = False) -> Job:
+        hit = self._done.get(jid)
+        if hit is not None and hit.kind == kind:
+            return hit
         job = self.store.get_job(jid, kind)
+        if job is not None and job.status == "done":
+            self._memo(self._done, jid, job)
         if job is None:
             raise HTTPException(404, f"no {NOUN[kind]} with id {jid}")
         if done and job.status != "done":
@@ -78,11 +113,14 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
 
 
 def require(scope: str):
-    def check(request: Request, key: str | None = Security(api_key_header)) -> None:
+    async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
         if not key:
             raise HTTPException(401, "missing API key: send it in the X-API-Key header "
                                      "(create one with 'promo-opt keys create')")
-        scopes = verify_key(request.app.state.services.store, key)
+        svc = request.app.state.services
+        hit = svc._keys.get(key)
+        scopes = hit[1] if hit is not None and time.monotonic() - hit[0] < svc.KEY_TTL else \
+            await run_in_threadpool(svc.scopes, key)
         if scopes is None:
             raise HTTPException(401, "invalid API key")
         if scope not in scopes:
@@ -194,7 +232,7 @@ def train_model(body: TrainRequest, svc: Services = Depends(services)) -> JobOut
 
 
 @router.get("/models", response_model=list[JobOut], tags=["models"], dependencies=[READ])
-def list_models(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def list_models(offset: int = Query(0, ge=0, le=10**9), limit: int = Query(100, ge=1, le=1000),
                 svc: Services = Depends(services)) -> list[JobOut]:
     return [job_out(j) for j in svc.store.list_jobs("train", limit, offset)]
 
@@ -223,7 +261,7 @@ def score(body: ScoreRequest, svc: Services = Depends(services)) -> JobOut:
 
 
 @router.get("/scores", response_model=list[JobOut], tags=["scores"], dependencies=[READ])
-def list_scores(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def list_scores(offset: int = Query(0, ge=0, le=10**9), limit: int = Query(100, ge=1, le=1000),
                 svc: Services = Depends(services)) -> list[JobOut]:
     return [job_out(j) for j in svc.store.list_jobs("score", limit, offset)]
 
@@ -237,27 +275,35 @@ def get_scores(scores_id: str = id_path("scores"), svc: Services = Depends(servi
 # plans: synchronous
 # ----------------------------------------------------------------------------------------------
 @router.post("/plans", response_model=PlanResponse, tags=["plans"], dependencies=[READ])
-def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResponse:
-    """What a budget buys: the budget curve at the given budgets (or a range), from the cached frontier."""
-    job = svc.job(body.scores_id, "score", done=True)
-    c = svc.campaign(job.campaign_id)
-    cfg = campaigns.load(c["config"], svc.artefacts.campaign_dir(c["id"]), source=c["id"])
+async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResponse:
+    """What a budget buys: the budget curve at the given budgets (or a range), from the cached frontier.
+
+    The first question on a scored set (per ROI floor) builds the frontier; later ones answer from
+    memory in about a millisecond, on the event loop. Budgets breaking the ROI floor are re-solved."""
+    job = svc._done.get(body.scores_id) or await run_in_threadpool(svc.job, body.scores_id, "score", True)
+    if job.kind != "score":
+        job = await run_in_threadpool(svc.job, body.scores_id, "score", True)
+    cfg = svc._configs.get(job.campaign_id) or await run_in_threadpool(svc.config, job.campaign_id)
     min_roi = cfg.constraints.min_roi if body.min_roi is None else body.min_roi
     scores_path = svc.artefacts.job_dir(job.id) / SCORES_FILE
-    cached = svc.cache.get((job.id, min_roi), lambda: plans.build_frontier(cfg, scores_path, min_roi))
+    cached = svc.cache.peek((job.id, min_roi)) or await run_in_threadpool(
+        svc.cache.get, (job.id, min_roi), lambda: plans.build_frontier(cfg, scores_path, min_roi))
     budgets = body.budgets
     if body.budget_range is not None:
         r = body.budget_range
         budgets = np.linspace(r.low, r.high, r.n).tolist()
-    df = plans.answer(cfg, cached, budgets, body.n_points)
-    users = df[[f"users_{a}" for a in cfg.arm_names]].to_numpy()
-    points = []
-    for i, row in enumerate(df.itertuples(index=False)):
-        points.append(PlanPoint(
-            budget=row.budget, spend=row.spend, incremental_conversions=row.incremental_conversions,
-            incremental_revenue=row.incremental_revenue, objective=row.objective,
-            roi=None if not np.isfinite(row.roi) else row.roi, marginal_gain_per_unit=row.marginal_gain_per_unit,
-            users_per_arm={a: int(users[i, k]) for k, a in enumerate(cfg.arm_names)}, resolved=bool(row.resolved)))
+    if min_roi is not None and cached.problem.min_roi is not None:  # re-solves may be slow: off the loop
+        df = await run_in_threadpool(plans.answer, cfg, cached, budgets, body.n_points)
+    else:
+        df = plans.answer(cfg, cached, budgets, body.n_points)
+    cols = {c: df[c].to_numpy().tolist() for c in df.columns}  # plain floats: cheap to serialize
+    users = [cols[f"users_{a}"] for a in cfg.arm_names]
+    fields = ("budget", "spend", "incremental_conversions", "incremental_revenue", "objective",
+              "marginal_gain_per_unit", "resolved")
+    points = [PlanPoint(**{f: cols[f][i] for f in fields},
+                        roi=cols["roi"][i] if np.isfinite(cols["roi"][i]) else None,
+                        users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)})
+              for i in range(len(df))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, objective=cfg.objective, points=points)
 
 
@@ -290,7 +336,7 @@ def create_allocation(body: AllocationRequest, svc: Services = Depends(services)
 
 
 @router.get("/allocations", response_model=list[JobOut], tags=["allocations"], dependencies=[READ])
-def list_allocations(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def list_allocations(offset: int = Query(0, ge=0, le=10**9), limit: int = Query(100, ge=1, le=1000),
                      svc: Services = Depends(services)) -> list[JobOut]:
     return [job_out(j) for j in svc.store.list_jobs("allocate", limit, offset)]
 
@@ -318,7 +364,7 @@ def _jsonl_chunks(path, batch_rows: int = 50_000):
                                          "application/json": {"schema": TargetsPage.model_json_schema()}}}})
 def targets(allocation_id: str = id_path("allocation"),
             format: Literal["csv", "parquet", "jsonl", "json"] = Query("csv", description="json: one page"),
-            offset: int = Query(0, ge=0, description="json only: first row"),
+            offset: int = Query(0, ge=0, le=10**9, description="json only: first row"),
             limit: int = Query(1000, ge=1, le=10_000, description="json only: rows per page"),
             svc: Services = Depends(services)):
     """The targeting list (every candidate: arm, holdout, expected economics): CSV, Parquet or JSON Lines,

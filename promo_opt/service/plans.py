@@ -44,6 +44,10 @@ class FrontierCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def peek(self, key) -> CachedFrontier | None:
+        with self._lock:
+            return self._items.get(key)
+
     def get(self, key, build) -> CachedFrontier:
         with self._lock:
             if key in self._items:
