@@ -213,6 +213,29 @@ def keys_create(scopes: str = typer.Option("read,write", help="comma-separated: 
         store.close()
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Models of the HTTP service.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("register")
+@_guard
+def models_register(model_dir: Path = typer.Argument(..., help="model directory from 'promo-opt train'"),
+                    campaign: str = typer.Option(..., "--campaign", help="campaign id (from POST /campaigns)"),
+                    db: Optional[str] = DbOpt, data_dir: Path = DataDirOpt) -> None:
+    """Register a model trained with 'promo-opt train' (a server-side step: models are never uploaded)."""
+    from promo_opt.service.artefacts import Artefacts
+    from promo_opt.service.registry import register_model
+    from promo_opt.service.settings import ServiceSettings
+    from promo_opt.service.store import Store
+
+    store = Store(ServiceSettings(data_dir=data_dir, db_url=db).database_url)
+    try:
+        job = register_model(store, Artefacts(data_dir), campaign, model_dir)
+    finally:
+        store.close()
+    typer.echo(f"{job.id}  (learner {job.result['learner']}, campaign {campaign})")
+
+
 def main() -> None:
     app()
 

@@ -274,6 +274,24 @@ def test_metrics_and_request_ids(server, flow):
     assert any(x.get("request_id") == "abc-123" and x["status"] == 200 for x in lines)
 
 
+def test_register_a_model_trained_by_the_cli(server, flow, campaign, tmp_path):
+    """'promo-opt models register' (server side) adds a CLI-trained model; the service then scores with it."""
+    cfg = load_config(campaign, **{"model.learner": "pooled", "model.folds": 2})
+    pipeline.train(cfg).save(tmp_path / "model", cfg)
+    runner = CliRunner()
+    args = ["models", "register", str(tmp_path / "model"), "--data-dir", str(server.data_dir)]
+    bad = runner.invoke(cli_app, args + ["--campaign", "cmp_0123456789abcdef"])
+    assert bad.exit_code == 2 and "no campaign with id cmp_0123456789abcdef" in bad.output
+    r = runner.invoke(cli_app, args + ["--campaign", flow["campaign"]["id"]])
+    assert r.exit_code == 0, r.output
+    mid = r.output.split()[0]
+    with client(server) as c:
+        model = c.get(f"/models/{mid}").json()
+        assert model["status"] == "done" and model["result"]["registered"] is True
+        scores = wait_job(c, "/scores/" + c.post("/scores", json={"model_id": mid}).json()["id"])
+        assert scores["status"] == "done" and scores["result"]["n_candidates"] == 2000
+
+
 def test_kill_mid_job_then_restart(server, flow, campaign):
     """A job killed with the server is failed at restart, its output absent; queued jobs survive and run."""
     with client(server) as c:
@@ -293,3 +311,4 @@ def test_kill_mid_job_then_restart(server, flow, campaign):
         assert later["status"] == "done" and later["result"]["budget"] == 800.0
         assert c.get(f"/allocations/{done_alloc}/targets", params={"format": "json", "limit": 5}).status_code == 200
         assert c.get(f"/models/{flow['model']['id']}").json()["status"] == "done"
+

@@ -39,7 +39,7 @@ def test_fuzzed_requests_never_get_a_server_error(tmp_path):
         cmd = [str(SCHEMATHESIS if SCHEMATHESIS.exists() else shutil.which("schemathesis")), "run",
                server.url + "/openapi.json", "--checks", "not_a_server_error", "-H", f"X-API-Key: {key}",
                "--max-examples", "15", "--generation-deterministic", "--request-timeout", "30"]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its reports stay there
     finally:
         server.stop()
     assert out.returncode == 0, out.stdout[-4000:]
