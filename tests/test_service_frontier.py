@@ -35,3 +35,15 @@ def test_plan_with_a_prebuilt_path_equals_plan() -> None:
     b = plan(p, g, budgets, path=SortedFrontier.from_path(frontier_path(p, g)))
     np.testing.assert_allclose(b.select_dtypes("number").to_numpy(), a.select_dtypes("number").to_numpy(), rtol=1e-9)
     assert (a["resolved"] == b["resolved"]).all()
+
+
+def test_curve_equals_plan_columns_without_roi_floor() -> None:
+    g, c, r = realistic(3000, 4, seed=9)
+    p = AllocationProblem(g, c, r)
+    path = frontier_path(p, g)
+    budgets = [700.0, 0.0, 123.4, path.max_useful_spend * 1.1]
+    ref = plan(p, g, budgets, arm_names=["a", "b", "c", "d"])
+    got = SortedFrontier.from_path(path).curve(budgets, ["a", "b", "c", "d"])
+    assert list(got) == [col for col in ref.columns if col != "resolved"]
+    for col, v in got.items():
+        np.testing.assert_allclose(v, ref[col].to_numpy(dtype=float), rtol=1e-9, atol=1e-12, err_msg=col)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from promo_opt.allocation.frontier import FrontierPath
+from promo_opt.errors import InfeasibleError
 
 _FIELDS = {"spend": "dc", "gain": "dg", "conversions": "dconv", "revenue": "da"}
 
@@ -72,4 +73,24 @@ class SortedFrontier:
             counts[i] += (self.checkpoints[ti // self.step] + np.bincount(self.to[c0:ti], minlength=K)
                           - np.bincount(self.frm[c0:ti], minlength=K))
         out["counts"] = counts
+        return out
+
+    def curve(self, budgets, arm_names: list[str]) -> dict[str, np.ndarray]:
+        """``frontier.plan``'s columns without an ROI floor, as arrays (no DataFrame: a hot service path).
+
+        budget (sorted), spend, incremental_conversions, incremental_revenue, objective, roi (NaN at
+        zero spend), marginal_gain_per_unit, users_<arm>... . With an ROI floor use ``frontier.plan``,
+        which re-solves the budgets whose path point breaks it.
+        """
+        budgets = np.sort(np.asarray(budgets, dtype=np.float64))
+        if (budgets < 0).any():
+            raise InfeasibleError(f"budgets must be >= 0; got {budgets[budgets < 0][:3].tolist()}")
+        pts = self.points(budgets)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            roi = np.where(pts["spend"] > 0, pts["revenue"] / pts["spend"], np.nan)
+        out = {"budget": budgets, "spend": pts["spend"], "incremental_conversions": pts["conversions"],
+               "incremental_revenue": pts["revenue"], "objective": pts["gain"], "roi": roi,
+               "marginal_gain_per_unit": pts["marginal"]}
+        for k, name in enumerate(arm_names):
+            out[f"users_{name}"] = pts["counts"][:, k]
         return out

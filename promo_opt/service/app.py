@@ -292,18 +292,17 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     if body.budget_range is not None:
         r = body.budget_range
         budgets = np.linspace(r.low, r.high, r.n).tolist()
-    if min_roi is not None and cached.problem.min_roi is not None:  # re-solves may be slow: off the loop
-        df = await run_in_threadpool(plans.answer, cfg, cached, budgets, body.n_points)
+    if cached.problem.min_roi is not None:  # re-solves may be slow: off the loop
+        cols = await run_in_threadpool(plans.answer, cfg, cached, budgets, body.n_points)
     else:
-        df = plans.answer(cfg, cached, budgets, body.n_points)
-    cols = {c: df[c].to_numpy().tolist() for c in df.columns}  # plain floats: cheap to serialize
+        cols = plans.answer(cfg, cached, budgets, body.n_points)
     users = [cols[f"users_{a}"] for a in cfg.arm_names]
     fields = ("budget", "spend", "incremental_conversions", "incremental_revenue", "objective",
               "marginal_gain_per_unit", "resolved")
     points = [PlanPoint(**{f: cols[f][i] for f in fields},
                         roi=cols["roi"][i] if np.isfinite(cols["roi"][i]) else None,
                         users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)})
-              for i in range(len(df))]
+              for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, objective=cfg.objective, points=points)
 
 

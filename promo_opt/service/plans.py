@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from promo_opt import pipeline
 from promo_opt.allocation.frontier import frontier_path
@@ -76,6 +75,14 @@ def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | N
     return CachedFrontier(problem=problem, conversions=conversions, frontier=path)
 
 
-def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> pd.DataFrame:
-    return plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
-                      arm_names=config.arm_names, path=cached.frontier)
+def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
+    """The plan's columns as lists: ``frontier.plan`` (ROI floor: re-solves) or the frontier's arrays."""
+    if cached.problem.min_roi is not None:
+        df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
+                        arm_names=config.arm_names, path=cached.frontier)
+        return {c: df[c].to_numpy().tolist() for c in df.columns}
+    if budgets is None:
+        budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
+    cols = {c: v.tolist() for c, v in cached.frontier.curve(budgets, config.arm_names).items()}
+    cols["resolved"] = [False] * len(cols["budget"])
+    return cols
