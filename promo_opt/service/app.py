@@ -60,10 +60,22 @@ class Services:
         memo[k] = v
         return v
 
-    def scopes(self, key: str) -> set[str] | None:
+    # memory-only look-ups (None when not known yet): the event loop never waits on the database
+    def known_scopes(self, key: str) -> set[str] | None:
         hit = self._keys.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.KEY_TTL:
-            return hit[1]
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.KEY_TTL else None
+
+    def known_job(self, jid: str, kind: str) -> Job | None:
+        hit = self._done.get(jid)
+        return hit if hit is not None and hit.kind == kind else None
+
+    def known_config(self, cid: str):
+        return self._configs.get(cid)
+
+    def scopes(self, key: str) -> set[str] | None:
+        known = self.known_scopes(key)
+        if known is not None:
+            return known
         scopes = verify_key(self.store, key)
         if scopes is not None:  # only valid keys are remembered
             self._memo(self._keys, key, (time.monotonic(), scopes))
@@ -76,8 +88,8 @@ class Services:
         return self._configs[cid]
 
     def job(self, jid: str, kind: str, done: bool = False) -> Job:
-        hit = self._done.get(jid)
-        if hit is not None and hit.kind == kind:
+        hit = self.known_job(jid, kind)
+        if hit is not None:
             return hit
         job = self.store.get_job(jid, kind)
         if job is not None and job.status == "done":
@@ -118,9 +130,7 @@ def require(scope: str):
             raise HTTPException(401, "missing API key: send it in the X-API-Key header "
                                      "(create one with 'promo-opt keys create')")
         svc = request.app.state.services
-        hit = svc._keys.get(key)
-        scopes = hit[1] if hit is not None and time.monotonic() - hit[0] < svc.KEY_TTL else \
-            await run_in_threadpool(svc.scopes, key)
+        scopes = svc.known_scopes(key) or await run_in_threadpool(svc.scopes, key)
         if scopes is None:
             raise HTTPException(401, "invalid API key")
         if scope not in scopes:
@@ -280,10 +290,8 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
 
     The first question on a scored set (per ROI floor) builds the frontier; later ones answer from
     memory in about a millisecond, on the event loop. Budgets breaking the ROI floor are re-solved."""
-    job = svc._done.get(body.scores_id) or await run_in_threadpool(svc.job, body.scores_id, "score", True)
-    if job.kind != "score":
-        job = await run_in_threadpool(svc.job, body.scores_id, "score", True)
-    cfg = svc._configs.get(job.campaign_id) or await run_in_threadpool(svc.config, job.campaign_id)
+    job = svc.known_job(body.scores_id, "score") or await run_in_threadpool(svc.job, body.scores_id, "score", True)
+    cfg = svc.known_config(job.campaign_id) or await run_in_threadpool(svc.config, job.campaign_id)
     min_roi = cfg.constraints.min_roi if body.min_roi is None else body.min_roi
     scores_path = svc.artefacts.job_dir(job.id) / SCORES_FILE
     cached = svc.cache.peek((job.id, min_roi)) or await run_in_threadpool(

@@ -222,14 +222,6 @@ class Store:
         with self.engine.connect() as c:
             return {r.id for r in c.execute(q).all()}
 
-    def count_jobs(self) -> dict[str, int]:
-        with self.engine.connect() as c:
-            rows = c.execute(select(jobs.c.status, jobs.c.kind)).all()
-        out: dict[str, int] = {}
-        for r in rows:
-            out[f"{r.kind}:{r.status}"] = out.get(f"{r.kind}:{r.status}", 0) + 1
-        return out
-
     # -- deliveries -------------------------------------------------------------------------
     def add_delivery(self, job_id: str, batch: int, attempt: int, key: str, status_code: int | None,
                      error: str | None) -> None:
