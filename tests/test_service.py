@@ -274,10 +274,12 @@ def test_metrics_and_request_ids(server, flow):
     assert any(x.get("request_id") == "abc-123" and x["status"] == 200 for x in lines)
 
 
-def test_register_a_model_trained_by_the_cli(server, flow, campaign, tmp_path):
-    """'promo-opt models register' (server side) adds a CLI-trained model; the service then scores with it."""
-    cfg = load_config(campaign, **{"model.learner": "pooled", "model.folds": 2})
-    pipeline.train(cfg).save(tmp_path / "model", cfg)
+def test_register_a_model_directory(server, flow, campaign, tmp_path):
+    """'promo-opt models register' (server side) adds a model directory; the service then scores with it."""
+    import shutil
+
+    # a model directory as 'promo-opt train' writes it (TrainedModel.save), without paying for another fit
+    shutil.copytree(server.data_dir / "jobs" / flow["model"]["id"], tmp_path / "model")
     runner = CliRunner()
     args = ["models", "register", str(tmp_path / "model"), "--data-dir", str(server.data_dir)]
     bad = runner.invoke(cli_app, args + ["--campaign", "cmp_0123456789abcdef"])
