@@ -180,7 +180,9 @@ DbOpt = typer.Option(None, "--db", help="database URL (default: SQLite file in -
 def serve(host: str = typer.Option("127.0.0.1", help="interface to listen on"),
           port: int = typer.Option(8000, help="TCP port"), db: Optional[str] = DbOpt, data_dir: Path = DataDirOpt,
           max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="largest campaign upload"),
-          workers: int = typer.Option(1, help="background job threads")) -> None:
+          workers: int = typer.Option(1, help="background job threads"),
+          webhook_host: Optional[list[str]] = typer.Option(None, "--webhook-host",
+                                                           help="a host pushes may target (repeat); default any")) -> None:
     """Run the HTTP service (FastAPI; OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
@@ -192,7 +194,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     logging.getLogger("promo_opt").addHandler(handler)
     logging.getLogger("promo_opt").propagate = False
     settings = ServiceSettings(data_dir=data_dir, db_url=db, max_upload_bytes=int(max_upload_mb * 2**20),
-                               workers=workers)
+                               workers=workers, webhook_hosts=tuple(webhook_host or ()))
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="warning")
 
 

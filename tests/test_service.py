@@ -43,7 +43,7 @@ def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("svc") / "data"
     d.mkdir()
     keys = {"rw": create_key(d), "ro": create_key(d, "read")}
-    s = Server(d, extra=("--max-upload-mb", "2")).start()
+    s = Server(d, extra=("--max-upload-mb", "2", "--webhook-host", "127.0.0.1")).start()
     s.keys = keys
     yield s
     s.stop()
@@ -181,6 +181,9 @@ def test_push_gives_up_and_says_why(server, flow):
         push = wait_job(c, f"/pushes/{r.json()['id']}")
     assert push["status"] == "failed" and "batch 0" in push["error"] and "after 2 attempts" in push["error"]
     assert [d["attempt"] for d in push["deliveries"]] == [1, 2]
+    with client(server) as c:  # only hosts the operator allowed (serve --webhook-host 127.0.0.1)
+        r = c.post(f"/allocations/{alloc['id']}/push", json={"url": "http://169.254.169.254/latest"})
+        assert r.status_code == 422 and "'169.254.169.254' is not one this server pushes to" in r.json()["detail"]
 
 
 def test_auth(server, flow):

@@ -400,6 +400,10 @@ def push(body: PushRequestBody, allocation_id: str = id_path("allocation"),
          svc: Services = Depends(services)) -> JobOut:
     """Send a finished targeting list to a webhook in batches (a job): retries with backoff, idempotency keys."""
     job = svc.job(allocation_id, "allocate", done=True)
+    allowed = svc.settings.webhook_hosts
+    if allowed and body.url.host not in allowed:
+        raise PromoOptError(f"url: host {body.url.host!r} is not one this server pushes to; allowed: "
+                            f"{', '.join(allowed)} (serve --webhook-host)")
     params = {**body.model_dump(), "url": str(body.url)}
     return svc.submit("push", params, job.campaign_id, parent_id=job.id)
 

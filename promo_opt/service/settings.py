@@ -21,6 +21,7 @@ class ServiceSettings:
     workers: int = 1  # background job threads
     frontier_cache: int = 4  # scored candidate sets whose budget frontier is kept in memory
     webhook_timeout: float = 10.0
+    webhook_hosts: tuple[str, ...] = ()  # hosts a push may target; empty: any (set it on a shared network)
 
     @property
     def database_url(self) -> str:
