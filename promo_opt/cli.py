@@ -181,6 +181,76 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
     typer.echo(f"written to {out}")
 
 
+# ---- issue 6: HTTP service ----
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service.")
+app.add_typer(keys_app, name="keys")
+DataDirOpt = typer.Option(Path("promo-opt-data"), "--data-dir", help="service state: database file and artefacts")
+DbOpt = typer.Option(None, "--db", help="database URL (default: SQLite file in --data-dir; or postgresql://...)")
+
+
+@app.command()
+@_guard
+def serve(host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+          port: int = typer.Option(8000, help="TCP port"), db: Optional[str] = DbOpt, data_dir: Path = DataDirOpt,
+          max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="largest campaign upload"),
+          workers: int = typer.Option(1, help="background job threads"),
+          webhook_host: Optional[list[str]] = typer.Option(None, "--webhook-host",
+                                                           help="a host pushes may target (repeat); default any")) -> None:
+    """Run the HTTP service (FastAPI; OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
+
+    from promo_opt.service import ServiceSettings, create_app
+    from promo_opt.service.observability import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("promo_opt").addHandler(handler)
+    logging.getLogger("promo_opt").propagate = False
+    settings = ServiceSettings(data_dir=data_dir, db_url=db, max_upload_bytes=int(max_upload_mb * 2**20),
+                               workers=workers, webhook_hosts=tuple(webhook_host or ()))
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="warning")
+
+
+@keys_app.command("create")
+@_guard
+def keys_create(scopes: str = typer.Option("read,write", help="comma-separated: read, write"),
+                db: Optional[str] = DbOpt, data_dir: Path = DataDirOpt) -> None:
+    """Create an API key and print it once (only its salted hash is stored)."""
+    from promo_opt.service.auth import create_key
+    from promo_opt.service.settings import ServiceSettings
+    from promo_opt.service.store import Store
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(ServiceSettings(data_dir=data_dir, db_url=db).database_url)
+    try:
+        typer.echo(create_key(store, scopes))
+    finally:
+        store.close()
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Models of the HTTP service.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("register")
+@_guard
+def models_register(model_dir: Path = typer.Argument(..., help="model directory from 'promo-opt train'"),
+                    campaign: str = typer.Option(..., "--campaign", help="campaign id (from POST /campaigns)"),
+                    db: Optional[str] = DbOpt, data_dir: Path = DataDirOpt) -> None:
+    """Register a model trained with 'promo-opt train' (a server-side step: models are never uploaded)."""
+    from promo_opt.service.artefacts import Artefacts
+    from promo_opt.service.registry import register_model
+    from promo_opt.service.settings import ServiceSettings
+    from promo_opt.service.store import Store
+
+    store = Store(ServiceSettings(data_dir=data_dir, db_url=db).database_url)
+    try:
+        job = register_model(store, Artefacts(data_dir), campaign, model_dir)
+    finally:
+        store.close()
+    typer.echo(f"{job.id}  (learner {job.result['learner']}, campaign {campaign})")
+
+
 # ---- issue 8: Spark engine (--engine spark) ----
 def _use_spark(engine: str) -> bool:
     if engine not in ("local", "spark"):

@@ -280,21 +280,33 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved.
     """
+    problem, conversions = plan_problem(config, scores, min_roi=min_roi)
+    return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
+
+
+def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *,
+                 min_roi: float | None = None) -> tuple[AllocationProblem, np.ndarray]:
+    """What ``plan`` curves: the budget/ROI problem over the treatable candidates and their (n, K)
+    incremental conversions. Built once, it answers many budget questions (the service caches it)."""
     if _side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning, or run "
                             "'promo-opt allocate --budget X' for each budget")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
-    return _plan_econ(config, econ, treat, budgets, config.constraints.min_roi if min_roi is None else min_roi, n_points)
+    return _budget_roi_problem(config, econ, treat, config.constraints.min_roi if min_roi is None else min_roi)
 
 
-def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
+def _budget_roi_problem(config, econ: Economics, treat, min_roi) -> tuple[AllocationProblem, np.ndarray]:
     sub = econ.subset(treat)
     full = build_problem(sub, config, budget=None, min_roi=min_roi)
     problem = AllocationProblem(full.gain, full.spend, full.revenue, min_roi=min_roi)  # budget and ROI only
-    return plan_curve(problem, sub.incremental_conversions, budgets=budgets, n_points=n_points,
-                      arm_names=config.arm_names)
+    return problem, sub.incremental_conversions
+
+
+def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
+    problem, conversions = _budget_roi_problem(config, econ, treat, min_roi)
+    return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
 
 
 def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41) -> pd.DataFrame:

@@ -172,7 +172,7 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
 
 
 def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_points: int = 50,
-         arm_names=None) -> pd.DataFrame:
+         arm_names=None, path=None) -> pd.DataFrame:
     """The budget curve at ``budgets`` (default: ``n_points`` from 0 to where spending stops paying).
 
     Columns: budget, spend, incremental_conversions, incremental_revenue, objective, roi,
@@ -180,7 +180,8 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     Integer policies (the LP prefix, fractional segment dropped), so every row is attainable.
     """
     top = None if budgets is None else float(np.max(budgets)) if len(budgets) else None
-    path = frontier_path(problem, conversions, max_budget=top)
+    if path is None:  # a prebuilt full path (e.g. SortedFrontier, cached by the service) skips this
+        path = frontier_path(problem, conversions, max_budget=top)
     if budgets is None:
         budgets = np.linspace(0.0, path.max_useful_spend, n_points)
     budgets = np.asarray(sorted(float(b) for b in budgets))

@@ -1,0 +1,87 @@
+"""Campaigns as the service holds them: a validated config whose data paths are server files.
+
+Uploaded tables are checked by the same code the CLI uses (``config.parse_config``,
+``data.load_training`` / ``data.load_candidates``); the config's own data paths are ignored, so
+no path from a request reaches the filesystem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from promo_opt.config import CampaignConfig, parse_config
+from promo_opt.data import load_candidates, load_training, prepare_candidates, read_table, resolve_features
+from promo_opt.errors import ConfigError, PromoOptError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+UPLOADED_TABLES = ("train", "candidates")
+
+
+def parse_uploaded_yaml(text: bytes) -> dict:
+    try:
+        raw = yaml.safe_load(text.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: the config must be a YAML mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def table_name(field: str, filename: str | None) -> str:
+    """The server's file name for an uploaded table: the field name and the upload's extension."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise PromoOptError(f"{field}: unsupported file type {suffix or '(none)'!r} in file name {filename!r}; "
+                            "expected .csv or .parquet")
+    return f"{field}{suffix}"
+
+
+def with_server_files(raw: dict, files: dict[str, str]) -> dict:
+    """The config with its data paths replaced by the uploaded files (names relative to the campaign dir)."""
+    raw = dict(raw)
+    data = dict(raw.get("data") or {}) if isinstance(raw.get("data"), dict) else raw.get("data")
+    if isinstance(data, dict):
+        for key in ("train", "candidates", "truth"):
+            data.pop(key, None)
+        data.update(files)
+        raw["data"] = data
+    return raw
+
+
+def validate_tables(config: CampaignConfig) -> dict:
+    """Check the uploaded tables against the config exactly as the CLI would; rows per table."""
+    out = {}
+    if config.data.train is not None:
+        data, features = load_training(config)
+        out["train_rows"] = int(len(data.arm))
+        if config.data.candidates is not None:
+            out["candidates_rows"] = int(len(load_candidates(config, features).ids))
+        out["features"] = features
+    elif config.data.candidates is not None:
+        df = read_table(config.data.candidates, "candidates")
+        features = resolve_features(config, df)
+        out["candidates_rows"] = int(len(prepare_candidates(config, df, features).ids))
+        out["features"] = features
+    return out
+
+
+def load(raw: dict, campaign_dir: Path, overrides: dict | None = None, source: str = "campaign") -> CampaignConfig:
+    """The stored config, its data paths resolved in ``campaign_dir``, with dotted-key ``overrides``."""
+    raw = _deep_copy(raw)
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_config(raw, base_dir=campaign_dir, source=source)
+
+
+def _deep_copy(o):
+    if isinstance(o, dict):
+        return {k: _deep_copy(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_deep_copy(v) for v in o]
+    return o

@@ -1,0 +1,88 @@
+"""What-if budget curves answered synchronously from a cached frontier.
+
+The first plan question on a scored candidate set (per ROI floor) builds the budget/ROI problem
+(``pipeline.plan_problem``) and the frontier path sorted once (``SortedFrontier``); later
+questions are binary searches on it through ``allocation.frontier.plan(..., path=)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from promo_opt import pipeline
+from promo_opt.allocation.frontier import frontier_path
+from promo_opt.allocation.frontier import plan as plan_curve
+from promo_opt.allocation.problem import AllocationProblem
+from promo_opt.allocation.sorted_path import SortedFrontier
+from promo_opt.config import CampaignConfig
+from promo_opt.data import read_table
+
+
+@dataclass
+class CachedFrontier:
+    problem: AllocationProblem
+    conversions: np.ndarray
+    frontier: SortedFrontier
+
+
+class FrontierCache:
+    """Least-recently-used frontiers, keyed by (scores id, ROI floor); each built once even under load."""
+
+    def __init__(self, size: int, on_change=None):
+        self.size = max(int(size), 1)
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict = {}
+        self._on_change = on_change
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def peek(self, key) -> CachedFrontier | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def get(self, key, build) -> CachedFrontier:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:  # one builder per key; the others wait for it
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = build()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+                self._building.pop(key, None)
+                if self._on_change:
+                    self._on_change(len(self._items))
+            return value
+
+
+def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | None) -> CachedFrontier:
+    scores = read_table(scores_path, "scores")
+    problem, conversions = pipeline.plan_problem(config, scores, min_roi=min_roi)
+    path = SortedFrontier.from_path(frontier_path(problem, conversions))
+    return CachedFrontier(problem=problem, conversions=conversions, frontier=path)
+
+
+def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
+    """The plan's columns as lists: ``frontier.plan`` (ROI floor: re-solves) or the frontier's arrays."""
+    if cached.problem.min_roi is not None:
+        df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
+                        arm_names=config.arm_names, path=cached.frontier)
+        return {c: df[c].to_numpy().tolist() for c in df.columns}
+    if budgets is None:
+        budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
+    cols = {c: v.tolist() for c, v in cached.frontier.curve(budgets, config.arm_names).items()}
+    cols["resolved"] = [False] * len(cols["budget"])
+    return cols

@@ -1,0 +1,144 @@
+"""Request and response bodies. Field names are the core's words: budget, min_roi, arm, spend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from promo_opt.service.store import ID_PATTERN
+
+Id = Field(pattern=ID_PATTERN, description="a server-made id, e.g. mod_0123456789abcdef")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Campaign(BaseModel):
+    id: str
+    name: str
+    files: dict
+    created_at: float
+    config: dict | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: Literal["train", "score", "allocate", "push"]
+    status: Literal["queued", "running", "done", "failed"]
+    campaign_id: str | None
+    parent_id: str | None = Field(description="model of a score job, scores of an allocation, allocation of a push")
+    params: dict
+    result: dict | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class ModelSettings(_Body):
+    learner: Literal["auto", "pooled_smooth", "pooled", "pooled_flexible", "tlearner"] | None = None
+    folds: int | None = Field(default=None, ge=2, le=20)
+    calibrate: bool | None = None
+
+
+class TrainRequest(_Body):
+    campaign_id: str = Id
+    model: ModelSettings | None = Field(default=None, description="overrides of the campaign's model section")
+
+
+class ScoreRequest(_Body):
+    model_id: str = Id
+    campaign_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                    description="whose candidates to score; default: the model's campaign")
+
+
+class BudgetRange(_Body):
+    low: float = Field(ge=0, le=1e15)
+    high: float = Field(ge=0, le=1e15)
+    n: int = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high < self.low:
+            raise ValueError(f"budget_range: high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class PlanRequest(_Body):
+    scores_id: str = Id
+    budgets: list[float] | None = Field(default=None, max_length=1000,
+                                        description="budgets to evaluate (each >= 0)")
+    budget_range: BudgetRange | None = None
+    min_roi: float | None = Field(default=None, ge=0, le=1e6, description="default: the campaign's constraints.min_roi")
+    n_points: int = Field(default=50, ge=2, le=1000, description="points from 0 to the useful spend when no budgets")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if self.budgets is not None and self.budget_range is not None:
+            raise ValueError("give budgets or budget_range, not both")
+        if self.budgets is not None and any(not (0 <= b <= 1e15) for b in self.budgets):
+            raise ValueError("budgets must be finite numbers in [0, 1e15]")
+        return self
+
+
+class PlanPoint(BaseModel):
+    budget: float
+    spend: float
+    incremental_conversions: float
+    incremental_revenue: float
+    objective: float
+    roi: float | None
+    marginal_gain_per_unit: float
+    users_per_arm: dict[str, int]
+    resolved: bool
+
+
+class PlanResponse(BaseModel):
+    scores_id: str
+    min_roi: float | None
+    objective: str
+    points: list[PlanPoint]
+
+
+class ArmCap(_Body):
+    max_users: int | None = Field(default=None, ge=0)
+    max_spend: float | None = Field(default=None, ge=0)
+
+
+class AllocationRequest(_Body):
+    scores_id: str = Id
+    budget: float | None = Field(default=None, ge=0, le=1e15, description="default: the campaign's budget")
+    min_roi: float | None = Field(default=None, ge=0, le=1e6, description="default: the campaign's min_roi")
+    arm_caps: dict[str, ArmCap] | None = Field(default=None, description="per-arm caps, by arm name")
+
+
+class PushRequestBody(_Body):
+    url: HttpUrl
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    include_control: bool = Field(default=False, description="also send users left on the control arm")
+
+
+class TargetsPage(BaseModel):
+    allocation_id: str
+    offset: int
+    limit: int
+    total: int
+    next_offset: int | None
+    rows: list[dict]
+
+
+class Delivery(BaseModel):
+    batch: int
+    attempt: int
+    idempotency_key: str
+    status_code: int | None
+    error: str | None
+    at: float
+
+
+class PushOut(JobOut):
+    deliveries: list[Delivery]

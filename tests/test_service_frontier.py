@@ -1,0 +1,49 @@
+"""The service's cached frontier answers every budget exactly as the binned path does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promo_opt.allocation.frontier import frontier_path, plan
+from promo_opt.allocation.problem import AllocationProblem
+from promo_opt.allocation.sorted_path import SortedFrontier
+from tests.test_frontier import realistic
+
+
+@pytest.mark.parametrize("n, k, step", [(3000, 5, 64), (40_000, 4, 1024), (500, 3, 7)])
+def test_sorted_points_equal_binned_points(n, k, step) -> None:
+    g, c, r = realistic(n, k, seed=n)
+    g[::17] = np.round(g[::17], 3)  # some tied slopes: the stable order must agree too
+    path = frontier_path(AllocationProblem(g, c, r), g)
+    fast = SortedFrontier.from_path(path, step=step)
+    top = path.max_useful_spend
+    budgets = np.concatenate([[0.0, top * 2], np.random.default_rng(1).uniform(0, top, 40)])
+    ref, got = path.points(budgets), fast.points(budgets)
+    assert fast.max_useful_spend == pytest.approx(top, rel=1e-12)
+    for f in ("spend", "gain", "conversions", "revenue", "marginal"):
+        np.testing.assert_allclose(got[f], ref[f], rtol=1e-9, atol=1e-9, err_msg=f)
+    np.testing.assert_array_equal(got["counts"], ref["counts"])
+    assert (got["counts"].sum(axis=1) == n).all()
+
+
+def test_plan_with_a_prebuilt_path_equals_plan() -> None:
+    g, c, r = realistic(2000, 4, seed=5)
+    p = AllocationProblem(g, c, r, min_roi=1.2)
+    budgets = [0.0, 50.0, 400.0, 5000.0]
+    a = plan(p, g, budgets)
+    b = plan(p, g, budgets, path=SortedFrontier.from_path(frontier_path(p, g)))
+    np.testing.assert_allclose(b.select_dtypes("number").to_numpy(), a.select_dtypes("number").to_numpy(), rtol=1e-9)
+    assert (a["resolved"] == b["resolved"]).all()
+
+
+def test_curve_equals_plan_columns_without_roi_floor() -> None:
+    g, c, r = realistic(3000, 4, seed=9)
+    p = AllocationProblem(g, c, r)
+    path = frontier_path(p, g)
+    budgets = [700.0, 0.0, 123.4, path.max_useful_spend * 1.1]
+    ref = plan(p, g, budgets, arm_names=["a", "b", "c", "d"])
+    got = SortedFrontier.from_path(path).curve(budgets, ["a", "b", "c", "d"])
+    assert list(got) == [col for col in ref.columns if col != "resolved"]
+    for col, v in got.items():
+        np.testing.assert_allclose(v, ref[col].to_numpy(dtype=float), rtol=1e-9, atol=1e-12, err_msg=col)
