@@ -247,3 +247,27 @@ def test_cli_allocate_and_plan_with_engine_spark(spark, scores_file, tmp_path) -
     res = runner.invoke(app, ["allocate", str(cfg_path), "--scores", str(path), "--out", str(tmp_path / "o"),
                               "--engine", "dask"])
     assert res.exit_code == 2 and "--engine 'dask': expected 'local' or 'spark'" in res.output
+
+
+@pytest.mark.slow
+def test_cli_run_with_engine_spark_matches_the_local_stages(spark, campaign_copy, tmp_path) -> None:
+    """run --engine spark on the simulated campaign (CSV candidates) = local scoring + allocation."""
+    from typer.testing import CliRunner
+
+    from promo_opt.cli import app
+    from promo_opt.model import TrainedModel
+    from tests.conftest import write_config
+
+    d, raw = campaign_copy
+    raw["model"] = {"learner": "pooled", "folds": 2}
+    raw["spark"] = {"master": "local[2]"}
+    cfg_path = write_config(d, raw)
+    res = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(tmp_path / "o"), "--engine", "spark"])
+    assert res.exit_code == 0, res.output
+    summary = yaml.safe_load((tmp_path / "o" / "summary.json").read_text())
+    cfg = load_config(cfg_path)
+    local = pipeline.allocate(cfg, pipeline.score_candidates(cfg, TrainedModel.load(tmp_path / "o" / "model", cfg)))
+    assert summary["users_per_arm"] == local.summary["users_per_arm"]
+    assert rel(summary["lp_upper_bound"], local.summary["lp_upper_bound"]) < 1e-9
+    assert (tmp_path / "o" / "targets.parquet" / "_SUCCESS").exists()
+    assert len(pd.read_csv(tmp_path / "o" / "plan.csv")) == 41

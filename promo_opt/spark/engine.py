@@ -86,6 +86,7 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     from promo_opt.report.html import render_report
 
     out = Path(out)
+    input_ref(config, "candidates")  # a missing or unreadable input fails before the training
     t = {}
     t0 = time.perf_counter()
     model = pipeline.train(config)

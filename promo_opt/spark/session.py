@@ -47,10 +47,12 @@ def spark_session(settings: SparkConfig, app_name: str = "promo-opt"):
 
 
 def read_input(spark, ref: str, what: str, partitions: int | None = None):
-    """A DataFrame from a Parquet path (file or directory) or ``table:<name>``."""
+    """A DataFrame from a Parquet path (file or directory), a CSV file (header row) or ``table:<name>``."""
     try:
         if ref.startswith("table:"):
             df = spark.table(ref.removeprefix("table:"))
+        elif ref.lower().endswith(".csv"):
+            df = spark.read.csv(ref, header=True, inferSchema=True)
         else:
             df = spark.read.parquet(ref)
     except Exception as err:  # AnalysisException: path or table missing; its text says which
@@ -65,10 +67,10 @@ def input_ref(config: CampaignConfig, key: str) -> str:
         ref = str(config.data.candidates)
     if ref is None:
         raise ConfigError(f"spark.{key} is not set: give a Parquet path or table:<name> for the Spark engine")
-    if not ref.startswith("table:") and "://" not in ref and not ref.endswith((".parquet", ".pq")) \
+    if not ref.startswith("table:") and "://" not in ref and not ref.lower().endswith((".parquet", ".pq", ".csv")) \
             and not os.path.isdir(ref):
-        raise ConfigError(f"spark.{key} = {ref!r}: the Spark engine reads Parquet (a .parquet file or directory) "
-                          "or table:<name>")
+        raise ConfigError(f"spark.{key} = {ref!r}: the Spark engine reads Parquet (a .parquet file or directory), "
+                          "CSV (.csv, with a header row) or table:<name>")
     return ref
 
 
