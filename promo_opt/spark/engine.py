@@ -59,11 +59,10 @@ def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None) 
 
 
 def plan(config: CampaignConfig, scores: str | None, out: Path, budgets=None, spark=None) -> pd.DataFrame:
-    """The budget curve from a scores table; plan.csv (and the passes in plan_passes.json)."""
+    """The budget curve from a scores table (the caller writes it); the passes go to plan_passes.json."""
     spark = spark or _session(config)
     ref = str(scores) if scores else input_ref(config, "scores")
     curve, passes = _plan.plan(spark, config, read_input(spark, ref, "scores"), budgets)
-    write_table(curve, Path(out) / "plan.csv")
     write_json({"engine": "spark", "passes": passes}, Path(out) / "plan_passes.json")
     return curve
 
