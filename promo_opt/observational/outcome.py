@@ -14,6 +14,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
 
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.observational.design import linear_encoder
@@ -33,7 +34,12 @@ def _model(kind: str, binary: bool, numeric: list[str], categorical: list[str], 
 
 def cross_fitted_outcomes(X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, n_arms: int, kind: str = "linear",
                           folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(n, n_arms) out-of-fold predictions of the outcome under every arm."""
+    """(n, n_arms) out-of-fold predictions of the outcome under every arm (one OpenMP thread)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _cross_fit(X, arm, y, n_arms, kind, folds, seed)
+
+
+def _cross_fit(X, arm, y, n_arms, kind, folds, seed) -> np.ndarray:
     pre = FeaturePreprocessor().fit(X)
     numeric, categorical = list(pre.numeric_), list(pre.categorical_)
     Xt = pre.transform(X)

@@ -30,6 +30,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
 
 from promo_opt.errors import DataError
 from promo_opt.features import FeaturePreprocessor
@@ -83,6 +84,11 @@ class PropensityModel:
 
     # -- fit / predict -----------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, arm: np.ndarray) -> "PropensityModel":
+        # one OpenMP thread: gradient boosting's threads spin badly on a busy shared machine
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._fit(X, arm)
+
+    def _fit(self, X: pd.DataFrame, arm: np.ndarray) -> "PropensityModel":
         arm = np.asarray(arm, dtype=np.int64)
         self.n_arms_ = int(self.n_arms or arm.max() + 1)
         counts = np.bincount(arm, minlength=self.n_arms_)
@@ -103,7 +109,8 @@ class PropensityModel:
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self._proba(self.estimator_, self._prepare(X))
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._proba(self.estimator_, self._prepare(X))
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,13 +39,21 @@ def overlap_rows(e: np.ndarray, arm: np.ndarray, k: int, trim: float, name: str 
                  control: str = "control") -> np.ndarray:
     """(n,) rows kept: ``e_k >= trim`` and ``e_0 >= trim``; raises when the arms do not overlap."""
     keep = (e[:, k] >= trim) & (e[:, 0] >= trim)
-    for j, label in ((k, name), (0, control)):
-        rows = arm == j
-        lost = 1.0 - keep[rows].mean()
-        if keep[rows].sum() < 2 or lost > MAX_TRIMMED:
+    # min-max common support of e_k between the two groups (a regularized model never reaches 0 or 1)
+    t, c = arm == k, arm == 0
+    lo = max(e[t, k].min(), e[c, k].min()) if t.any() and c.any() else 1.0
+    hi = min(e[t, k].max(), e[c, k].max()) if t.any() and c.any() else 0.0
+    inside = (e[:, k] >= lo) & (e[:, k] <= hi)
+    for rows, label in ((t, name), (c, control)):
+        lost = 1.0 - keep[rows].mean() if rows.any() else 1.0
+        outside = 1.0 - inside[rows].mean() if rows.any() else 1.0
+        if keep[rows].sum() < 2 or lost > MAX_TRIMMED or outside > MAX_TRIMMED:
+            why = (f"{lost:.0%} of the '{label}' rows have a propensity below {trim:g} (observational.trim)"
+                   if lost > MAX_TRIMMED or keep[rows].sum() < 2 else
+                   f"{outside:.0%} of the '{label}' rows have a propensity of '{name}' outside the range the other "
+                   f"group covers ({lo:.3g} to {hi:.3g})")
             raise DataError(
-                f"no overlap between arm '{name}' and control '{control}': {lost:.0%} of the '{label}' rows have a "
-                f"propensity of one of them below {trim:g} (observational.trim), so the features almost "
+                f"no overlap between arm '{name}' and control '{control}': {why}, so the features almost "
                 "perfectly predict who was treated and the effect cannot be estimated from these data; "
                 "restrict the population to comparable users, drop the features that separate the arms, "
                 "or run a randomized test")
