@@ -24,6 +24,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
+	nice $(BIN)/python benchmarks/observational.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis
