@@ -158,7 +158,7 @@ def propensity_matrix(config: CampaignConfig, data: ObservationalData) -> np.nda
     return np.clip(e, FLOOR, 1.0)
 
 
-def _balance_weights(method: str, estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
+def _balance_weights(estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
     t, c = arm == k, arm == 0
     if estimand == "ate":
         return 1.0 / e[t, k], 1.0 / e[c, 0]
@@ -205,7 +205,7 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
             else:
                 eff = weighting.aipw(y, arm, e, mu, k, estimand, o.trim, names[k], names[0])
             res.effects.append(eff)
-            wt, wc = _balance_weights(method, estimand, e, arm, k)
+            wt, wc = _balance_weights(estimand, e, arm, k)
             res.balance[names[k]] = balance.balance_table(B, arm == k, arm == 0, wt, wc)
         return res
     # psm

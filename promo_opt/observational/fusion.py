@@ -47,7 +47,7 @@ from promo_opt.errors import DataError
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.lgbm import PooledLGBM
 from promo_opt.observational.design import linear_encoder
-from promo_opt.observational.propensity import _object_text
+from promo_opt.observational.propensity import text_as_object
 
 ALPHAS = np.logspace(-1, 5, 25)
 
@@ -117,7 +117,7 @@ class FusedUplift:
         return Phi[:, :2] if name in ("shift", "scale") else Phi
 
     def _text(self, X: pd.DataFrame) -> pd.DataFrame:
-        return _object_text(self.pre_.transform(X), list(self.pre_.categorical_))
+        return text_as_object(self.pre_.transform(X), list(self.pre_.categorical_))
 
     def _phi(self, k: int, tau: np.ndarray, p0: np.ndarray, F: np.ndarray, fit: bool = False) -> np.ndarray:
         """[tau_hat_k, p_hat_0] standardized (scale learned on the randomized rows), then the features."""

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.observational.design import linear_encoder
-from promo_opt.observational.propensity import _object_text
+from promo_opt.observational.propensity import text_as_object
 
 
 def _model(kind: str, binary: bool, numeric: list[str], categorical: list[str], n_rows: int, seed: int):
@@ -44,7 +44,7 @@ def _cross_fit(X, arm, y, n_arms, kind, folds, seed) -> np.ndarray:
     numeric, categorical = list(pre.numeric_), list(pre.categorical_)
     Xt = pre.transform(X)
     if kind == "linear":
-        Xt = _object_text(Xt, categorical)
+        Xt = text_as_object(Xt, categorical)
     binary = bool(np.isin(y, (0, 1)).all())
     mu = np.zeros((len(y), n_arms))
     counts = np.bincount(arm, minlength=n_arms)

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 FLOOR = 1e-6  # propensities are clipped to [FLOOR, 1] before any division
 
 
-def _object_text(typed: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+def text_as_object(typed: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """Categorical columns as plain objects (None when missing), as scikit-learn's encoders expect."""
     out = typed.copy()
     for c in categorical:
         out[c] = out[c].astype(object).where(out[c].notna(), None)
@@ -75,7 +76,7 @@ class PropensityModel:
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         typed = self.pre_.transform(X)
-        return _object_text(typed, self.categorical_) if self.model == "logistic" else typed
+        return text_as_object(typed, self.categorical_) if self.model == "logistic" else typed
 
     def _proba(self, est, X: pd.DataFrame) -> np.ndarray:
         p = np.zeros((len(X), self.n_arms_))
