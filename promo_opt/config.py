@@ -84,7 +84,7 @@ class ObservationalConfig(_Strict):
     """Options of ``promo-opt effect`` and of estimated propensities (see ``promo_opt.observational``)."""
 
     propensity_model: Literal["logistic", "gbm"] = "logistic"
-    calibrate: bool = True  # isotonic calibration of the gradient-boosting propensities
+    calibrate: bool = True  # calibrate the gradient-boosting propensities (isotonic from 2,000 rows, else sigmoid)
     folds: int = Field(default=5, ge=2, le=20)  # cross-fitting of propensity and outcome models
     estimate_propensity: bool = False  # training fills P(logged arm) when data.propensity is not given
     trim: float = Field(default=0.01, ge=0.0, lt=0.5)  # drop rows with a compared arm's propensity below this
