@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/load_service.py --candidates 100000 --seconds 10 --out reports/load_service_quick.json
+	nice $(BIN)/python benchmarks/observational.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis

@@ -236,6 +236,25 @@ def models_register(model_dir: Path = typer.Argument(..., help="model directory 
     finally:
         store.close()
     typer.echo(f"{job.id}  (learner {job.result['learner']}, campaign {campaign})")
+# ---- issue 7: observational causal tools ----
+@app.command()
+@_guard
+def effect(config: Path = ConfigArg,
+           method: str = typer.Option("aipw", help="naive | psm | ipw | aipw | did"),
+           estimand: str = typer.Option("ate", help="ate | att (did always estimates the ATT)"),
+           out: Path = OutOpt) -> None:
+    """Effect of every promotion arm on the outcome from past (possibly non-randomized) data: effect.json + report.html."""
+    from promo_opt.observational.effect import estimate_effect, write_effect
+
+    cfg = _config(config)
+    result = estimate_effect(cfg, method, estimand)
+    write_effect(result, out, cfg.name)
+    for e in result.effects:
+        typer.echo(f"{e.arm:<14} {e.estimate:+.4g}  95% CI [{e.ci_low:+.4g}, {e.ci_high:+.4g}]  "
+                   f"(n {e.n_arm:,} vs {e.n_control:,} control)")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"{result.method} ({result.estimand}) written to {out}")
 
 
 def main() -> None:
