@@ -236,6 +236,8 @@ def models_register(model_dir: Path = typer.Argument(..., help="model directory 
     finally:
         store.close()
     typer.echo(f"{job.id}  (learner {job.result['learner']}, campaign {campaign})")
+
+
 # ---- issue 7: observational causal tools ----
 @app.command()
 @_guard

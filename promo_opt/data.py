@@ -144,7 +144,7 @@ def _check_ids(df: pd.DataFrame, col: str, what: str, path) -> np.ndarray:
 def resolve_features(config: CampaignConfig, candidates: pd.DataFrame, train: pd.DataFrame | None = None) -> list[str]:
     """The feature columns: the explicit list, or every candidates column but the id (auto)."""
     d = config.data
-    reserved = {d.id, d.treatment, d.outcome, d.value, d.propensity} - {None}
+    reserved = {d.id, d.treatment, d.outcome, d.value, d.propensity, d.time, d.unit} - {None}
     if d.features == "auto":
         feats = [c for c in candidates.columns if c not in reserved]
         if not feats:
@@ -153,7 +153,7 @@ def resolve_features(config: CampaignConfig, candidates: pd.DataFrame, train: pd
         feats = list(d.features)
         bad = sorted(set(feats) & reserved)
         if bad:
-            raise DataError(f"data.features lists {bad}, which are the id/treatment/outcome/value columns")
+            raise DataError(f"data.features lists {bad}, which are the id/treatment/outcome/value/propensity/time/unit columns")
         _require(candidates, feats, "candidates", d.candidates)
     if train is not None:
         _require(train, feats, "train (features must be in both files)", d.train)
