@@ -24,6 +24,8 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/ope_coverage.py --reps 200 --n 4000 --boot 300
+	$(BIN)/python benchmarks/hillstrom_email.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis

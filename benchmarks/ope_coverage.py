@@ -62,6 +62,8 @@ def main() -> None:
         t = time.perf_counter()
         _, summ = coverage_study(load_world(name), reps=a.reps, n=a.n, n_boot=a.boot, seed=a.seed)
         parts.append(summ)
+        write_json({"partial": True, "summary": pd.concat(parts).to_dict(orient="records")},
+                   Path(a.out).with_suffix(".partial.json"))  # progress survives an interrupted run
         cov = summ.pivot_table(index="estimator", columns="quantity", values="coverage", sort=False)
         print(f"{name} ({time.perf_counter() - t:.0f} s): coverage of the 95% intervals\n{cov.to_string(float_format='%.3f')}",
               flush=True)
@@ -75,6 +77,7 @@ def main() -> None:
                out.with_suffix(".json"))
     text = markdown(summary, settings)
     atomic_write(out.with_suffix(".md"), lambda p: p.write_text(text))
+    Path(a.out).with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"written to {out.with_suffix('.json')} and {out.with_suffix('.md')}")
 
 

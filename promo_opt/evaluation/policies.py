@@ -80,54 +80,95 @@ def _row(name: str, arm: np.ndarray, totals: dict, objective: str) -> dict:
             "net_revenue": totals["incremental_revenue"] - totals["spend"]}
 
 
-def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 300) -> dict:
-    """The comparison table for ``run``: ``{"scored_by", "budget", "rows": [...]}`` (see module doc).
+def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, n_bands: int = 11) -> dict:
+    """The comparison table for ``run``: ``{"scored_by", "budget", "rows": [...], "budget_bands": [...]}``.
 
-    ``model`` is the run's :class:`TrainedModel`, ``outcome`` its :class:`AllocationOutcome`.
+    ``model`` is the run's :class:`TrainedModel`, ``outcome`` its :class:`AllocationOutcome`. ``budget_bands``:
+    for ``n_bands`` budgets from 0 to twice the campaign's, the doubly robust estimate (with its 95% interval)
+    of the incremental conversions and net revenue that the optimal policy at that budget brings, from the
+    training campaign's rows and out-of-fold predictions (always held-out, with or without truth).
     """
     from promo_opt.data import read_table
 
     treat = ~outcome.holdout
+    n_treatable = int(treat.sum())
     sub = outcome.econ.subset(treat)
     budget = outcome.budget if outcome.budget else float(outcome.summary["expected"]["spend"])
+    held = _HeldOut(config, model, n_treatable)
+    bands = held.bands(np.linspace(0.0, 2.0 * budget, n_bands), outcome.min_roi, n_boot)
     if config.data.truth is not None:
         from promo_opt.evaluation.truth import truth_economics
 
         pols = baseline_policies(sub, config, outcome.arm[treat], budget, outcome.min_roi, seed=config.seed)
         true = truth_economics(config, outcome.ids, read_table(config.data.truth, "truth")).subset(treat)
         rows = [_row(name, arm, true.totals(arm), config.objective) for name, arm in pols.items()]
-        return {"scored_by": "simulated truth (exact)", "budget": budget, "rows": rows}
-    return _compare_offpolicy(config, model, budget, outcome.min_roi, int(treat.sum()), n_boot)
+        return {"scored_by": "simulated truth (exact)", "budget": budget, "rows": rows, "budget_bands": bands}
+    out = held.compare(budget, outcome.min_roi, n_boot)
+    out["budget_bands"] = bands
+    return out
 
 
-def _compare_offpolicy(config, model, budget, min_roi, n_treatable: int, n_boot: int) -> dict:
-    """Without truth: the strategies rebuilt on the training rows and valued by DR with out-of-fold predictions."""
-    from promo_opt.data import load_training
-    from promo_opt.economics import build_problem
-    from promo_opt.evaluation.ope import evaluate_policy
+class _HeldOut:
+    """The training campaign's rows with out-of-fold predictions: policies rebuilt there are valued by DR
+    and scaled from the training population to the ``n_treatable`` candidates."""
 
-    data, _ = load_training(config)
-    Z = model.preprocessor.transform(data.X)
-    vhat = model.value_model.predict(Z) if model.value_model is not None else np.ones(len(data.arm))
-    oof = model.uplift.oof_
-    econ = compute_economics(oof, vhat, config.ordered_arms)
-    n = len(data.arm)
-    scale = n_treatable / n
-    b = budget / scale
-    full = build_problem(econ, config, budget=b, min_roi=min_roi)
-    opt = solve(AllocationProblem(full.gain, full.spend, full.revenue, budget=b, min_roi=min_roi), solver="dual").arm
-    pols = baseline_policies(econ, config, opt, b, min_roi, seed=config.seed)
-    rows = []
-    for name, arm in pols.items():
-        ev = evaluate_policy(arm, data.arm, data.converted, data.value, config.ordered_arms,
-                             propensity=data.propensity, mu=oof, vhat=vhat, n_boot=n_boot, seed=config.seed)
-        dr = ev["dr"]
-        totals = {q: dr[q].estimate * scale for q in ("incremental_conversions", "incremental_revenue", "spend")}
-        row = _row(name, arm, totals, config.objective)
-        row["users_treated"] = int(round(row["users_treated"] * scale))
-        obj = "incremental_conversions" if config.objective == "conversions" else None
-        if obj:
-            row["ci_low"], row["ci_high"] = dr[obj].ci_low * scale, dr[obj].ci_high * scale
-        rows.append(row)
-    return {"scored_by": f"doubly robust estimate on the training campaign (out-of-fold predictions), scaled to "
-                         f"{n_treatable:,} users; 95% intervals of incremental conversions", "budget": budget, "rows": rows}
+    def __init__(self, config: CampaignConfig, model, n_treatable: int):
+        from promo_opt.data import load_training
+
+        self.config = config
+        self.data, _ = load_training(config)
+        Z = model.preprocessor.transform(self.data.X)
+        self.vhat = model.value_model.predict(Z) if model.value_model is not None else np.ones(len(self.data.arm))
+        self.oof = model.uplift.oof_
+        self.econ = compute_economics(self.oof, self.vhat, config.ordered_arms)
+        self.n_treatable = n_treatable
+        self.scale = n_treatable / len(self.data.arm)
+
+    def optimal(self, budget: float | None, min_roi: float | None) -> np.ndarray:
+        from promo_opt.economics import build_problem
+
+        b = None if budget is None else budget / self.scale
+        full = build_problem(self.econ, self.config, budget=b, min_roi=min_roi)
+        return solve(AllocationProblem(full.gain, full.spend, full.revenue, budget=b, min_roi=min_roi),
+                     solver="dual").arm
+
+    def value(self, arm: np.ndarray, n_boot: int):
+        from promo_opt.evaluation.ope import evaluate_policy
+
+        d = self.data
+        return evaluate_policy(arm, d.arm, d.converted, d.value, self.config.ordered_arms, propensity=d.propensity,
+                               mu=self.oof, vhat=self.vhat, n_boot=n_boot, seed=self.config.seed)["dr"]
+
+    def bands(self, budgets, min_roi, n_boot: int) -> list[dict]:
+        out = []
+        for b in budgets:
+            try:
+                arm = self.optimal(float(b), min_roi)
+            except PromoOptError as err:  # e.g. the ROI floor cannot be met at this budget
+                log.info("budget band at %s skipped (%s)", b, err)
+                continue
+            dr = self.value(arm, n_boot)
+            row = {"budget": float(b), "expected_spend": float(self.econ.spend[np.arange(len(arm)), arm].sum() * self.scale)}
+            for q in ("incremental_conversions", "spend"):
+                iv = dr[q]
+                row.update({q: iv.estimate * self.scale, f"{q}_ci_low": iv.ci_low * self.scale,
+                            f"{q}_ci_high": iv.ci_high * self.scale})
+            out.append(row)
+        return out
+
+    def compare(self, budget: float, min_roi, n_boot: int) -> dict:
+        """Without truth: the strategies rebuilt on the training rows and valued by DR."""
+        b = budget / self.scale
+        pols = baseline_policies(self.econ, self.config, self.optimal(budget, min_roi), b, min_roi, seed=self.config.seed)
+        rows = []
+        for name, arm in pols.items():
+            dr = self.value(arm, n_boot)
+            totals = {q: dr[q].estimate * self.scale for q in ("incremental_conversions", "incremental_revenue", "spend")}
+            row = _row(name, arm, totals, self.config.objective)
+            row["users_treated"] = int(round(row["users_treated"] * self.scale))
+            row["ci_low"] = dr["incremental_conversions"].ci_low * self.scale
+            row["ci_high"] = dr["incremental_conversions"].ci_high * self.scale
+            rows.append(row)
+        return {"scored_by": f"doubly robust estimate on the training campaign (out-of-fold predictions), scaled to "
+                             f"{self.n_treatable:,} users; 95% intervals of incremental conversions",
+                "budget": budget, "rows": rows}

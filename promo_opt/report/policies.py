@@ -33,11 +33,34 @@ def policy_comparison_figure(comparison: dict, objective: str):
     return fig
 
 
+def budget_band_figure(bands: list[dict], budget: float):
+    b = pd.DataFrame(bands)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.fill_between(b["budget"], b["incremental_conversions_ci_low"], b["incremental_conversions_ci_high"],
+                    color="#1f77b4", alpha=.2, label="95% interval (doubly robust, held-out)")
+    ax.plot(b["budget"], b["incremental_conversions"], marker=".", color="#1f77b4", label="estimate")
+    ax.axvline(budget, color="#d62728", ls="--", lw=1, label=f"budget {budget:,.0f}")
+    ax.axhline(0, color="k", lw=.5)
+    ax.set_xlabel("budget")
+    ax.set_ylabel("incremental conversions")
+    ax.set_title("Budget curve with confidence band (policies rebuilt on held-out folds)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=.3)
+    return fig
+
+
 def policy_comparison_section(comparison: dict, objective: str) -> list[str]:
-    """HTML parts: heading, explanation, table, plot."""
+    """HTML parts: heading, explanation, table, plot; then the budget curve's confidence band."""
     from promo_opt.report.html import _png, _table
 
-    return ["<h2>Policy comparison at the same budget</h2>",
+    band = []
+    if comparison.get("budget_bands"):
+        band = ["<h2>Budget curve with confidence band</h2>",
+                _png(budget_band_figure(comparison["budget_bands"], comparison["budget"])),
+                "<p class='note'>For each budget, the optimal policy is rebuilt on the training campaign from "
+                "out-of-fold predictions and its incremental conversions estimated by doubly robust off-policy "
+                "evaluation on those randomized rows (scaled to the candidates); the band is the 95% bootstrap interval.</p>"]
+    return band + ["<h2>Policy comparison at the same budget</h2>",
             f"<p>Scored by: {html.escape(comparison['scored_by'])}. Every strategy spends at most the budget "
             f"({comparison['budget']:,.0f}) by the model's expected spend. The <i>response model</i> targets the users "
             "most likely to convert, whether or not the promotion changes their mind.</p>",
