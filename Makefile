@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/load_service.py --candidates 100000 --seconds 10 --out reports/load_service_quick.json
 	nice $(BIN)/python benchmarks/observational.py
+	$(BIN)/python benchmarks/ope_coverage.py --reps 200 --n 4000 --boot 300
+	$(BIN)/python benchmarks/hillstrom_email.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis
