@@ -25,6 +25,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/load_service.py --candidates 100000 --seconds 10 --out reports/load_service_quick.json
+	nice $(BIN)/python benchmarks/observational.py
+	$(BIN)/python benchmarks/ope_coverage.py --reps 200 --n 4000 --boot 300
+	$(BIN)/python benchmarks/hillstrom_email.py
 	nice $(BIN)/python benchmarks/bench_spark.py --users 250000 1000000
 
 clean:

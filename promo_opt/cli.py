@@ -251,6 +251,98 @@ def models_register(model_dir: Path = typer.Argument(..., help="model directory 
     typer.echo(f"{job.id}  (learner {job.result['learner']}, campaign {campaign})")
 
 
+# ---- issue 7: observational causal tools ----
+@app.command()
+@_guard
+def effect(config: Path = ConfigArg,
+           method: str = typer.Option("aipw", help="naive | psm | ipw | aipw | did"),
+           estimand: str = typer.Option("ate", help="ate | att (did always estimates the ATT)"),
+           out: Path = OutOpt) -> None:
+    """Effect of every promotion arm on the outcome from past (possibly non-randomized) data: effect.json + report.html."""
+    from promo_opt.observational.effect import estimate_effect, write_effect
+
+    cfg = _config(config)
+    result = estimate_effect(cfg, method, estimand)
+    write_effect(result, out, cfg.name)
+    for e in result.effects:
+        typer.echo(f"{e.arm:<14} {e.estimate:+.4g}  95% CI [{e.ci_low:+.4g}, {e.ci_high:+.4g}]  "
+                   f"(n {e.n_arm:,} vs {e.n_control:,} control)")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"{result.method} ({result.estimand}) written to {out}")
+
+
+# ---- issue 5: off-policy evaluation and measurement ----
+def _print_intervals(title: str, rows: dict) -> None:
+    typer.echo(title)
+    for name, iv in rows.items():
+        typer.echo(f"  {name:<24} {iv['estimate']:>12,.4g}   95% CI [{iv['ci_low']:,.4g}, {iv['ci_high']:,.4g}]")
+
+
+@app.command()
+@_guard
+def evaluate(config: Path = ConfigArg, targets: Path = typer.Option(..., "--targets", help="targets.csv from 'allocate'"),
+             holdout_data: Path = typer.Option(..., "--holdout-data", help="randomized rows of the same users: id, "
+                                               "treatment, outcome (value, propensity) columns"),
+             model: Optional[Path] = typer.Option(None, "--model", help="model directory for the DR outcome model "
+                                                  "(default: cross-fitted per-arm means)"),
+             out: Path = OutOpt, boot: int = typer.Option(1000, "--boot", help="bootstrap replicates")) -> None:
+    """Off-policy check of a targeting list on randomized holdout rows: IPS, SNIPS and DR with 95% intervals."""
+    from promo_opt.data import read_table, write_json
+    from promo_opt.evaluation.ope import evaluate_targets
+    from promo_opt.model import TrainedModel
+
+    cfg = _config(config)
+    trained = TrainedModel.load(model, cfg) if model is not None else None
+    result = evaluate_targets(cfg, read_table(targets, "targets"), read_table(holdout_data, "holdout data"), trained,
+                              holdout_path=holdout_data, n_boot=boot)
+    write_json(result.as_dict(), out / "evaluation.json")
+    typer.echo(f"{result.n:,} holdout rows, {result.n_treated:,} given a promotion by the policy; "
+               f"propensity: {result.propensity_source}; DR outcome model: {result.outcome_model}")
+    for est in ("ips", "snips", "dr"):
+        _print_intervals(est, {k: v.as_dict() for k, v in result[est].items()})
+    typer.echo(f"written to {out / 'evaluation.json'}")
+
+
+@app.command()
+@_guard
+def measure(config: Path = ConfigArg, targets: Path = typer.Option(..., "--targets", help="targets.csv from 'allocate'"),
+            outcomes: Path = typer.Option(..., "--outcomes", help="what happened: id, outcome (value) per target user"),
+            out: Path = OutOpt, boot: int = typer.Option(2000, "--boot", help="bootstrap replicates")) -> None:
+    """Realized incremental conversions, revenue, spend and ROI: the treated list vs its holdout."""
+    from promo_opt.data import read_table, write_json
+    from promo_opt.evaluation.measure import measure as measure_core
+
+    cfg = _config(config)
+    m = measure_core(cfg, read_table(targets, "targets"), read_table(outcomes, "outcomes"), outcomes_path=outcomes,
+                     n_boot=boot)
+    d = m.as_dict()
+    write_json(d, out / "measurement.json")
+    typer.echo(f"policy group {m.n_policy:,} users, holdout {m.n_holdout:,}")
+    _print_intervals("realized", d["realized"])
+    if m.expected is not None:
+        typer.echo("expected        " + ", ".join(f"{k} {v:,.4g}" for k, v in m.expected.items()))
+    typer.echo(f"written to {out / 'measurement.json'}")
+
+
+@app.command("sample-size")
+@_guard
+def sample_size(users: int = typer.Option(..., "--users", help="users in the targeting list (holdout included)"),
+                base_rate: float = typer.Option(..., "--base-rate", help="conversion rate without promotion"),
+                uplift: float = typer.Option(..., "--uplift", help="absolute uplift in conversion rate to detect"),
+                power: float = typer.Option(0.8, help="power"), alpha: float = typer.Option(0.05, help="two-sided level")) -> None:
+    """Holdout fraction needed to detect an uplift with the given power (two-sided z-test)."""
+    from promo_opt.evaluation.measure import holdout_fraction_needed
+
+    r = holdout_fraction_needed(users, base_rate, uplift, power, alpha)
+    if r.holdout_fraction is None:
+        typer.echo(f"not reachable: {users:,} users give at most {r.best_power:.1%} power "
+                   f"(holdout fraction {r.best_fraction:.3f}); more users or a larger uplift are needed")
+        raise typer.Exit(code=1)
+    typer.echo(f"holdout fraction {r.holdout_fraction:.4f} ({r.holdout_users:,} of {users:,} users) detects an uplift of "
+               f"{uplift:g} on a base rate of {base_rate:g} with {power:.0%} power at alpha {alpha:g}")
+
+
 # ---- issue 8: Spark engine (--engine spark) ----
 def _use_spark(engine: str) -> bool:
     if engine not in ("local", "spark"):

@@ -32,6 +32,8 @@ class DataConfig(_Strict):
     propensity: str | None = None
     features: Literal["auto"] | list[str] = "auto"
     segment: str | None = None  # a candidates column with its own budget (constraints.segment_budgets)
+    time: str | None = None  # observational effects: the period column (difference-in-differences)
+    unit: str | None = None  # observational effects: the unit column of a panel (repeated over periods)
 
     @field_validator("features")
     @classmethod
@@ -90,6 +92,23 @@ class SparkConfig(_Strict):
     conf: dict[str, str] = {}  # extra Spark settings, e.g. spark.driver.memory
 
 
+class ObservationalConfig(_Strict):
+    """Options of ``promo-opt effect`` and of estimated propensities (see ``promo_opt.observational``)."""
+
+    propensity_model: Literal["logistic", "gbm"] = "logistic"
+    calibrate: bool = True  # calibrate the gradient-boosting propensities (isotonic from 2,000 rows, else sigmoid)
+    folds: int = Field(default=5, ge=2, le=20)  # cross-fitting of propensity and outcome models
+    estimate_propensity: bool = False  # training fills P(logged arm) when data.propensity is not given
+    trim: float = Field(default=0.01, ge=0.0, lt=0.5)  # drop rows with a compared arm's propensity below this
+    outcome_model: Literal["linear", "gbm"] = "linear"  # outcome regression of AIPW
+    caliper: float | None = Field(default=0.2, gt=0.0)  # matching: in SDs of the logit propensity
+    neighbors: int = Field(default=1, ge=1, le=20)
+    replace: bool = True  # matching with replacement
+    exact: list[str] = []  # matching: columns matched exactly
+    treatment_start: float | None = None  # DID: first post period (default: the later of two periods)
+    controls: list[str] = []  # DID: covariates added to the regression
+
+
 class CampaignConfig(_Strict):
     name: str = "campaign"
     data: DataConfig
@@ -101,6 +120,7 @@ class CampaignConfig(_Strict):
     solver: Literal["auto", "dual", "cpsat", "mip", "pulp"] = "auto"
     seed: int = 0
     spark: SparkConfig = SparkConfig()  # used only with --engine spark
+    observational: ObservationalConfig = ObservationalConfig()
 
     @field_validator("arms")
     @classmethod

@@ -144,7 +144,7 @@ def _check_ids(df: pd.DataFrame, col: str, what: str, path) -> np.ndarray:
 def resolve_features(config: CampaignConfig, candidates: pd.DataFrame, train: pd.DataFrame | None = None) -> list[str]:
     """The feature columns: the explicit list, or every candidates column but the id (auto)."""
     d = config.data
-    reserved = {d.id, d.treatment, d.outcome, d.value, d.propensity} - {None}
+    reserved = {d.id, d.treatment, d.outcome, d.value, d.propensity, d.time, d.unit} - {None}
     if d.features == "auto":
         feats = [c for c in candidates.columns if c not in reserved]
         if not feats:
@@ -153,39 +153,43 @@ def resolve_features(config: CampaignConfig, candidates: pd.DataFrame, train: pd
         feats = list(d.features)
         bad = sorted(set(feats) & reserved)
         if bad:
-            raise DataError(f"data.features lists {bad}, which are the id/treatment/outcome/value columns")
+            raise DataError(f"data.features lists {bad}, which are the id/treatment/outcome/value/propensity/time/unit columns")
         _require(candidates, feats, "candidates", d.candidates)
     if train is not None:
         _require(train, feats, "train (features must be in both files)", d.train)
     return feats
 
 
-def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[str]) -> TrainingData:
-    """Check the past-campaign table against the config and turn it into typed arrays."""
+def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[str], what: str = "train",
+                     path=None, every_arm: bool = True) -> TrainingData:
+    """Check the past-campaign table (or other logged rows: ``what``/``path`` name them) against the config.
+
+    ``every_arm`` False: an arm without rows is allowed (callers check the arms they need).
+    """
     d = config.data
-    path = d.train
+    path = d.train if path is None else path
     need = [d.id, d.treatment, d.outcome] + ([d.value] if d.value else []) + ([d.propensity] if d.propensity else [])
-    _require(df, need, "train", path)
-    ids = _check_ids(df, d.id, "train", path)
+    _require(df, need, what, path)
+    ids = _check_ids(df, d.id, what, path)
     if len(df) == 0:
-        raise DataError(f"train {path}: the file has no rows")
+        raise DataError(f"{what} {path}: the file has no rows")
 
     names = config.arm_names
     arm_col = df[d.treatment].astype("string")
     if arm_col.isna().any():
-        raise DataError(f"train {path}: column '{d.treatment}' (data.treatment) has {int(arm_col.isna().sum())} empty values")
+        raise DataError(f"{what} {path}: column '{d.treatment}' (data.treatment) has {int(arm_col.isna().sum())} empty values")
     unknown = sorted(set(arm_col.unique()) - set(names))
     if unknown:
         raise DataError(
-            f"train {path}: column '{d.treatment}' has arm(s) {unknown[:10]} that the config does not name; "
+            f"{what} {path}: column '{d.treatment}' has arm(s) {unknown[:10]} that the config does not name; "
             f"config arms: {names}"
         )
     index = {n: i for i, n in enumerate(names)}
     arm = arm_col.map(index).to_numpy(dtype=np.int64)
     counts = np.bincount(arm, minlength=len(names))
     empty = [names[k] for k in range(len(names)) if counts[k] == 0]
-    if empty:
-        raise DataError(f"train {path}: arm(s) {empty} have no rows in column '{d.treatment}'; every arm needs data to learn from")
+    if empty and every_arm:
+        raise DataError(f"{what} {path}: arm(s) {empty} have no rows in column '{d.treatment}'; every arm needs data to learn from")
 
     y = df[d.outcome]
     if y.dtype == bool:
@@ -194,7 +198,7 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
     bad = ~yv.isin([0, 1])
     if bad.any():
         raise DataError(
-            f"train {path}: column '{d.outcome}' (data.outcome) must be binary 0/1; found "
+            f"{what} {path}: column '{d.outcome}' (data.outcome) must be binary 0/1; found "
             f"{sorted(map(str, pd.unique(y[bad])))[:5]}"
         )
     converted = yv.to_numpy(dtype=np.int64)
@@ -205,18 +209,18 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
         conv = converted == 1
         if np.isnan(v[conv]).any() or (v[conv] < 0).any() or np.isinf(v[conv]).any():
             raise DataError(
-                f"train {path}: column '{d.value}' (data.value) must be a number >= 0 for converted rows; "
+                f"{what} {path}: column '{d.value}' (data.value) must be a number >= 0 for converted rows; "
                 f"{int((~np.isfinite(v[conv]) | (v[conv] < 0)).sum())} converted rows are not"
             )
         if conv.sum() == 0:
-            raise DataError(f"train {path}: no converted rows, so '{d.value}' cannot be learned")
+            raise DataError(f"{what} {path}: no converted rows, so '{d.value}' cannot be learned")
         value = np.where(conv, v, 0.0)
 
     prop = None
     if d.propensity:
         pr = pd.to_numeric(df[d.propensity], errors="coerce").to_numpy(dtype=np.float64)
         if not ((pr > 0) & (pr <= 1)).all():
-            raise DataError(f"train {path}: column '{d.propensity}' (data.propensity) must be in (0, 1]")
+            raise DataError(f"{what} {path}: column '{d.propensity}' (data.propensity) must be in (0, 1]")
         prop = pr
     return TrainingData(ids=ids, X=df[features].reset_index(drop=True), arm=arm, converted=converted,
                         value=value, propensity=prop)

@@ -365,6 +365,11 @@ def run(config: CampaignConfig) -> RunResult:
                                      segment=outcome.segment, segment_names=outcome.segment_names)
         summary["truth"] = report.as_dict()
         t["truth"] = time.perf_counter() - t0
+    from promo_opt.evaluation.policies import compare_policies  # issue 5: strategies at the same budget
+
+    t0 = time.perf_counter()
+    summary["policy_comparison"] = compare_policies(config, model, outcome)
+    t["policy_comparison"] = time.perf_counter() - t0
     summary["learner"] = model.metrics["selection"]["chosen"]
     summary["seconds"] = t
     if _side_constraints(config):

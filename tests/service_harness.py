@@ -37,7 +37,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "Server":
+    def start(self, timeout: float = 180.0) -> "Server":
         cmd = [sys.executable, "-m", "promo_opt.cli", "serve", "--port", str(self.port),
                "--data-dir", str(self.data_dir), *self.extra]
         if self.db:
@@ -67,7 +67,7 @@ class Server:
         self.proc.wait(30)
 
 
-def wait_job(client: httpx.Client, path: str, timeout: float = 120.0, until=("done", "failed")) -> dict:
+def wait_job(client: httpx.Client, path: str, timeout: float = 600.0, until=("done", "failed")) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(path).json()

@@ -146,7 +146,9 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
                  "log loss": sel["oof_log_loss"][n], "chosen": n == sel["chosen"]} for n in sel["transformed_outcome_risk"]]
         parts += ["<h2>Learner selection</h2>", f"<p>{html.escape(sel['reason'])}</p>", _table(rows)]
     if "policy_comparison" in summary:
-        parts += ["<h2>Policy comparison</h2>", _table(summary["policy_comparison"])]
+        from promo_opt.report.policies import policy_comparison_section
+
+        parts += policy_comparison_section(summary["policy_comparison"], summary["objective"])
     secs = summary.get("seconds", {})
     parts += ["<h2>Run</h2>", _table([{"stage": k, "seconds": v} for k, v in secs.items()]), "</body></html>"]
     return "\n".join(parts)
