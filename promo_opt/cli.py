@@ -4,6 +4,7 @@ User errors (bad config, bad data, infeasible constraints) print one line and ex
 """
 
 
+import contextlib
 import functools
 import logging
 import sys
@@ -28,6 +29,7 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("causalml").setLevel(logging.WARNING)  # its INFO lines narrate every base-model fit
 
 
 @app.callback()
@@ -79,7 +81,8 @@ def _guard(fn):
 def run(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     """Train, score, allocate, evaluate and report, all from one campaign config."""
     cfg = _config(config)
-    result = pipeline.run(cfg)
+    with _training_progress() as progress:
+        result = pipeline.run(cfg, progress=progress)
     pipeline.write_run(result, cfg, out)
     _print_summary(result.summary, out)
 
@@ -102,7 +105,8 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="output direct
 def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     """Fit the uplift and order-value models on the past campaign; save them to a model directory."""
     cfg = _config(config)
-    model = pipeline.train(cfg)
+    with _training_progress() as progress:
+        model = pipeline.train(cfg, progress=progress)
     model.save(out, cfg)
     sel = model.metrics["selection"]
     typer.echo(f"learner {sel['chosen']} ({sel['reason']}); model saved to {out}")
@@ -166,6 +170,36 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
     write_bytes(png_bytes(budget_curve_figure(curve, cfg.constraints.budget)), out / "plan.png")
     typer.echo(curve[["budget", "spend", "incremental_conversions", "roi"]].to_string(index=False, float_format="%.4g"))
     typer.echo(f"written to {out}")
+
+
+# ---- issue 4: uplift learners ----
+@contextlib.contextmanager
+def _training_progress():
+    """A rich progress bar over the fold fits of training (on stderr); none with --quiet."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=None)
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=f"fitting {what}", completed=done, total=total)
+        yield update
+
+
+@app.command()
+def learners() -> None:
+    """List the uplift learners for model.learner (and which ones 'auto' compares)."""
+    from promo_opt.learners.registry import LEARNERS
+
+    for spec in LEARNERS.values():
+        flags = ["auto" if spec.in_auto else "", "weights" if spec.weights else "",
+                 f"subsample > {spec.max_rows:,}" if spec.max_rows else ""]
+        typer.echo(f"{spec.name:16s} {spec.description}  [{', '.join(f for f in flags if f)}]")
 
 
 def main() -> None:

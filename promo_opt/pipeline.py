@@ -342,14 +342,14 @@ class RunResult:
     report_html: str
 
 
-def run(config: CampaignConfig) -> RunResult:
-    """The whole job in memory; nothing is written (see :func:`write_run`)."""
+def run(config: CampaignConfig, progress=None) -> RunResult:
+    """The whole job in memory; nothing is written (see :func:`write_run`). ``progress``: see :func:`train`."""
     from promo_opt.evaluation.truth import score_against_truth
     from promo_opt.report.html import render_report
 
     t = {}
     t0 = time.perf_counter()
-    model = train(config)
+    model = train(config, progress=progress)
     t["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = score_candidates(config, model)

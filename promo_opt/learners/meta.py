@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 
+import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 BASE_PARAMS = dict(learning_rate=0.05, n_estimators=200, num_leaves=15, min_child_samples=300, subsample=0.8,
                    subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, verbose=-1, n_jobs=2,
                    deterministic=True, force_row_wise=True)
-EFFECT_PARAMS = dict(BASE_PARAMS, num_leaves=4, min_child_samples=1000, n_estimators=150)
+EFFECT_PARAMS = dict(BASE_PARAMS, num_leaves=7, min_child_samples=200, n_estimators=100)
 META_KINDS = ("s", "t", "x", "r", "dr")
 
 
@@ -126,8 +127,9 @@ class CausalMLMetaLearner(_CateLearner):
         if k == "x":
             return meta.BaseXClassifier(outcome_learner=self._base(True), effect_learner=self._base(False, True))
         if k == "r":
-            return meta.BaseRClassifier(outcome_learner=self._base(True), effect_learner=self._base(False, True),
-                                        random_state=self.seed)
+            r = meta.BaseRClassifier(outcome_learner=self._base(True), effect_learner=self._base(False, True),
+                                     n_fold=3, random_state=self.seed)
+            return r
         if k == "dr":
             return meta.BaseDRClassifier(learner=self._base(True), treatment_effect_learner=self._base(False, True))
         raise ModelError(f"unknown causalml meta-learner kind {k!r}; expected one of {META_KINDS}")
@@ -148,7 +150,9 @@ class CausalMLMetaLearner(_CateLearner):
             kw["sample_weight"] = sample_weight
         if self.kind == "r":
             kw["verbose"] = False
-        with warnings.catch_warnings():
+        # the R-learner's cross_val_predict asks for n_jobs=-1 (worker processes, slow next to
+        # LightGBM's own threads): threads instead
+        with warnings.catch_warnings(), joblib.parallel_config(backend="threading"):
             warnings.simplefilter("ignore")
             self.meta_.fit(M, arm, y.astype(float) if self.kind == "r" else y, **kw)
         self._fit_control(X, arm, y, sample_weight)
