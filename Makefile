@@ -24,6 +24,9 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
+	nice $(BIN)/python benchmarks/real_data.py
+	nice $(BIN)/python benchmarks/bench_learners.py
+	nice $(BIN)/python benchmarks/winners_curse.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis

@@ -247,13 +247,22 @@ def main() -> None:
     ap.add_argument("--auto-folds", type=int, default=3, help="inner folds of auto's selection")
     ap.add_argument("--out", default=str(ROOT / "reports" / "real_data"))
     ap.add_argument("--merge", action="store_true", help="keep the other datasets' results already in --out")
+    ap.add_argument("--combine", default=None, help="comma-separated result JSON files: only write the merged note")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("causalml", "promo_opt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    out = Path(args.out)
+    if args.combine:  # render one note from the results of several runs (e.g. run in parallel)
+        results = {}
+        for f in args.combine.split(","):
+            results.update(json.loads(Path(f).read_text())["results"])
+        write_json({"command": " ".join(sys.argv), "results": results}, out.with_suffix(".json"))
+        write_bytes(markdown(results, args).encode(), out.with_suffix(".md"))
+        print(markdown(results, args))
+        return
     learners = args.learners.split(",") if args.learners else learner_names()
     methods = ["auto", *learners, *BASELINES]
-    out = Path(args.out)
     results = {}
     if args.merge and out.with_suffix(".json").is_file():  # keep the other datasets' earlier results
         results = json.loads(out.with_suffix(".json").read_text())["results"]

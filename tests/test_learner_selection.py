@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 from promo_opt.errors import ModelError
 from promo_opt.evaluation.metrics import arm_metrics, qini_curves
 from promo_opt.learners import honest
-from promo_opt.learners.honest import select_learner, transformed_outcome_risk
+from promo_opt.learners.honest import CrossFitted, select_learner, transformed_outcome_risk
 from tests.test_learners import TERMS, synthetic
 
 
@@ -149,3 +150,32 @@ def test_saved_model_round_trip_and_column_mismatch(campaign_copy, tmp_path):
     cand = pd.read_csv(cfg.data.candidates).drop(columns=[model.features[0]])
     with pytest.raises(DataError, match=rf"feature column\(s\) \['{model.features[0]}'\] are missing"):
         back.predict(cand)
+
+
+HILLSTROM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hillstrom" / "hillstrom.csv"
+
+
+@pytest.mark.skipif(not HILLSTROM.is_file(), reason="../shared/data/hillstrom not present")
+def test_hillstrom_subsample_cross_validated_qini_beats_random():
+    """Real randomized data (Hillstrom e-mail campaign, 12,000-row subsample, outcome visit):
+    the cross-fitted pooled learner ranks users for the Womens e-mail better than random, and for
+    both e-mails its top 30% gain more than the average user (published average visit uplift on
+    all 64,000: 7.7 points Mens, 4.5 points Womens)."""
+    from benchmarks.real_data import hillstrom
+
+    X, arm, y, names, terms = hillstrom("visit", HILLSTROM.parents[1])
+    rows = np.random.default_rng(0).choice(len(y), 12000, replace=False)
+    X, arm, y = X.iloc[rows].reset_index(drop=True), arm[rows], y[rows]
+    ate = [y[arm == k].mean() - y[arm == 0].mean() for k in (1, 2)]
+    assert 0.05 < ate[0] < 0.11 and 0.02 < ate[1] < 0.08
+    from promo_opt.features import FeaturePreprocessor
+
+    Z = FeaturePreprocessor().fit_transform(X)
+    cf = CrossFitted("pooled", 3, terms, folds=3, seed=0).fit(Z, arm, y)
+    m = arm_metrics(cf.oof_, arm, y, names)
+    # measured (seed 0): Qini Mens -0.002 (its effect is nearly uniform), Womens 0.050;
+    # uplift@30% 0.087 and 0.070 against average uplifts 0.077 and 0.040
+    assert m["Womens E-Mail"]["qini"] > 0.02, m
+    assert (m["Mens E-Mail"]["qini"] + m["Womens E-Mail"]["qini"]) / 2 > 0.01, m
+    for k, a in enumerate(names[1:]):
+        assert m[a]["uplift_at_k"] > ate[k], m

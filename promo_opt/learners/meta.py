@@ -143,7 +143,8 @@ class CausalMLMetaLearner(_CateLearner):
         M = numeric_matrix(X)
         shares = np.bincount(arm, minlength=self.n_arms) / len(arm)
         # propensity of arm k within the rows {control, k}, known on randomized data
-        p = {k: np.full(len(arm), shares[k] / (shares[0] + shares[k])) for k in range(1, self.n_arms)}
+        self.share_ = {k: float(shares[k] / (shares[0] + shares[k])) for k in range(1, self.n_arms)}
+        p = {k: np.full(len(arm), e) for k, e in self.share_.items()}
         self.meta_ = self._meta()
         kw = {} if self.kind == "s" or self.kind == "t" else {"p": p}
         if self.kind == "r" and sample_weight is not None:
@@ -160,7 +161,8 @@ class CausalMLMetaLearner(_CateLearner):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         M = numeric_matrix(X)
-        kw = {} if self.kind in ("s", "t", "r") else {"p": {k: np.full(len(M), 0.5) for k in range(1, self.n_arms)}}
+        # the X-learner weights its two effect models by the propensity: the training arm share
+        kw = {} if self.kind in ("s", "t", "r") else {"p": {k: np.full(len(M), e) for k, e in self.share_.items()}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tau = np.asarray(self.meta_.predict(M, verbose=False, **kw) if self.kind != "r" else self.meta_.predict(M))
