@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--learners", default=None, help="comma-separated registry learners (default: all)")
     ap.add_argument("--outcomes", default=None, help="comma-separated outcomes (default: all of each dataset)")
+    ap.add_argument("--baselines", default=None, help=f"comma-separated baselines (default: all of {list(BASELINES)})")
     ap.add_argument("--auto-folds", type=int, default=3, help="inner folds of auto's selection")
     ap.add_argument("--out", default=str(ROOT / "reports" / "real_data"))
     ap.add_argument("--merge", action="store_true", help="keep the other datasets' results already in --out")
@@ -262,7 +263,8 @@ def main() -> None:
         print(markdown(results, args))
         return
     learners = args.learners.split(",") if args.learners else learner_names()
-    methods = ["auto", *learners, *BASELINES]
+    baselines = args.baselines.split(",") if args.baselines else list(BASELINES)
+    methods = ["auto", *learners, *baselines]
     results = {}
     if args.merge and out.with_suffix(".json").is_file():  # keep the other datasets' earlier results
         results = json.loads(out.with_suffix(".json").read_text())["results"]
@@ -278,7 +280,7 @@ def main() -> None:
                             "command": "nice .venv/bin/python " + " ".join(sys.argv)}
             show = ["auto", max((m for m in rows if m != "auto"), key=lambda m: rows[m]["mean_qini"]),
                     "causalml_x_default", "sklift_two_models", "sklift_class_transformation"]
-            show = list(dict.fromkeys(show))
+            show = [m for m in dict.fromkeys(show) if m in rows]
             for a in names[1:]:
                 write_bytes(qini_png(curves, show, a, f"{ds} / {outcome}: {a} vs {names[0]}"),
                             out.parent / f"real_data_{key}_{a.replace(' ', '_')}.png")
