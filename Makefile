@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ope_coverage.py --reps 200 --n 4000 --boot 300
 	$(BIN)/python benchmarks/hillstrom_email.py
 	nice $(BIN)/python benchmarks/bench_spark.py --users 250000 1000000
+	nice $(BIN)/python benchmarks/real_data.py
+	nice $(BIN)/python benchmarks/bench_learners.py
+	nice $(BIN)/python benchmarks/winners_curse.py
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis

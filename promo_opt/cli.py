@@ -4,6 +4,7 @@ User errors (bad config, bad data, infeasible constraints) print one line and ex
 """
 
 
+import contextlib
 import functools
 import logging
 import sys
@@ -28,6 +29,7 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("causalml").setLevel(logging.WARNING)  # its INFO lines narrate every base-model fit
 
 
 @app.callback()
@@ -82,7 +84,8 @@ def run(config: Path = ConfigArg, out: Path = OutOpt,
     cfg = _config(config)
     if _use_spark(engine):
         return _spark_run(cfg, out)
-    result = pipeline.run(cfg)
+    with _training_progress() as progress:
+        result = pipeline.run(cfg, progress=progress)
     pipeline.write_run(result, cfg, out)
     _print_summary(result.summary, out)
 
@@ -105,7 +108,8 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="output direct
 def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     """Fit the uplift and order-value models on the past campaign; save them to a model directory."""
     cfg = _config(config)
-    model = pipeline.train(cfg)
+    with _training_progress() as progress:
+        model = pipeline.train(cfg, progress=progress)
     model.save(out, cfg)
     sel = model.metrics["selection"]
     typer.echo(f"learner {sel['chosen']} ({sel['reason']}); model saved to {out}")
@@ -381,6 +385,36 @@ def _spark_plan(cfg: CampaignConfig, scores: Path, out: Path, budgets):
 
 def _print_passes(passes: list[dict]) -> None:
     typer.echo(f"spark passes    {len(passes)}: " + "; ".join(f"{p['name']} {p['seconds']:.1f}s" for p in passes))
+
+
+# ---- issue 4: uplift learners ----
+@contextlib.contextmanager
+def _training_progress():
+    """A rich progress bar over the fold fits of training (on stderr); none with --quiet."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=None)
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=f"fitting {what}", completed=done, total=total)
+        yield update
+
+
+@app.command()
+def learners() -> None:
+    """List the uplift learners for model.learner (and which ones 'auto' compares)."""
+    from promo_opt.learners.registry import LEARNERS
+
+    for spec in LEARNERS.values():
+        flags = ["auto" if spec.in_auto else "", "weights" if spec.weights else "",
+                 f"subsample > {spec.max_rows:,}" if spec.max_rows else ""]
+        typer.echo(f"{spec.name:16s} {spec.description}  [{', '.join(f for f in flags if f)}]")
 
 
 def main() -> None:

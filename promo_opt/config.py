@@ -75,9 +75,18 @@ class HoldoutConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    learner: Literal["auto", "pooled_smooth", "pooled", "pooled_flexible", "tlearner"] = "auto"
+    learner: str = "auto"  # 'auto' or a name of promo_opt.learners.registry.LEARNERS
     folds: int = Field(default=10, ge=2, le=20)
     calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
+
+    @field_validator("learner")
+    @classmethod
+    def _known_learner(cls, v: str) -> str:
+        from promo_opt.learners.registry import learner_names
+
+        if v != "auto" and v not in learner_names():
+            raise ValueError(f"unknown learner; expected 'auto' or one of {learner_names()}")
+        return v
 
 
 class SparkConfig(_Strict):

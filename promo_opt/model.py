@@ -27,6 +27,7 @@ from promo_opt.learners.value import OrderValueModel
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
 METRICS_FILE = "metrics.json"
+SELECTION_FILE = "selection.json"
 
 
 def library_versions() -> dict[str, str]:
@@ -62,6 +63,8 @@ class TrainedModel:
                 "treatment": config.data.treatment, "value": config.data.value,
                 "learner": self.uplift.learner, "versions": library_versions()}
         write_json(self.metrics, directory / METRICS_FILE)
+        if "selection" in self.metrics:  # the learner comparison on its own (issue 4)
+            write_json(self.metrics["selection"], directory / SELECTION_FILE)
         write_json(meta, directory / META_FILE)
         write_bytes(buf.getvalue(), directory / MODEL_FILE)  # last: its presence means complete
         return directory

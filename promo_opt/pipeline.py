@@ -55,7 +55,7 @@ def uplift_by_decile(p: np.ndarray, arm: np.ndarray, y: np.ndarray, arm_names: l
 
 
 def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat: np.ndarray,
-                    n_candidates: int) -> None:
+                    n_candidates: int, rows: np.ndarray | None = None) -> None:
     """Second, decision-aware look at the candidates: the campaign's own allocation on held-out folds.
 
     Each candidate's out-of-fold probabilities are allocated under the campaign's budget (scaled
@@ -67,6 +67,13 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     """
     from promo_opt.evaluation.offpolicy import dr_contributions, logged_propensity
 
+    if rows is not None and len(rows) < len(data.arm):  # the candidates were compared on these rows
+        from promo_opt.data import TrainingData
+
+        data = TrainingData(ids=data.ids[rows], X=data.X.iloc[rows], arm=data.arm[rows], converted=data.converted[rows],
+                            value=None if data.value is None else data.value[rows],
+                            propensity=None if data.propensity is None else data.propensity[rows])
+        vhat = vhat[rows]
     n = len(data.arm)
     budget = config.constraints.budget
     min_roi = config.constraints.min_roi
@@ -87,9 +94,10 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
         except PromoOptError:
             continue
         c = dr_contributions(res.arm, data.arm, data.converted, realized, prop, ref, vhat, config.ordered_arms)
+        expected = econ.totals(res.arm)  # what the learner's own probabilities promise for its policy
         obj = c.conversions if config.objective == "conversions" else c.revenue - c.spend
         roi_margin = c.revenue - (min_roi or 0.0) * c.spend  # >= 0 when the floor holds
-        rows[name] = (obj, roi_margin, c)
+        rows[name] = (obj, roi_margin, c, expected)
     if selection.chosen not in rows:
         return  # nothing to compare against
     base = selection.chosen
@@ -98,9 +106,12 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
         return float(np.sqrt(len(x)) * x.std()) if len(x) > 1 else float("inf")
 
     report = {}
-    for name, (obj, margin, c) in rows.items():
+    for name, (obj, margin, c, expected) in rows.items():
         t = c.totals()
         report[name] = {"objective": float(obj.sum()), "spend": t["spend"],
+                        "expected_incremental_conversions": expected["incremental_conversions"],
+                        "realized_incremental_conversions": t["incremental_conversions"],
+                        "expected_spend": expected["spend"],
                         "roi": t["incremental_revenue"] / t["spend"] if t["spend"] > 0 else float("nan"),
                         "objective_minus_chosen": float(obj.sum() - rows[base][0].sum()),
                         "se_of_difference": se(obj - rows[base][0]),
@@ -122,23 +133,28 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
         selection.chosen = best
 
 
-def train(config: CampaignConfig) -> TrainedModel:
+def train(config: CampaignConfig, progress=None) -> TrainedModel:
+    """``progress(what, done, total)``: optional callback after every fold fit (the CLI's progress bar)."""
     t0 = time.perf_counter()
     data, features = load_training(config)
     pre = FeaturePreprocessor().fit(data.X)
     Z = pre.transform(data.X)
-    fitted, selection = select_learner(
-        Z, data.arm, data.converted, len(config.arm_names), arm_terms(config),
-        learner=config.model.learner, folds=config.model.folds, calibrate=config.model.calibrate,
-        seed=config.seed,
-    )
     value_model = None
     if data.value is not None:
         value_model = OrderValueModel(seed=config.seed).fit(Z, data.value, data.converted)
     vhat = value_model.predict(Z) if value_model is not None else np.ones(len(data.arm))
-    if len(fitted) > 1 and config.data.candidates is not None:
+    policy_check = None
+    if config.data.candidates is not None:
         n_candidates = len(read_table(config.data.candidates, "candidates"))
-        _check_policies(config, fitted, selection, data, vhat, n_candidates)
+
+        def policy_check(fitted, selection, rows):
+            _check_policies(config, fitted, selection, data, vhat, n_candidates, rows)
+    fitted, selection = select_learner(
+        Z, data.arm, data.converted, len(config.arm_names), arm_terms(config),
+        learner=config.model.learner, folds=config.model.folds, calibrate=config.model.calibrate,
+        seed=config.seed, propensity=data.propensity, arm_names=config.arm_names, policy_check=policy_check,
+        progress=progress,
+    )
     uplift = fitted[selection.chosen]
     metrics = {
         "n_train": int(len(data.arm)),
@@ -338,14 +354,14 @@ class RunResult:
     report_html: str
 
 
-def run(config: CampaignConfig) -> RunResult:
-    """The whole job in memory; nothing is written (see :func:`write_run`)."""
+def run(config: CampaignConfig, progress=None) -> RunResult:
+    """The whole job in memory; nothing is written (see :func:`write_run`). ``progress``: see :func:`train`."""
     from promo_opt.evaluation.truth import score_against_truth
     from promo_opt.report.html import render_report
 
     t = {}
     t0 = time.perf_counter()
-    model = train(config)
+    model = train(config, progress=progress)
     t["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = score_candidates(config, model)

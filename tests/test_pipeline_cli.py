@@ -43,7 +43,7 @@ def test_run_writes_every_output(run_out, small_campaign):
     assert s["truth"]["share_of_oracle"] > 0.5
     assert 0.7 < s["truth"]["true_spend_vs_budget"] <= 1.1
     html = (run_out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "oracle" in html  # + policy comparison, budget band
+    assert html.count("data:image/png;base64,") == 6 and "oracle" in html  # + policy comparison, budget band, Qini curves
 
 
 def test_steps_one_at_a_time_and_allocate_reads_only_scores(small_campaign, tmp_path, run_out):

@@ -19,13 +19,27 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from promo_opt.learners.lgbm import LEARNERS, make_learner
+from promo_opt.errors import ModelError
+from promo_opt.learners.registry import LEARNERS, auto_candidates, check_learner_name, make_learner
+
+# ``learner: auto`` on large data: the candidates compete on a seeded subsample of at most
+# SELECTION_ROWS rows with at most SELECTION_FOLDS folds; the winner is then cross-fitted on all
+# rows with max(2, round(folds * SELECTION_ROWS / n)) folds (at least 2, at most model.folds), so
+# the training cost grows about linearly in n instead of as folds x candidates x n.
+SELECTION_ROWS = 100_000
+SELECTION_FOLDS = 5
+# Overlap on logged data: a propensity below this is poor overlap (warned, recorded)
+POOR_OVERLAP = 0.02
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +117,7 @@ class CrossFitted:
 
     def __init__(self, learner: str, n_arms: int, arm_terms: np.ndarray | None = None, folds: int = 5,
                  calibrate: bool = True, seed: int = 0):
+        check_learner_name(learner)
         self.learner = learner
         self.n_arms = n_arms
         self.arm_terms = arm_terms
@@ -110,17 +125,22 @@ class CrossFitted:
         self.calibrate = calibrate
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray) -> "CrossFitted":
+    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+            progress: Progress | None = None) -> "CrossFitted":
+        """``sample_weight`` (n,): inverse-propensity weights on logged data, passed to every fold model."""
         n = len(y)
         raw = np.zeros((n, self.n_arms))
         self.models_ = []
         skf = StratifiedKFold(n_splits=self.folds, shuffle=True, random_state=self.seed)
         for f, (tr, te) in enumerate(skf.split(np.zeros(n), arm * 2 + y)):
             m = make_learner(self.learner, self.n_arms, self.arm_terms, seed=self.seed + 101 * f)
-            m.fit(X.iloc[tr], arm[tr], y[tr])
+            w = None if sample_weight is None else sample_weight[tr]
+            m.fit(X.iloc[tr], arm[tr], y[tr], **({} if w is None else {"sample_weight": w}))
             raw[te] = m.predict_proba(X.iloc[te])
             self.models_.append(m)
             log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
+            if progress is not None:
+                progress(self.learner, f + 1, self.folds)
         self.calibration_ = UpliftCalibration.fit(raw, arm, y) if self.calibrate else None
         self.oof_ = self.calibration_.apply(raw) if self.calibrate else raw
         return self
@@ -148,18 +168,23 @@ class Ensemble:
         return np.mean([m.predict_proba(X) for m in self.members], axis=0)
 
 
-def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
+def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
+                             propensity: np.ndarray | None = None) -> float:
     """Mean over arms of E[(Z_k - tau_hat_k)^2], Z_k the IPW transformed outcome of arm k vs control.
 
     On randomized data E[Z_k | x] = tau_k(x), so this risk equals E[(tau_k - tau_hat_k)^2] plus a
     constant that does not depend on the model: lower is better, comparable across learners.
+    ``propensity`` (n,): P(logged arm | x) on logged data; the arm shares otherwise.
     """
     risks = []
     for k in range(1, p.shape[1]):
         on = (arm == 0) | (arm == k)
         t = (arm[on] == k).astype(float)
-        e = t.mean()
-        z = y[on] * (t / e - (1 - t) / (1 - e))
+        if propensity is None:
+            e = t.mean()
+            z = y[on] * (t / e - (1 - t) / (1 - e))
+        else:  # scaled to the {control, k} rows, as the randomized formula is
+            z = y[on] * (t - (1 - t)) / propensity[on] * on.mean()
         tau = p[on, k] - p[on, 0]
         risks.append(float(np.mean((z - tau) ** 2)))
     return float(np.mean(risks))
@@ -173,11 +198,22 @@ class SelectionReport:
     log_loss: dict[str, float]  # out-of-fold log loss of the observed arm's probability
     calibration: dict[str, dict[str, list[float]]]  # gamma/beta per learner
     policy_value: dict[str, dict[str, float]] = field(default_factory=dict)  # held-out DR check
+    uplift_metrics: dict[str, dict[str, dict]] = field(default_factory=dict)  # learner -> arm -> qini/auuc/uplift@k
+    qini_curves: dict[str, dict] = field(default_factory=dict)  # the chosen learner's per-arm Qini curves
+    candidates: list[str] = field(default_factory=list)
+    selection_rows: int = 0  # rows the candidates were compared on (all, or a subsample)
+    selection_folds: int = 0
+    final_folds: int = 0  # folds of the chosen learner's fit on all rows
+    seconds: dict[str, float] = field(default_factory=dict)
+    overlap: dict[str, float] = field(default_factory=dict)  # logged data only
 
     def as_dict(self) -> dict:
-        return {"chosen": self.chosen, "reason": self.reason, "transformed_outcome_risk": self.risk,
-                "oof_log_loss": self.log_loss, "uplift_calibration": self.calibration,
-                "policy_value": self.policy_value}
+        return {"chosen": self.chosen, "reason": self.reason, "candidates": self.candidates,
+                "selection_rows": self.selection_rows, "selection_folds": self.selection_folds,
+                "final_folds": self.final_folds, "transformed_outcome_risk": self.risk,
+                "oof_log_loss": self.log_loss, "uplift_metrics": self.uplift_metrics,
+                "uplift_calibration": self.calibration, "policy_value": self.policy_value,
+                "seconds": self.seconds, "overlap": self.overlap, "qini_curves": self.qini_curves}
 
 
 def _log_loss(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
@@ -185,24 +221,116 @@ def _log_loss(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
 
-def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, calibrate=True, seed=0):
+def overlap_diagnostics(propensity: np.ndarray) -> dict[str, float]:
+    """Overlap of logged data: smallest propensity, share of rows below POOR_OVERLAP, and the
+    effective sample size of the inverse-propensity weights as a share of the rows."""
+    w = 1.0 / propensity
+    return {"min_propensity": float(propensity.min()), "share_below_%g" % POOR_OVERLAP: float((propensity < POOR_OVERLAP).mean()),
+            "effective_sample_share": float(w.sum() ** 2 / (w * w).sum() / len(w))}
+
+
+def _check_propensity(propensity: np.ndarray, n: int) -> np.ndarray:
+    propensity = np.asarray(propensity, dtype=np.float64)
+    if propensity.shape != (n,):
+        raise ModelError(f"propensity has shape {propensity.shape}; expected ({n},), one per training row")
+    bad = ~np.isfinite(propensity) | (propensity <= 0) | (propensity > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ModelError(f"propensity row {i} is {propensity[i]}; expected a probability in (0, 1] "
+                         "(the probability that the row got the arm it got)")
+    return propensity
+
+
+def _subsample_rows(arm: np.ndarray, y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``size`` rows, stratified by (arm, outcome)."""
+    rng = np.random.default_rng([seed, 4241])
+    strata = arm * 2 + y
+    take = []
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        take.append(rng.choice(idx, size=max(1, int(round(size * idx.size / len(y)))), replace=False))
+    return np.sort(np.concatenate(take))
+
+
+def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, calibrate=True, seed=0,
+                   propensity=None, arm_names=None, policy_check=None, progress=None,
+                   selection_rows=SELECTION_ROWS):
     """Fit the candidate learners with cross-fitting; the report names the one of least uplift risk.
 
-    Returns ``(fitted, report)``: every cross-fitted candidate by name (and their "ensemble").
+    ``propensity`` (n,): P(logged arm | x) on logged (non-randomized) data: learners get inverse-
+    propensity sample weights, the risk uses it, and only learners that take weights compete.
+    ``policy_check(fitted, report, rows)``: the caller's decision-aware check (may change
+    ``report.chosen``), run on the selection rows ``rows`` before the winner is refitted.
+    ``progress(what, done, total)``: called after every fold fit.
+
+    Above ``selection_rows`` rows the candidates compete on a subsample (see SELECTION_ROWS).
+    Returns ``(fitted, report)``: every cross-fitted candidate by name (and their "ensemble");
+    ``fitted[report.chosen]`` is fitted on all rows.
     """
-    names = list(LEARNERS) if learner == "auto" else [learner]
-    fitted = {}
-    for n in names:
-        fitted[n] = CrossFitted(n, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed).fit(X, arm, y)
-        log.info("learner %s cross-fitted (%d folds)", n, folds)
+    from promo_opt.evaluation.metrics import arm_metrics, qini_curves
+
+    check_learner_name(learner)
+    n = len(y)
+    arm_names = arm_names or [f"arm{k}" for k in range(n_arms)]
+    overlap = {}
+    if propensity is not None:
+        propensity = _check_propensity(propensity, n)
+        overlap = overlap_diagnostics(propensity)
+        if overlap["min_propensity"] < POOR_OVERLAP:
+            log.warning("poor overlap in the logged data: smallest propensity %.3g, %.1f%% of rows below %g, "
+                        "effective sample %.1f%% of rows: estimates for rarely-treated users are unreliable",
+                        overlap["min_propensity"], 100 * overlap[f"share_below_{POOR_OVERLAP:g}"], POOR_OVERLAP,
+                        100 * overlap["effective_sample_share"])
+    weights = None if propensity is None else 1.0 / propensity
+    names = auto_candidates(weighted=propensity is not None) if learner == "auto" else [learner]
+    if learner != "auto" and propensity is not None and not LEARNERS[learner].weights:
+        raise ModelError(f"learner {learner} cannot take inverse-propensity weights, needed since data.propensity "
+                         f"is set; use one of {auto_candidates(weighted=True)} or 'auto'")
+    sub = len(names) > 1 and n > selection_rows
+    rows = _subsample_rows(arm, y, selection_rows, seed) if sub else np.arange(n)
+    sel_folds = min(folds, SELECTION_FOLDS) if sub else folds
+    final_folds = max(2, min(folds, int(round(folds * selection_rows / n)))) if sub else folds
+    Xs, arm_s, y_s = (X.iloc[rows], arm[rows], y[rows]) if sub else (X, arm, y)
+    w_s = None if weights is None else weights[rows]
+    prop_s = None if propensity is None else propensity[rows]
+    total = len(names) * sel_folds + (final_folds if sub else 0)
+    done = [0]
+
+    def tick(what, i, k):
+        done[0] += 1
+        if progress is not None:
+            progress(what, done[0], total)
+
+    fitted, secs = {}, {}
+    for nm in names:
+        t0 = time.perf_counter()
+        fitted[nm] = CrossFitted(nm, n_arms, arm_terms, folds=sel_folds, calibrate=calibrate, seed=seed).fit(
+            Xs, arm_s, y_s, sample_weight=w_s, progress=tick)
+        secs[nm] = time.perf_counter() - t0
+        log.info("learner %s cross-fitted (%d folds, %d rows, %.1fs)", nm, sel_folds, len(rows), secs[nm])
     if len(names) > 1:
-        fitted["ensemble"] = Ensemble([fitted[n] for n in names])
+        fitted["ensemble"] = Ensemble([fitted[nm] for nm in names])
         names = [*names, "ensemble"]
-    risk = {n: transformed_outcome_risk(m.oof_, arm, y) for n, m in fitted.items()}
-    ll = {n: _log_loss(m.oof_, arm, y) for n, m in fitted.items()}
-    cal = {n: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
-           for n, m in fitted.items() if m.calibration_ is not None}
-    chosen = min(names, key=lambda n: (risk[n], ll[n]))
+    risk = {nm: transformed_outcome_risk(m.oof_, arm_s, y_s, prop_s) for nm, m in fitted.items()}
+    ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
+    cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
+           for nm, m in fitted.items() if m.calibration_ is not None}
+    um = {nm: arm_metrics(m.oof_, arm_s, y_s, arm_names) for nm, m in fitted.items()}
+    chosen = min(names, key=lambda nm: (risk[nm], ll[nm]))
     reason = (f"least out-of-fold transformed-outcome risk ({risk[chosen]:.6g})" if len(names) > 1
               else "learner fixed by model.learner")
-    return fitted, SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal)
+    report = SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal,
+                             uplift_metrics=um, candidates=list(names), selection_rows=int(len(rows)),
+                             selection_folds=sel_folds, final_folds=final_folds, seconds=secs, overlap=overlap)
+    if policy_check is not None and len(names) > 1:
+        policy_check(fitted, report, rows)
+    if sub:
+        t0 = time.perf_counter()
+        members = [m.learner for m in fitted[report.chosen].members] if report.chosen == "ensemble" else [report.chosen]
+        refit = [CrossFitted(nm, n_arms, arm_terms, folds=final_folds, calibrate=calibrate, seed=seed).fit(
+            X, arm, y, sample_weight=weights, progress=tick) for nm in members]
+        fitted[report.chosen] = Ensemble(refit) if report.chosen == "ensemble" else refit[0]
+        report.seconds["final_fit"] = time.perf_counter() - t0
+        log.info("learner %s cross-fitted on all %d rows (%d folds)", report.chosen, n, final_folds)
+    report.qini_curves = qini_curves(fitted[report.chosen].oof_, arm, y, arm_names)
+    return fitted, report

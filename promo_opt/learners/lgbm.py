@@ -29,8 +29,9 @@ TLEARNER_PARAMS = dict(num_leaves=15, min_child_samples=300)
 LEARNERS = (*POOLED_LEVELS, "tlearner")
 
 
-def _fit_early_stopped(model, X: pd.DataFrame, y: np.ndarray, seed: int, stratify: np.ndarray | None = None):
-    """Fit on 80%, stop on the other 20% (log loss / l2), keeping the best iteration."""
+def _fit_early_stopped(model, X: pd.DataFrame, y: np.ndarray, seed: int, stratify: np.ndarray | None = None,
+                       sample_weight: np.ndarray | None = None):
+    """Fit on 80%, stop on the other 20% (log loss / l2, weighted when weights are given), keeping the best iteration."""
     rng = np.random.default_rng(seed)
     n = len(y)
     valid = np.zeros(n, dtype=bool)
@@ -39,9 +40,11 @@ def _fit_early_stopped(model, X: pd.DataFrame, y: np.ndarray, seed: int, stratif
         idx = np.flatnonzero(groups == gval)
         valid[rng.choice(idx, size=max(1, int(round(0.2 * idx.size))), replace=False)] = True
     if valid.all() or not valid.any():
-        return model.fit(X, y)
+        return model.fit(X, y, sample_weight=sample_weight)
+    w = {} if sample_weight is None else {"sample_weight": sample_weight[~valid],
+                                          "eval_sample_weight": [sample_weight[valid]]}
     model.fit(X[~valid], y[~valid], eval_X=(X[valid],), eval_y=(y[valid],),
-              callbacks=[lgb.early_stopping(50, verbose=False)])
+              callbacks=[lgb.early_stopping(50, verbose=False)], **w)
     return model
 
 
@@ -53,12 +56,13 @@ class TLearnerLGBM:
         self.seed = seed
         self.params = params
 
-    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray) -> "TLearnerLGBM":
+    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "TLearnerLGBM":
         self.models_ = []
         for k in range(self.n_arms):
             on = arm == k
             m = lgb.LGBMClassifier(**{**DEFAULT_PARAMS, "random_state": self.seed + k, **self.params})
-            self.models_.append(_fit_early_stopped(m, X[on], y[on], self.seed + k, stratify=y[on]))
+            w = None if sample_weight is None else sample_weight[on]
+            self.models_.append(_fit_early_stopped(m, X[on], y[on], self.seed + k, stratify=y[on], sample_weight=w))
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -70,25 +74,48 @@ class PooledLGBM:
 
     Sharing one model across arms lets sparse arms borrow the base-rate structure of the others;
     the arm's cost terms (discount, voucher, send cost) let trees treat stronger offers alike.
+
+    ``monotone=True``: the promotion's strength terms (columns ``MONOTONE_TERMS`` of ``arm_terms``:
+    the discount and the cost per conversion, i.e. what the user is given) get LightGBM's
+    increasing ``monotone_constraints``: a bigger discount never lowers the predicted conversion.
+    The arm is then described by its terms only (no arm categorical, which would let trees bypass
+    the constraint), unless two arms share the same terms: then the categorical is kept so they
+    stay apart, and the constraint holds only along the terms.
     """
 
-    def __init__(self, n_arms: int, arm_terms: np.ndarray | None = None, seed: int = 0, **params):
+    MONOTONE_TERMS = (0, 1)
+
+    def __init__(self, n_arms: int, arm_terms: np.ndarray | None = None, seed: int = 0, monotone: bool = False,
+                 **params):
         self.n_arms = n_arms
         self.arm_terms = arm_terms  # (n_arms, n_terms) numeric description of each arm
         self.seed = seed
+        self.monotone = monotone
         self.params = params
+
+    def _with_arm_column(self) -> bool:
+        if not self.monotone or self.arm_terms is None:
+            return True
+        return len(np.unique(np.asarray(self.arm_terms), axis=0)) < self.n_arms
 
     def _design(self, X: pd.DataFrame, arm: np.ndarray) -> pd.DataFrame:
         D = X.copy()
-        D[ARM_COLUMN] = pd.Categorical(arm, categories=list(range(self.n_arms)))
+        if self._with_arm_column():
+            D[ARM_COLUMN] = pd.Categorical(arm, categories=list(range(self.n_arms)))
         if self.arm_terms is not None:
             for j in range(self.arm_terms.shape[1]):
                 D[f"__arm_term{j}__"] = self.arm_terms[arm, j]
         return D
 
-    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray) -> "PooledLGBM":
-        m = lgb.LGBMClassifier(**{**DEFAULT_PARAMS, "random_state": self.seed, **self.params})
-        self.model_ = _fit_early_stopped(m, self._design(X, arm), y, self.seed, stratify=arm * 2 + y)
+    def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "PooledLGBM":
+        D = self._design(X, arm)
+        params = {**DEFAULT_PARAMS, "random_state": self.seed, **self.params}
+        if self.monotone and self.arm_terms is not None:
+            terms = {f"__arm_term{j}__" for j in self.MONOTONE_TERMS if j < self.arm_terms.shape[1]}
+            params["monotone_constraints"] = [1 if c in terms else 0 for c in D.columns]
+            params["monotone_constraints_method"] = "advanced"
+        m = lgb.LGBMClassifier(**params)
+        self.model_ = _fit_early_stopped(m, D, y, self.seed, stratify=arm * 2 + y, sample_weight=sample_weight)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -99,8 +126,7 @@ class PooledLGBM:
 
 
 def make_learner(name: str, n_arms: int, arm_terms: np.ndarray | None, seed: int):
-    if name == "tlearner":
-        return TLearnerLGBM(n_arms, seed=seed, **TLEARNER_PARAMS)
-    if name in POOLED_LEVELS:
-        return PooledLGBM(n_arms, arm_terms=arm_terms, seed=seed, **POOLED_LEVELS[name])
-    raise ValueError(f"unknown learner {name!r}; expected one of {LEARNERS}")
+    """A fresh learner by its registry name (see ``promo_opt.learners.registry``)."""
+    from promo_opt.learners.registry import make_learner as _make
+
+    return _make(name, n_arms, arm_terms, seed)

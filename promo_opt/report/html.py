@@ -141,10 +141,9 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
     if metrics:
         parts += ["<h2>Is the model right? Uplift by decile (held-out folds)</h2>", decile_plot(metrics["uplift_by_decile"]),
                   "<p class='note'>Training users ranked by out-of-fold predicted uplift; observed = conversion rate of the arm minus control in the decile.</p>"]
-        sel = metrics["selection"]
-        rows = [{"learner": n, "transformed-outcome risk": sel["transformed_outcome_risk"][n],
-                 "log loss": sel["oof_log_loss"][n], "chosen": n == sel["chosen"]} for n in sel["transformed_outcome_risk"]]
-        parts += ["<h2>Learner selection</h2>", f"<p>{html.escape(sel['reason'])}</p>", _table(rows)]
+        from promo_opt.report.selection import selection_section  # issue 4: comparison + Qini curves
+
+        parts += selection_section(metrics["selection"], _table, _png)
     if "policy_comparison" in summary:
         from promo_opt.report.policies import policy_comparison_section
 
