@@ -25,6 +25,7 @@ from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.honest import select_learner
 from promo_opt.learners.value import OrderValueModel
 from promo_opt.model import TrainedModel
+from promo_opt.observational.propensity import with_estimated_propensity
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,11 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
     """``progress(what, done, total)``: optional callback after every fold fit (the CLI's progress bar)."""
     t0 = time.perf_counter()
     data, features = load_training(config)
+    given = data.propensity is not None
+    data = with_estimated_propensity(config, data)  # only when observational.estimate_propensity asks
+    propensity_source = ("column '%s'" % config.data.propensity if given else
+                         f"estimated ({config.observational.propensity_model}, cross-fitted)"
+                         if data.propensity is not None else "randomized: observed arm shares")
     pre = FeaturePreprocessor().fit(data.X)
     Z = pre.transform(data.X)
     value_model = None
@@ -158,6 +164,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
     uplift = fitted[selection.chosen]
     metrics = {
         "n_train": int(len(data.arm)),
+        "propensity": propensity_source,
         "rows_per_arm": dict(zip(config.arm_names, np.bincount(data.arm, minlength=len(config.arm_names)).tolist())),
         "conversion_rate_per_arm": {
             a: float(data.converted[data.arm == k].mean()) for k, a in enumerate(config.arm_names)},
