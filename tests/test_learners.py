@@ -152,3 +152,12 @@ def test_cross_fitted_meta_learner_is_calibrated(small):
     assert cf.oof_.shape == (len(y), N_ARMS)
     for k in range(N_ARMS):
         assert abs(cf.oof_[arm == k, k].mean() - y[arm == k].mean()) < 0.01
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in auto_candidates() else pytest.mark.slow)
+                                  for n in learner_names()])
+def test_same_seed_same_predictions(name, small):
+    """Reproducible runs: every random choice inside a learner (e.g. causalml's cross-fitting folds) is seeded."""
+    (X, arm, y, _), (Xt, _, _, _) = small
+    a, b = (make_learner(name, N_ARMS, TERMS, seed=0).fit(X, arm, y).predict_proba(Xt) for _ in range(2))
+    np.testing.assert_array_equal(a, b)

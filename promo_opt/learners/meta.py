@@ -151,6 +151,8 @@ class CausalMLMetaLearner(_CateLearner):
             kw["sample_weight"] = sample_weight
         if self.kind == "r":
             kw["verbose"] = False
+        if self.kind == "dr":
+            kw["seed"] = self.seed  # its cross-fitting KFold shuffles with this seed (else unseeded: irreproducible)
         # the R-learner's cross_val_predict asks for n_jobs=-1 (worker processes, slow next to
         # LightGBM's own threads): threads instead
         with warnings.catch_warnings(), joblib.parallel_config(backend="threading"):
