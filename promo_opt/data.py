@@ -160,6 +160,22 @@ def resolve_features(config: CampaignConfig, candidates: pd.DataFrame, train: pd
     return feats
 
 
+def arm_codes(config: CampaignConfig, df: pd.DataFrame, what: str, path) -> np.ndarray:
+    """The treatment column as arm indices (config order, control 0); empty or unknown arms are errors."""
+    d = config.data
+    names = config.arm_names
+    arm_col = df[d.treatment].astype("string")
+    if arm_col.isna().any():
+        raise DataError(f"{what} {path}: column '{d.treatment}' (data.treatment) has {int(arm_col.isna().sum())} empty values")
+    unknown = sorted(set(arm_col.unique()) - set(names))
+    if unknown:
+        raise DataError(
+            f"{what} {path}: column '{d.treatment}' has arm(s) {unknown[:10]} that the config does not name; "
+            f"config arms: {names}"
+        )
+    return arm_col.map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
+
+
 def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[str], what: str = "train",
                      path=None, every_arm: bool = True) -> TrainingData:
     """Check the past-campaign table (or other logged rows: ``what``/``path`` name them) against the config.
@@ -175,17 +191,7 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
         raise DataError(f"{what} {path}: the file has no rows")
 
     names = config.arm_names
-    arm_col = df[d.treatment].astype("string")
-    if arm_col.isna().any():
-        raise DataError(f"{what} {path}: column '{d.treatment}' (data.treatment) has {int(arm_col.isna().sum())} empty values")
-    unknown = sorted(set(arm_col.unique()) - set(names))
-    if unknown:
-        raise DataError(
-            f"{what} {path}: column '{d.treatment}' has arm(s) {unknown[:10]} that the config does not name; "
-            f"config arms: {names}"
-        )
-    index = {n: i for i, n in enumerate(names)}
-    arm = arm_col.map(index).to_numpy(dtype=np.int64)
+    arm = arm_codes(config, df, what, path)
     counts = np.bincount(arm, minlength=len(names))
     empty = [names[k] for k in range(len(names)) if counts[k] == 0]
     if empty and every_arm:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from promo_opt.config import CampaignConfig
-from promo_opt.data import read_table, write_bytes, write_json
+from promo_opt.data import arm_codes, read_table, write_bytes, write_json
 from promo_opt.errors import ConfigError, DataError
 from promo_opt.observational import balance, did as did_mod, matching, weighting
 from promo_opt.observational.design import balance_frame
@@ -102,14 +102,8 @@ def load_observational(config: CampaignConfig, need_time: bool = False) -> Obser
     if missing:
         raise DataError(f"train {d.train}: missing column(s) {missing}; present: {list(df.columns)[:20]}")
     names = config.arm_names
-    arm_col = df[d.treatment].astype("string")
-    if arm_col.isna().any():
-        raise DataError(f"train {d.train}: column '{d.treatment}' (data.treatment) has {int(arm_col.isna().sum())} empty values")
-    unknown = sorted(set(arm_col.unique()) - set(names))
-    if unknown:
-        raise DataError(f"train {d.train}: column '{d.treatment}' has arm(s) {unknown[:10]} that the config does not "
-                        f"name; config arms: {names}")
-    present = sorted(set(arm_col.unique()))
+    codes = arm_codes(config, df, "train", d.train)
+    present = sorted({names[k] for k in np.unique(codes)})
     if len(present) < 2:
         raise DataError(f"train {d.train}: column '{d.treatment}' has one arm only ({present}); an effect compares "
                         "an arm with the control, so both need rows")
@@ -133,7 +127,7 @@ def load_observational(config: CampaignConfig, need_time: bool = False) -> Obser
         absent = [c for c in feats if c not in df.columns]
         if absent:
             raise DataError(f"train {d.train}: feature column(s) {absent} (data.features) are missing")
-    arm = arm_col[keep].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
+    arm = codes[keep]
     prop = None
     if d.propensity:
         prop = pd.to_numeric(df[d.propensity], errors="coerce").to_numpy(dtype=np.float64)
