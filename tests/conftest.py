@@ -3,8 +3,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from promo_opt.cli import app
 from promo_opt.simulation import load_world
+
+_runner = CliRunner()
+
+
+def invoke(*args):
+    """The CLI in-process, quiet; bugs raise (catch_exceptions=False)."""
+    return _runner.invoke(app, ["--quiet", *map(str, args)], catch_exceptions=False)
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +25,15 @@ def small_campaign(tmp_path_factory) -> Path:
     raw["model"] = {"learner": "auto", "folds": 3}  # every learner still competes; fewer folds for speed
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def run_out(small_campaign, tmp_path_factory) -> Path:
+    """``promo-opt run`` on the small campaign, once for the whole session (tests only read it)."""
+    out = tmp_path_factory.mktemp("run")
+    r = invoke("run", small_campaign, "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
 
 
 @pytest.fixture

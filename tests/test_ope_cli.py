@@ -12,20 +12,16 @@ from promo_opt.cli import app
 from promo_opt.config import load_config
 from promo_opt.evaluation.truth import truth_economics
 from promo_opt.simulation.outcomes import simulate_outcomes
+from tests.conftest import invoke
 
 runner = CliRunner()
 
 
-def invoke(*args):
-    return runner.invoke(app, ["--quiet", *map(str, args)], catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
-def ran(small_campaign, tmp_path_factory):
-    """run on the small campaign, plus a randomized holdout slice of its candidates (features, random arms, outcomes)."""
-    out = tmp_path_factory.mktemp("ope_run")
-    r = invoke("run", small_campaign, "--out", out)
-    assert r.exit_code == 0, r.output
+def ran(small_campaign, run_out):
+    """The session's run on the small campaign, plus a randomized holdout slice of its candidates
+    (features, random arms, outcomes) written beside it."""
+    out = run_out
     cfg = load_config(small_campaign)
     truth = pd.read_parquet(cfg.data.truth)
     cand = pd.read_csv(cfg.data.candidates)

@@ -4,24 +4,9 @@ import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from promo_opt.cli import app
-from tests.conftest import write_config
+from tests.conftest import invoke, write_config
 
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, ["--quiet", *map(str, args)], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def run_out(small_campaign, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    r = invoke("run", small_campaign, "--out", out)
-    assert r.exit_code == 0, r.output
-    return out
 
 
 def test_run_writes_every_output(run_out, small_campaign):
