@@ -8,7 +8,6 @@ import pytest
 from tests.conftest import invoke, write_config
 
 
-
 def test_run_writes_every_output(run_out, small_campaign):
     for f in ("targets.csv", "summary.json", "report.html", "scores.parquet", "plan.csv", "model/model.joblib",
               "model/metrics.json", "model/model.json"):
