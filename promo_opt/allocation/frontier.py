@@ -190,6 +190,24 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     K = problem.n_arms
     names = list(arm_names or problem.arm_names or [f"arm{k}" for k in range(K)])
     pts = path.points(budgets)
+
+    def resolve(budget: float) -> dict:
+        sub = AllocationProblem(problem.gain, problem.spend, problem.revenue, budget=budget, min_roi=problem.min_roi)
+        res = solve_dual(sub, reason="plan point re-solved under the ROI floor")
+        return {"spend": res.spend, "conversions": float(conversions[np.arange(problem.n_users), res.arm].sum()),
+                "revenue": res.revenue, "gain": res.objective, "marginal": res.multipliers.get("lambda_budget", 0.0),
+                "counts": np.bincount(res.arm, minlength=K)}
+
+    return curve_frame(budgets, pts, names, problem.min_roi, resolve)
+
+
+def curve_frame(budgets: np.ndarray, pts: dict[str, np.ndarray], names: list[str], min_roi: float | None,
+                resolve) -> pd.DataFrame:
+    """The plan table from path points (``spend, gain, conversions, revenue, marginal`` (m,), ``counts`` (m, K)).
+
+    Points breaking the ROI floor are replaced by ``resolve(budget)`` (same keys, one budget), the
+    two-constraint solve of whichever engine built the points; those rows are marked ``resolved``.
+    """
     df = pd.DataFrame({
         "budget": budgets,
         "spend": pts["spend"],
@@ -201,17 +219,14 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     for k, name in enumerate(names):
         df[f"users_{name}"] = pts["counts"][:, k]
     df["resolved"] = False
-    if problem.min_roi is not None:
-        roi_ok = df["incremental_revenue"] >= problem.min_roi * df["spend"] - 1e-9 * df["spend"].abs()
+    if min_roi is not None:
+        roi_ok = df["incremental_revenue"] >= min_roi * df["spend"] - 1e-9 * df["spend"].abs()
         for i in np.flatnonzero(~roi_ok.to_numpy()):
-            sub = AllocationProblem(problem.gain, problem.spend, problem.revenue, budget=float(budgets[i]),
-                                    min_roi=problem.min_roi)
-            res = solve_dual(sub, reason="plan point re-solved under the ROI floor")
-            rows = np.arange(problem.n_users)
+            r = resolve(float(budgets[i]))
             df.loc[i, ["spend", "incremental_conversions", "incremental_revenue", "objective"]] = [
-                res.spend, float(conversions[rows, res.arm].sum()), res.revenue, res.objective]
-            df.loc[i, "marginal_gain_per_unit"] = res.multipliers.get("lambda_budget", 0.0)
-            df.loc[i, [f"users_{n}" for n in names]] = np.bincount(res.arm, minlength=K)
+                r["spend"], r["conversions"], r["revenue"], r["gain"]]
+            df.loc[i, "marginal_gain_per_unit"] = r["marginal"]
+            df.loc[i, [f"users_{n}" for n in names]] = r["counts"]
             df.loc[i, "resolved"] = True
     with np.errstate(divide="ignore", invalid="ignore"):
         df.insert(5, "roi", np.where(df["spend"] > 0, df["incremental_revenue"] / df["spend"], np.nan))

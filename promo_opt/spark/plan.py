@@ -25,6 +25,7 @@ import pandas as pd
 
 from promo_opt import pipeline
 from promo_opt.allocation.dual import DIRECT_LIMIT, best_free_arm, hull_segments
+from promo_opt.allocation.frontier import curve_frame
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import InfeasibleError, PromoOptError
 from promo_opt.spark.allocate import ROW, TREAT, IndexedScores, PassLog, _local, index_scores, solve_distributed
@@ -196,22 +197,10 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
             if nxt.size:
                 out["marginal"][i] = -float(best[nxt[0]])
 
-    df = pd.DataFrame({"budget": budgets, "spend": out["spend"], "incremental_conversions": out["conversions"],
-                       "incremental_revenue": out["revenue"], "objective": out["gain"],
-                       "marginal_gain_per_unit": out["marginal"]})
-    for k, name in enumerate(names):
-        df[f"users_{name}"] = out["counts"][:, k]
-    df["resolved"] = False
-    if min_roi is not None:
-        roi_ok = df["incremental_revenue"] >= min_roi * df["spend"] - 1e-9 * df["spend"].abs()
-        for i in np.flatnonzero(~roi_ok.to_numpy()):
-            sol = solve_distributed(spark, config, idx, float(budgets[i]), min_roi, totals=True)
-            tot = sol.totals
-            df.loc[i, ["spend", "incremental_conversions", "incremental_revenue", "objective"]] = [
-                tot["spend"], tot["conversions"], tot["revenue"], tot["objective"]]
-            df.loc[i, "marginal_gain_per_unit"] = sol.lam
-            df.loc[i, [f"users_{n}" for n in names]] = tot["counts"]
-            df.loc[i, "resolved"] = True
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df.insert(5, "roi", np.where(df["spend"] > 0, df["incremental_revenue"] / df["spend"], np.nan))
-    return df
+    def resolve(budget: float) -> dict:
+        sol = solve_distributed(spark, config, idx, budget, min_roi, totals=True)
+        tot = sol.totals
+        return {"spend": tot["spend"], "conversions": tot["conversions"], "revenue": tot["revenue"],
+                "gain": tot["objective"], "marginal": sol.lam, "counts": tot["counts"]}
+
+    return curve_frame(np.asarray(budgets), out, names, min_roi, resolve)
