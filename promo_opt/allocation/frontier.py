@@ -75,11 +75,10 @@ class FrontierPath:
         K = self.start_counts.size
         m = self.key.size
         fields = {"spend": self.dc, "gain": self.dg, "conversions": self.dconv, "revenue": self.da}
-        out = {f: np.full(len(budgets), self.base[f]) for f in fields}
-        out["marginal"] = np.zeros(len(budgets))
-        out["counts"] = np.tile(self.start_counts.astype(np.int64), (len(budgets), 1))
-        if m == 0:
-            return out
+        if m == 0:  # one empty bin: every budget stays at the start arms
+            empty = {"key": self.key, "to": self.to, "frm": self.frm, **fields}
+            return cut_points(budgets, self.base, self.start_counts, np.zeros((1, 4)), np.zeros((1, K), np.int64),
+                              lambda j: empty, lambda j: None)
         if m > 4 * n_bins:
             sample = self.key[np.random.default_rng(seed).choice(m, size=min(m, 100_000), replace=False)]
             edges = np.unique(np.quantile(sample, np.linspace(0, 1, n_bins + 1)[1:-1]))
@@ -98,32 +97,64 @@ class FrontierPath:
                   b, sums, moves)
         grp = np.argsort(b, kind="stable")  # radix sort of small ints: O(m)
         offs = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
-        cum = {f: np.concatenate([[0.0], np.cumsum(sums[:, j])]) for j, f in enumerate(fields)}
-        cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves, axis=0)])
-        for i, budget in enumerate(budgets):
-            room = budget - self.base["spend"]
-            j = int(np.searchsorted(cum["spend"], room, side="right")) - 1  # bins 0..j-1 fully taken
-            j = min(max(j, 0), nb)
-            for f in fields:
-                out[f][i] += cum[f][j]
-            out["counts"][i] += cum_counts[j]
-            if j == nb:
-                continue  # every segment fits
+
+        def members(j):
             idx = grp[offs[j]:offs[j + 1]]
             idx = idx[np.argsort(self.key[idx], kind="stable")]
-            t = int(np.searchsorted(np.cumsum(self.dc[idx]), room - cum["spend"][j], side="right"))
-            taken = idx[:t]
-            for f, v in fields.items():
-                out[f][i] += float(v[taken].sum())
-            out["counts"][i] += np.bincount(self.to[taken], minlength=K) - np.bincount(self.frm[taken], minlength=K)
-            if t < idx.size:
-                out["marginal"][i] = -self.key[idx[t]]
-            else:  # the next segment is the best of the next non-empty bin
-                nxt = np.flatnonzero(offs[j + 1:-1] < offs[j + 2:])
-                if nxt.size:
-                    k = j + 1 + nxt[0]
-                    out["marginal"][i] = -self.key[grp[offs[k]:offs[k + 1]]].min()
-        return out
+            return {"key": self.key[idx], "to": self.to[idx], "frm": self.frm[idx],
+                    **{f: v[idx] for f, v in fields.items()}}
+
+        def next_best(j):
+            nxt = np.flatnonzero(offs[j + 1:-1] < offs[j + 2:])
+            if not nxt.size:
+                return None
+            k = j + 1 + nxt[0]
+            return float(self.key[grp[offs[k]:offs[k + 1]]].min())
+
+        return cut_points(budgets, self.base, self.start_counts, sums, moves, members, next_best)
+
+
+FIELDS = ("spend", "gain", "conversions", "revenue")
+
+
+def cut_points(budgets, base: dict[str, float], start_counts: np.ndarray, sums: np.ndarray, moves: np.ndarray,
+               members, next_best) -> dict[str, np.ndarray]:
+    """The greedy path's totals at each budget, from segments bucketed into bins of ascending key.
+
+    ``sums`` (nb, 4): per-bin sums of FIELDS' increments; ``moves`` (nb, K): per-bin net users
+    entering each arm; ``members(j)``: bin j's segments sorted by key, as arrays ``key``, FIELDS,
+    ``to``, ``frm``; ``next_best(j)``: the least key of the first non-empty bin after j (or None).
+    Bins before a budget's bin are taken whole; that bin is cut exactly. Shared by the single-
+    machine path and the Spark planner (which collects only the cut bins' members).
+    """
+    K = start_counts.size
+    nb = sums.shape[0]
+    out = {f: np.full(len(budgets), base[f]) for f in FIELDS}
+    out["marginal"] = np.zeros(len(budgets))
+    out["counts"] = np.tile(np.asarray(start_counts, dtype=np.int64), (len(budgets), 1))
+    cum = {f: np.concatenate([[0.0], np.cumsum(sums[:, j])]) for j, f in enumerate(FIELDS)}
+    cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves, axis=0)])
+    for i, budget in enumerate(budgets):
+        room = budget - base["spend"]
+        j = int(np.searchsorted(cum["spend"], room, side="right")) - 1  # bins 0..j-1 fully taken
+        j = min(max(j, 0), nb)
+        for f in FIELDS:
+            out[f][i] += cum[f][j]
+        out["counts"][i] += cum_counts[j]
+        if j == nb:
+            continue  # every segment fits
+        seg = members(j)
+        t = int(np.searchsorted(np.cumsum(seg["spend"]), room - cum["spend"][j], side="right"))
+        for f in FIELDS:
+            out[f][i] += float(seg[f][:t].sum())
+        out["counts"][i] += np.bincount(seg["to"][:t], minlength=K) - np.bincount(seg["frm"][:t], minlength=K)
+        if t < len(seg["key"]):
+            out["marginal"][i] = -float(seg["key"][t])
+        else:  # the next segment is the best of the next non-empty bin
+            nk = next_best(j)
+            if nk is not None:
+                out["marginal"][i] = -nk
+    return out
 
 
 def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budget: float | None = None,

@@ -25,16 +25,13 @@ import pandas as pd
 
 from promo_opt import pipeline
 from promo_opt.allocation.dual import DIRECT_LIMIT, best_free_arm, hull_segments
-from promo_opt.allocation.frontier import curve_frame
+from promo_opt.allocation.frontier import FIELDS, curve_frame, cut_points
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import InfeasibleError, PromoOptError
 from promo_opt.spark.allocate import ROW, TREAT, IndexedScores, PassLog, _local, index_scores, solve_distributed
 from promo_opt.spark.session import user_errors
 
 log = logging.getLogger(__name__)
-
-FIELDS = ("spend", "gain", "conversions", "revenue")
-
 
 def _segments(pdf, config, min_roi):
     """The batch's hull segments (users as global treatable positions) and its start-arm totals."""
@@ -139,13 +136,9 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
     best = np.min([np.asarray(x) for x in bt["best"]], axis=0)
     idx.log.add("slope bins: sums", time.perf_counter() - t0, bins=nb)
 
-    cum = {f: np.concatenate([[0.0], np.cumsum(sums[:, j])]) for j, f in enumerate(FIELDS)}
-    cum_counts = np.vstack([np.zeros(K, dtype=np.int64), np.cumsum(moves, axis=0)])
-    cut_bin = []
-    for budget in budgets:
-        j = int(np.searchsorted(cum["spend"], budget - base["spend"], side="right")) - 1
-        cut_bin.append(min(max(j, 0), nb))
-    wanted = np.array(sorted({j for j in cut_bin if j < nb}), dtype=np.int64)
+    cum_spend = np.concatenate([[0.0], np.cumsum(sums[:, 0])])
+    cut_bin = np.clip(np.searchsorted(cum_spend, budgets - base["spend"], side="right") - 1, 0, nb)
+    wanted = np.unique(cut_bin[cut_bin < nb]).astype(np.int64)  # the bins cut_points will open
 
     # pass 3: the segments of the cut bins, to sort and cut exactly on the driver
     bw = spark.sparkContext.broadcast((edges, wanted))
@@ -157,45 +150,25 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
             key = -seg.slope
             b = np.searchsorted(e, key, side="right")
             on = np.isin(b, w)
-            yield pd.DataFrame({"bin": b[on], "key": key[on], "user": t[seg.user[on]], "dc": seg.dc[on],
-                                "dg": seg.dg[on], "dconv": dconv[on], "da": seg.da[on],
+            yield pd.DataFrame({"bin": b[on], "key": key[on], "user": t[seg.user[on]], "spend": seg.dc[on],
+                                "gain": seg.dg[on], "conversions": dconv[on], "revenue": seg.da[on],
                                 "to": seg.to[on].astype(np.int64), "frm": seg.frm[on].astype(np.int64)})
 
     t0 = time.perf_counter()
     with user_errors():
-        mem = idx.df.mapInPandas(members, "bin long, key double, user long, dc double, dg double, dconv double, "
-                                          "da double, to long, frm long").toPandas()
+        mem = idx.df.mapInPandas(members, "bin long, key double, user long, spend double, gain double, "
+                                          "conversions double, revenue double, to long, frm long").toPandas()
     idx.log.add("segments of the cut bins", time.perf_counter() - t0, bins=int(wanted.size), segments=int(len(mem)))
     mem = mem.sort_values(["bin", "key", "user"], kind="stable")  # the single machine's order within a bin
-    groups = {int(b): g for b, g in mem.groupby("bin", sort=False)}
-
-    out = {f: np.full(len(budgets), base[f]) for f in FIELDS}
-    out["marginal"] = np.zeros(len(budgets))
-    out["counts"] = np.tile(start_counts, (len(budgets), 1))
-    cols = {"spend": "dc", "gain": "dg", "conversions": "dconv", "revenue": "da"}
+    groups = {int(b): {c: g[c].to_numpy() for c in g.columns} for b, g in mem.groupby("bin", sort=False)}
+    empty = {c: mem[c].to_numpy()[:0] for c in mem.columns}
     nonempty = np.flatnonzero(np.isfinite(best))
-    for i, (budget, j) in enumerate(zip(budgets, cut_bin)):
-        if m == 0:
-            break
-        for f in FIELDS:
-            out[f][i] += cum[f][j]
-        out["counts"][i] += cum_counts[j]
-        if j == nb:
-            continue  # every segment fits
-        g = groups.get(j)
-        if g is None:
-            g = mem.iloc[:0]
-        tk = int(np.searchsorted(np.cumsum(g["dc"].to_numpy()), budget - base["spend"] - cum["spend"][j], side="right"))
-        taken = g.iloc[:tk]
-        for f, c in cols.items():
-            out[f][i] += float(taken[c].sum())
-        out["counts"][i] += (np.bincount(taken["to"], minlength=K) - np.bincount(taken["frm"], minlength=K))
-        if tk < len(g):
-            out["marginal"][i] = -float(g["key"].iloc[tk])
-        else:  # the next segment is the best of the next non-empty bin
-            nxt = nonempty[nonempty > j]
-            if nxt.size:
-                out["marginal"][i] = -float(best[nxt[0]])
+
+    def next_best(j):
+        nxt = nonempty[nonempty > j]
+        return float(best[nxt[0]]) if nxt.size else None
+
+    out = cut_points(budgets, base, start_counts, sums, moves, lambda j: groups.get(j, empty), next_best)
 
     def resolve(budget: float) -> dict:
         sol = solve_distributed(spark, config, idx, budget, min_roi, totals=True)
