@@ -53,7 +53,7 @@ def test_qini_orders_true_random_and_reversed_rankings():
 
 
 def test_transformed_outcome_risk_with_arm_share_propensity_equals_randomized_formula():
-    (X, arm, y, p), _ = synthetic(3000, 1), None
+    _, arm, y, p = synthetic(3000, 1)
     share = np.bincount(arm) / len(arm)
     a = transformed_outcome_risk(p, arm, y)
     b = transformed_outcome_risk(p, arm, y, propensity=share[arm])

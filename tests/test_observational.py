@@ -14,7 +14,7 @@ from promo_opt.cli import app
 from promo_opt.config import parse_config
 from promo_opt.errors import ConfigError, DataError
 from promo_opt.observational import balance, did as did_mod, matching, weighting
-from promo_opt.observational.effect import estimate_effect, write_effect
+from promo_opt.observational.effect import estimate_effect
 from promo_opt.observational.propensity import PropensityModel, overlap, with_estimated_propensity
 from promo_opt.observational.reproductions import (CK_PUBLISHED, LALONDE_EXPERIMENTAL, card_krueger_config,
                                                    card_krueger_panel, lalonde_config, lalonde_observational)

@@ -14,7 +14,6 @@ share of the oracle's.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.lgbm import POOLED_LEVELS, PooledLGBM
