@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
-from promo_opt.simulation.world import load_world, parse_world  # noqa: E402
+from promo_opt.simulation.world import parse_world  # noqa: E402
 
 log = logging.getLogger("bench_spark")
 
@@ -78,7 +79,7 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def one_size(n: int, work: Path, cfg, model, spark, partitions: int) -> dict:
+def one_size(n: int, work: Path, cfg, model, spark, partitions: int, plan: bool = True) -> dict:
     from promo_opt.data import prepare_candidates
     from promo_opt.spark import allocate as sa
     from promo_opt.spark import plan as sp
@@ -125,6 +126,8 @@ def one_size(n: int, work: Path, cfg, model, spark, partitions: int) -> dict:
     log.info("allocate: local %.1fs, spark %.1fs, same arms: %s", row["local_allocate_s"], row["spark_allocate_s"],
              row["same_arm_every_user"])
 
+    if not plan:
+        return row
     # plan
     budgets = np.linspace(0.0, 2.0 * cfg.constraints.budget, 21)
     lp, row["local_plan_s"] = timed(lambda: pipeline.plan(cfg, scores, budgets))
@@ -144,6 +147,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--rows-per-partition", type=int, default=250_000)
     ap.add_argument("--driver-memory", default="6g")
+    ap.add_argument("--plan-up-to", type=int, default=5_000_000,
+                    help="run the plan stage only for sizes up to this many users (it re-reads the scores 21x)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_spark.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
@@ -152,6 +157,7 @@ def main() -> None:
     from promo_opt.config import SparkConfig
     from promo_opt.spark.session import spark_session
 
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench_spark_"))
     world = five_arm_world()
     cfg_path = world.write_campaign(work / "campaign", seed=7, n_train=20_000, n_candidates=10_000)
@@ -164,12 +170,14 @@ def main() -> None:
     for n in args.users:
         cfg = base.model_copy(update={"constraints": base.constraints.model_copy(
             update={"budget": base.constraints.budget * n / 10_000})})
-        rows.append(one_size(n, work, cfg, model, spark, max(2, n // args.rows_per_partition)))
+        rows.append(one_size(n, work, cfg, model, spark, max(2, n // args.rows_per_partition),
+                             plan=n <= args.plan_up_to))
+        rows[-1]["peak_rss_gb_driver_python"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     spark.stop()
     report = {
         "command": "benchmarks/bench_spark.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_end": os.getloadavg(), "note": "2 cores shared with other sessions"},
+                    "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(), "note": "2 cores; see the load averages"},
         "master": "local[2]", "train_seconds": t_train, "spark_start_seconds": t_start,
         "sizes": rows,
     }
@@ -178,8 +186,12 @@ def main() -> None:
     lines = ["| users | stage | local s | spark s | spark/local |", "|---|---|---|---|---|"]
     for r in rows:
         for st in ("score", "allocate", "plan"):
+            if f"local_{st}_s" not in r:
+                continue
             a, b = r[f"local_{st}_s"], r[f"spark_{st}_s"]
             lines.append(f"| {r['users']:,} | {st} | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
+    lines += ["", "| users | peak RSS of the driver's Python (GB) |", "|---|---|"]
+    lines += [f"| {r['users']:,} | {r['peak_rss_gb_driver_python']:.1f} |" for r in rows]
     lines += ["", "| users | same arm for every user | objective rel. diff | bound rel. diff | gap | reduction |",
               "|---|---|---|---|---|---|"]
     for r in rows:
@@ -190,8 +202,8 @@ def main() -> None:
         for p in r["spark_passes"]:
             info = {k: v for k, v in p.items() if k not in ("pass", "name", "seconds")}
             lines.append(f"| {p['pass']}. {p['name']} | {p['seconds']:.1f} | {info or ''} |")
-    md = "\n".join(["# Spark engine benchmark", "", f"`{report['command']}` (local[2], load average at end "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", ""] + lines) + "\n"
+    md = "\n".join(["# Spark engine benchmark", "", f"`{report['command']}` (local[2], 1-minute load average "
+                    f"{load_start[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end, on {os.cpu_count()} cores)", ""] + lines) + "\n"
     args.out.with_suffix(".md").write_text(md)
     print(md)
 
