@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench bench-spark-20m clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 	nice $(BIN)/python benchmarks/real_data.py
 	nice $(BIN)/python benchmarks/bench_learners.py
 	nice $(BIN)/python benchmarks/winners_curse.py
+	nice $(BIN)/python benchmarks/learners_worlds.py
+
+# the issue-8 size: 20M users x 5 arms through both engines (~20 min on 2 idle cores, ~10 GB)
+bench-spark-20m: $(STAMP)
+	$(BIN)/python benchmarks/bench_spark.py --users 20000000 --out reports/bench_spark_20m.json
 
 clean:
 	rm -rf demo-out .pytest_cache .hypothesis
