@@ -52,6 +52,10 @@ def _print_summary(summary: dict, out: Path) -> None:
         f"spend {e['spend']:,.0f}" + (f" of {budget:,.0f}" if budget is not None else "") + f", ROI {e['roi']:.3g}",
         f"solver          {summary['solver']}: gap to the LP bound {summary['gap']:.1e}",
     ]
+    f = summary.get("forecast")
+    if f:
+        lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
+                        f"ROI {f['roi']:.3g} (corrected for the winner's curse on held-out folds)")
     truth = summary.get("truth")
     if truth:
         pt, ot, key = truth["policy_true"], truth["oracle_true"], truth["objective"]
@@ -137,12 +141,19 @@ def score(config: Path = ConfigArg, model: Path = typer.Option(..., "--model", h
 def allocate(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", help="scores file from 'score'"),
              out: Path = OutOpt, budget: Optional[float] = typer.Option(None, help="override constraints.budget"),
              min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
-             engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
+             engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
+             model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': adds the "
+                                                  "winner's-curse-corrected forecast to the summary")) -> None:
     """Choose the arm of every candidate from a scores file (the data paths are not opened)."""
     cfg = _config(config, budget, min_roi)
+    correction = None
+    if model is not None:
+        from promo_opt.model import TrainedModel
+
+        correction = TrainedModel.load(model, cfg).metrics.get("forecast_correction")
     if _use_spark(engine):
-        return _spark_allocate(cfg, scores, out)
-    outcome = pipeline.allocate(cfg, pipeline.read_scores(scores))
+        return _spark_allocate(cfg, scores, out, correction)
+    outcome = pipeline.allocate(cfg, pipeline.read_scores(scores), correction=correction)
     pipeline.write_allocation(outcome, out)
     _print_summary(outcome.summary, out)
 
@@ -369,10 +380,10 @@ def _spark_score(cfg: CampaignConfig, model, out: Path) -> None:
     typer.echo(f"{n:,} candidates scored on Spark into {path}")
 
 
-def _spark_allocate(cfg: CampaignConfig, scores: Path, out: Path) -> None:
+def _spark_allocate(cfg: CampaignConfig, scores: Path, out: Path, correction: dict | None) -> None:
     from promo_opt.spark import engine
 
-    outcome = engine.allocate(cfg, str(scores), out)
+    outcome = engine.allocate(cfg, str(scores), out, correction=correction)
     _print_summary(outcome.summary, out)
     _print_passes(outcome.passes)
 

@@ -78,6 +78,9 @@ class ModelConfig(_Strict):
     learner: str = "auto"  # 'auto' or a name of promo_opt.learners.registry.LEARNERS
     folds: int = Field(default=10, ge=2, le=20)
     calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
+    # forecast the policy's totals with the realized/expected ratios of its held-out-fold twin
+    # (promo_opt.evaluation.heldout): the 'forecast' block of the allocation summary
+    correct_forecast: bool = True
 
     @field_validator("learner")
     @classmethod

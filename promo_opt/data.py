@@ -113,6 +113,12 @@ class TrainingData:
     value: np.ndarray | None  # (n,) order value (meaningful where converted)
     propensity: np.ndarray | None  # (n,) probability of the logged arm
 
+    def subset(self, rows: np.ndarray) -> "TrainingData":
+        return TrainingData(ids=self.ids[rows], X=self.X.iloc[rows], arm=self.arm[rows],
+                            converted=self.converted[rows],
+                            value=None if self.value is None else self.value[rows],
+                            propensity=None if self.propensity is None else self.propensity[rows])
+
 
 @dataclass
 class Candidates:

@@ -66,39 +66,24 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     two standard errors of the paired difference, or when the chosen policy's estimated ROI misses
     the floor by more than two standard errors while another's does not.
     """
-    from promo_opt.evaluation.offpolicy import dr_contributions, logged_propensity
+    from promo_opt.evaluation.heldout import heldout_policy
 
     if rows is not None and len(rows) < len(data.arm):  # the candidates were compared on these rows
-        from promo_opt.data import TrainingData
-
-        data = TrainingData(ids=data.ids[rows], X=data.X.iloc[rows], arm=data.arm[rows], converted=data.converted[rows],
-                            value=None if data.value is None else data.value[rows],
-                            propensity=None if data.propensity is None else data.propensity[rows])
+        data = data.subset(rows)
         vhat = vhat[rows]
-    n = len(data.arm)
-    budget = config.constraints.budget
     min_roi = config.constraints.min_roi
-    treatable = max(n_candidates * (1.0 - config.holdout.fraction), 1.0)  # the budget is spent on these
-    scaled = None if budget is None else budget * n / treatable
-    prop = logged_propensity(data.arm, len(config.arm_names), data.propensity)
-    realized = data.value if data.value is not None else data.converted.astype(float)
     ref = fitted["ensemble"].oof_ if "ensemble" in fitted else fitted[selection.chosen].oof_
     rows = {}
     for name, model in fitted.items():
-        econ = compute_economics(model.oof_, vhat, config.ordered_arms)
-        full = build_problem(econ, config, budget=scaled, min_roi=min_roi)
-        # budget and ROI only: arm caps and segment budgets are for the candidates, and an exact
-        # MIP per learner would cost minutes for a comparison that the dual makes in a second
-        problem = AllocationProblem(full.gain, full.spend, full.revenue, budget=scaled, min_roi=min_roi)
         try:
-            res = solve(problem, solver="dual")
+            h = heldout_policy(config, model.oof_, data.arm, data.converted, data.value, data.propensity, vhat,
+                               n_candidates, reference=ref)
         except PromoOptError:
             continue
-        c = dr_contributions(res.arm, data.arm, data.converted, realized, prop, ref, vhat, config.ordered_arms)
-        expected = econ.totals(res.arm)  # what the learner's own probabilities promise for its policy
+        c = h.realized
         obj = c.conversions if config.objective == "conversions" else c.revenue - c.spend
         roi_margin = c.revenue - (min_roi or 0.0) * c.spend  # >= 0 when the floor holds
-        rows[name] = (obj, roi_margin, c, expected)
+        rows[name] = (obj, roi_margin, c, h.expected)
     if selection.chosen not in rows:
         return  # nothing to compare against
     base = selection.chosen
@@ -134,6 +119,26 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
         selection.chosen = best
 
 
+def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.ndarray,
+                        n_candidates: int | None) -> dict:
+    """The winner's-curse correction of the chosen learner, measured on its held-out folds
+    (:mod:`promo_opt.evaluation.heldout`), as saved in the model's metrics.
+
+    ``{"applied": False, "reason": ...}`` when it cannot be measured or is switched off.
+    """
+    from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy
+
+    if not config.model.correct_forecast:
+        return {"applied": False, "reason": "model.correct_forecast is false"}
+    if n_candidates is None:
+        return {"applied": False, "reason": "no data.candidates at training time to scale the budget to"}
+    try:
+        h = heldout_policy(config, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates)
+    except PromoOptError as err:
+        return {"applied": False, "reason": f"the held-out allocation failed: {err}"}
+    return {"applied": True, **ForecastCorrection.from_heldout(h).as_dict()}
+
+
 def train(config: CampaignConfig, progress=None) -> TrainedModel:
     """``progress(what, done, total)``: optional callback after every fold fit (the CLI's progress bar)."""
     t0 = time.perf_counter()
@@ -150,6 +155,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
         value_model = OrderValueModel(seed=config.seed).fit(Z, data.value, data.converted)
     vhat = value_model.predict(Z) if value_model is not None else np.ones(len(data.arm))
     policy_check = None
+    n_candidates = None
     if config.data.candidates is not None:
         n_candidates = len(read_table(config.data.candidates, "candidates"))
 
@@ -162,6 +168,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
         progress=progress,
     )
     uplift = fitted[selection.chosen]
+    correction = forecast_correction(config, uplift.oof_, data, vhat, n_candidates)
     metrics = {
         "n_train": int(len(data.arm)),
         "propensity": propensity_source,
@@ -172,6 +179,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
         "uplift_by_decile": uplift_by_decile(uplift.oof_, data.arm, data.converted, config.arm_names),
         "value_model": "lightgbm" if value_model is not None and value_model.model_ is not None
         else ("mean of converted orders (too few orders for a model)" if value_model is not None else "none: 1 per conversion"),
+        "forecast_correction": correction,
         "seconds": time.perf_counter() - t0,
     }
     return TrainedModel(arm_names=config.arm_names, features=features, preprocessor=pre, uplift=uplift,
@@ -242,7 +250,9 @@ class AllocationOutcome:
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
-             min_roi: float | None = None) -> AllocationOutcome:
+             min_roi: float | None = None, correction: dict | None = None) -> AllocationOutcome:
+    """``correction``: the model's ``metrics["forecast_correction"]``; when applied, the summary
+    gets a ``forecast`` block: the expected totals corrected for the winner's curse."""
     t0 = time.perf_counter()
     budget = config.constraints.budget if budget is None else budget
     min_roi = config.constraints.min_roi if min_roi is None else min_roi
@@ -287,8 +297,23 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "multipliers": result.multipliers,
         "seconds": {"allocate": time.perf_counter() - t0},
     }
+    forecast = corrected_forecast(totals, correction)
+    if forecast is not None:
+        summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
                              min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names)
+
+
+def corrected_forecast(expected: dict, correction: dict | None) -> dict | None:
+    """The expected totals times the held-out realized/expected ratios, with the ratios used."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    if not correction or not correction.get("applied"):
+        return None
+    corr = ForecastCorrection.from_dict(correction)
+    return {**corr.apply(expected), "ratio": corr.ratio,
+            "note": "expected totals x (realized / expected) of the same policy on held-out training folds, "
+                    "shrunk toward 1 by their standard errors (winner's-curse correction)"}
 
 
 def _side_constraints(config: CampaignConfig) -> bool:
@@ -374,7 +399,7 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     scores = score_candidates(config, model)
     t["score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    outcome = allocate(config, scores)
+    outcome = allocate(config, scores, correction=model.metrics.get("forecast_correction"))
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     curve = budget_curve(config, outcome)
@@ -385,7 +410,8 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
         truth = read_table(config.data.truth, "truth")
         report = score_against_truth(config, outcome.ids, outcome.arm, ~outcome.holdout, truth,
                                      summary["expected"], outcome.budget, outcome.min_roi,
-                                     segment=outcome.segment, segment_names=outcome.segment_names)
+                                     segment=outcome.segment, segment_names=outcome.segment_names,
+                                     forecast=summary.get("forecast"))
         summary["truth"] = report.as_dict()
         t["truth"] = time.perf_counter() - t0
     from promo_opt.evaluation.policies import compare_policies  # issue 5: strategies at the same budget

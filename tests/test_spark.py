@@ -266,8 +266,18 @@ def test_cli_run_with_engine_spark_matches_the_local_stages(spark, campaign_copy
     assert res.exit_code == 0, res.output
     summary = yaml.safe_load((tmp_path / "o" / "summary.json").read_text())
     cfg = load_config(cfg_path)
-    local = pipeline.allocate(cfg, pipeline.score_candidates(cfg, TrainedModel.load(tmp_path / "o" / "model", cfg)))
+    model = TrainedModel.load(tmp_path / "o" / "model", cfg)
+    local = pipeline.allocate(cfg, pipeline.score_candidates(cfg, model),
+                              correction=model.metrics["forecast_correction"])
     assert summary["users_per_arm"] == local.summary["users_per_arm"]
+    for k in ("incremental_conversions", "spend"):  # the same corrected forecast and truth check
+        assert rel(summary["forecast"][k], local.summary["forecast"][k]) < 1e-9
+    from promo_opt.data import read_table
+    from promo_opt.evaluation.truth import score_against_truth
+
+    truth = score_against_truth(cfg, local.ids, local.arm, ~local.holdout, read_table(cfg.data.truth),
+                                local.summary["expected"], local.budget, local.min_roi).as_dict()
+    assert rel(summary["truth"]["share_of_oracle"], truth["share_of_oracle"]) < 1e-9
     assert rel(summary["lp_upper_bound"], local.summary["lp_upper_bound"]) < 1e-9
     assert (tmp_path / "o" / "targets.parquet" / "_SUCCESS").exists()
     assert len(pd.read_csv(tmp_path / "o" / "plan.csv")) == 41

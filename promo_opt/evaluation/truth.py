@@ -43,6 +43,7 @@ class TruthReport:
     budget: float | None
     min_roi: float | None
     objective: str
+    forecast: dict[str, float] | None = None  # the winner's-curse-corrected expected totals
 
     def as_dict(self) -> dict:
         obj_key = "incremental_conversions" if self.objective == "conversions" else "net_revenue"
@@ -55,6 +56,9 @@ class TruthReport:
             d["true_roi_vs_floor"] = _ratio(self.policy["roi"], self.min_roi)
         d["expected_vs_true"] = {k: _ratio(self.expected[k], self.policy[k])
                                  for k in ("incremental_conversions", "spend", "incremental_revenue")}
+        if self.forecast is not None:
+            d["forecast_vs_true"] = {k: _ratio(self.forecast[k], self.policy[k])
+                                     for k in ("incremental_conversions", "spend", "incremental_revenue")}
         return d
 
 
@@ -65,7 +69,7 @@ def _ratio(a: float, b: float) -> float:
 def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray, treatable: np.ndarray,
                         truth: pd.DataFrame, expected: dict[str, float], budget: float | None,
                         min_roi: float | None, segment: np.ndarray | None = None,
-                        segment_names: list[str] | None = None) -> TruthReport:
+                        segment_names: list[str] | None = None, forecast: dict | None = None) -> TruthReport:
     """True totals of ``arm`` and of the oracle over the ``treatable`` (non-holdout) users.
 
     The oracle faces the same constraints as the policy: budget, ROI floor, arm caps and, when
@@ -76,4 +80,4 @@ def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray
     oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment,
                                  segment_names=segment_names), solver=config.solver)
     return TruthReport(policy=econ.totals(arm), oracle=sub.totals(oracle.arm), expected=expected,
-                       budget=budget, min_roi=min_roi, objective=config.objective)
+                       budget=budget, min_roi=min_roi, objective=config.objective, forecast=forecast)

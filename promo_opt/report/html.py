@@ -114,6 +114,8 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         ("budget", budget if budget is not None else float("nan")),
         ("expected incremental revenue", e["incremental_revenue"]),
         ("expected ROI", e["roi"]),
+        *([("forecast incremental conversions (winner's curse corrected)", summary["forecast"]["incremental_conversions"]),
+           ("forecast spend (corrected)", summary["forecast"]["spend"])] if summary.get("forecast") else []),
         ("users treated", treated),
         ("holdout (kept untreated)", summary["holdout_size"]),
     ]
@@ -129,6 +131,8 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         obj = truth["objective"]
         rows = [{"": "this policy, true", **{k: truth["policy_true"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}},
                 {"": "this policy, expected", **{k: truth["policy_expected"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}},
+                *([{"": "this policy, forecast (winner's curse corrected)", **{k: summary["forecast"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}}]
+                  if summary.get("forecast") else []),
                 {"": "oracle (perfect knowledge), true", **{k: truth["oracle_true"][k] for k in ("incremental_conversions", "spend", "incremental_revenue", "roi")}}]
         parts += ["<h2>Simulated world: true outcomes</h2>",
                   f"<p>The policy reaches <b>{truth['share_of_oracle']:.1%}</b> of the oracle's true {html.escape(obj)}"
@@ -144,6 +148,15 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         from promo_opt.report.selection import selection_section  # issue 4: comparison + Qini curves
 
         parts += selection_section(metrics["selection"], _table, _png)
+        fc = metrics.get("forecast_correction") or {}
+        if fc.get("applied"):
+            parts += ["<h2>Winner's curse: the policy on held-out folds</h2>",
+                      "<p class='note'>The training rows' out-of-fold probabilities, allocated like the candidates "
+                      f"({fc['rows']:,} rows, budget scaled to them). Realized = doubly robust estimate from the real "
+                      "outcomes. The shrunk ratio multiplies the candidates' forecast.</p>",
+                      _table([{"total": k, "expected": fc["expected"][k], "realized (DR)": fc["realized"][k],
+                               "ratio": fc["raw_ratio"][k], "standard error": fc["ratio_se"][k],
+                               "ratio used (shrunk)": fc["ratio"][k]} for k in fc["ratio"]])]
     if "policy_comparison" in summary:
         from promo_opt.report.policies import policy_comparison_section
 

@@ -15,7 +15,7 @@ import time
 from promo_opt import pipeline
 from promo_opt.data import read_table, write_json, write_table
 from promo_opt.errors import PromoOptError
-from promo_opt.model import TrainedModel
+from promo_opt.model import METRICS_FILE, TrainedModel
 from promo_opt.service import campaigns
 from promo_opt.service.artefacts import Artefacts
 from promo_opt.service.observability import Metrics
@@ -121,11 +121,19 @@ class Worker:
     def _run_allocate(self, job: Job) -> dict:
         cfg = self.config(job.campaign_id, job.params.get("overrides"))
         scores = read_table(self.artefacts.job_dir(job.parent_id) / SCORES_FILE, "scores")
-        outcome = pipeline.allocate(cfg, scores)
+        outcome = pipeline.allocate(cfg, scores, correction=self._forecast_correction(job.parent_id))
         out = self.artefacts.partial_dir(job.id)
         write_table(outcome.targets, out / TARGETS_FILE)
         write_json(outcome.summary, out / SUMMARY_FILE)
         return json.loads((out / SUMMARY_FILE).read_text())  # as written: NaN -> null, numpy -> plain
+
+    def _forecast_correction(self, score_job_id: str) -> dict | None:
+        """The winner's-curse correction saved with the model that the scores came from."""
+        score_job = self.store.get_job(score_job_id)
+        if score_job is None or score_job.parent_id is None:
+            return None
+        path = self.artefacts.job_dir(score_job.parent_id) / METRICS_FILE
+        return json.loads(path.read_text()).get("forecast_correction") if path.exists() else None
 
     def _run_push(self, job: Job) -> dict:
         cfg = self.config(job.campaign_id)

@@ -47,15 +47,39 @@ def score(config: CampaignConfig, model: TrainedModel, out: str | None = None, s
     return dest, int(n)
 
 
-def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None) -> _allocate.SparkAllocationOutcome:
-    """Allocate from a scores table; the targeting list (partitioned Parquet) and summary.json."""
+def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None,
+             correction: dict | None = None) -> _allocate.SparkAllocationOutcome:
+    """Allocate from a scores table; the targeting list (partitioned Parquet) and summary.json.
+    ``correction``: the model's winner's-curse correction (adds the summary's ``forecast``)."""
     spark = spark or _session(config)
     ref = str(scores) if scores else input_ref(config, "scores")
     df = read_input(spark, ref, "scores")
     targets = config.spark.targets or str(Path(out) / "targets.parquet")
     outcome = _allocate.allocate(spark, config, df, targets)
+    forecast = pipeline.corrected_forecast(outcome.summary["expected"], correction)
+    if forecast is not None:
+        outcome.summary["forecast"] = forecast
     write_json(outcome.summary, Path(out) / "summary.json")
     return outcome
+
+
+def truth_check(config: CampaignConfig, targets_path: str, summary: dict) -> dict:
+    """The simulated-truth check of :func:`promo_opt.pipeline.run` on the Spark targeting list.
+
+    Simulated worlds are small enough to read the list (id, arm, holdout) into memory; the oracle
+    faces the budget and ROI floor (and arm caps), not segment budgets.
+    """
+    from promo_opt.data import read_table
+    from promo_opt.evaluation.truth import score_against_truth
+
+    id_col = config.data.id
+    t = pd.read_parquet(targets_path, columns=[id_col, "arm", "holdout"])
+    codes = {a: k for k, a in enumerate(config.arm_names)}
+    arm = t["arm"].astype(str).map(codes).to_numpy(dtype=np.int64)
+    report = score_against_truth(config, t[id_col].to_numpy(), arm, ~t["holdout"].to_numpy(dtype=bool),
+                                 read_table(config.data.truth, "truth"), summary["expected"], summary["budget"],
+                                 summary["min_roi"], forecast=summary.get("forecast"))
+    return report.as_dict()
 
 
 def plan(config: CampaignConfig, scores: str | None, out: Path, budgets=None, spark=None) -> pd.DataFrame:
@@ -78,8 +102,9 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     """Train on this machine, then score, allocate and plan on Spark; every output written atomically.
 
     Outputs in ``out``: model/, scores.parquet/ (unless spark.scores), targets.parquet/ (unless
-    spark.targets), plan.csv, summary.json, report.html. The simulated-truth check of the local
-    engine needs every user's arm in memory and is left out here.
+    spark.targets), plan.csv, summary.json, report.html. On a simulated world (``data.truth``)
+    the truth check of the local engine is added (:func:`truth_check`), unless segment budgets
+    are set (its oracle does not model them here).
     """
     from promo_opt.data import write_bytes
     from promo_opt.report.html import render_report
@@ -96,7 +121,7 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     scores_path, _ = score(config, model, config.spark.scores or str(out / "scores.parquet"), spark)
     t["score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    outcome = allocate(config, scores_path, out, spark)
+    outcome = allocate(config, scores_path, out, spark, correction=model.metrics.get("forecast_correction"))
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     budget = outcome.summary["budget"]
@@ -107,6 +132,10 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     summary = dict(outcome.summary)
     summary["learner"] = model.metrics["selection"]["chosen"]
     summary["spark"]["plan_passes"] = plan_passes
+    if config.data.truth is not None and not config.constraints.segment_budgets:
+        t0 = time.perf_counter()
+        summary["truth"] = truth_check(config, outcome.targets_path, summary)
+        t["truth"] = time.perf_counter() - t0
     summary["seconds"] = {**t, "total": sum(t.values())}
     html = render_report(summary, curve, model.metrics)
     write_table(curve, out / "plan.csv")

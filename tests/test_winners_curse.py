@@ -1,0 +1,121 @@
+"""The winner's-curse correction: held-out policy totals, the shrunk ratios, and the forecast."""
+
+import json
+
+import numpy as np
+import pytest
+
+from promo_opt.config import ArmConfig, CampaignConfig
+from promo_opt.economics import compute_economics
+from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy, shrink_ratio
+
+
+def test_shrink_ratio_keeps_gaps_within_noise_at_one_and_large_gaps_nearly_whole():
+    assert shrink_ratio(105.0, 100.0, 10.0) == (1.05, 1.0)  # gap 0.05 < se 0.10: no correction
+    raw, r = shrink_ratio(70.0, 100.0, 3.0)  # gap 0.30, se 0.03: 1 - 0.01 of it shrunk away
+    assert raw == pytest.approx(0.7) and r == pytest.approx(1 - 0.3 * (1 - 0.01))
+    assert shrink_ratio(5.0, 0.0, 1.0) == (1.0, 1.0)
+
+
+def test_apply_keeps_roi_and_net_revenue_consistent_with_the_corrected_totals():
+    c = ForecastCorrection(ratio={"incremental_conversions": 0.8, "incremental_revenue": 0.9, "spend": 1.1},
+                           raw_ratio={}, ratio_se={})
+    f = c.apply({"incremental_conversions": 100.0, "incremental_revenue": 1000.0, "spend": 500.0})
+    assert f["incremental_conversions"] == pytest.approx(80.0) and f["spend"] == pytest.approx(550.0)
+    assert f["roi"] == pytest.approx(900.0 / 550.0) and f["net_revenue"] == pytest.approx(350.0)
+    assert ForecastCorrection.from_dict(c.as_dict()).ratio == c.ratio
+
+
+def _world(n, seed):
+    """Randomized 3-arm data with known probabilities and a noisy model of them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    p0 = 1 / (1 + np.exp(-(-3.0 + 0.5 * x)))
+    p = np.column_stack([p0, np.clip(p0 + 0.01 + 0.01 * (x > 0), 0, 1), np.clip(p0 + 0.02 * (x > 1), 0, 1)])
+    arm = rng.integers(0, 3, size=n)
+    y = (rng.random(n) < p[np.arange(n), arm]).astype(np.int64)
+    noisy = np.clip(p + rng.normal(scale=0.02, size=p.shape), 1e-4, 1 - 1e-4)  # estimation noise
+    return p, noisy, arm, y
+
+
+def _config(budget):
+    arms = [ArmConfig(name="control", control=True), ArmConfig(name="a", cost_per_conversion=2.0),
+            ArmConfig(name="b", cost_per_conversion=4.0)]
+    return CampaignConfig(name="t", arms=arms, data={"train": "x.csv", "candidates": "y.csv"},
+                          constraints={"budget": budget})
+
+
+def test_heldout_policy_exposes_the_winners_curse_and_the_dr_estimate_finds_the_truth():
+    """Noisy estimates picked by the allocator overstate the policy; the held-out (DR) estimate of
+    the same policy agrees with its true value (known probabilities), within its standard errors."""
+    n = 200_000
+    p, noisy, arm, y = _world(n, 0)
+    cfg = _config(budget=300.0)  # a few thousand of the 200k users
+    h = heldout_policy(cfg, noisy, arm, y, None, None, np.ones(n), n_candidates=n)
+    true = compute_economics(p, np.ones(n), cfg.ordered_arms).totals(h.arm)
+    realized = h.realized.totals()
+    assert h.expected["incremental_conversions"] > 1.5 * true["incremental_conversions"]  # the curse
+    for k in ("incremental_conversions", "spend"):
+        assert abs(realized[k] - true[k]) < 3 * h.se(k), k
+    c = ForecastCorrection.from_heldout(h)
+    assert c.ratio["incremental_conversions"] < 0.8
+    corrected = c.apply(h.expected)["incremental_conversions"]
+    assert abs(corrected - true["incremental_conversions"]) < abs(h.expected["incremental_conversions"]
+                                                                  - true["incremental_conversions"]) / 2
+
+
+def test_run_reports_the_corrected_forecast_and_its_truth_check(run_out):
+    summary = json.loads((run_out / "summary.json").read_text())
+    metrics = json.loads((run_out / "model" / "metrics.json").read_text())
+    corr = metrics["forecast_correction"]
+    assert corr["applied"] and corr["rows"] > 0
+    f, e = summary["forecast"], summary["expected"]
+    for k in ("incremental_conversions", "spend", "incremental_revenue"):
+        assert f[k] == pytest.approx(e[k] * corr["ratio"][k])
+    assert set(summary["truth"]["forecast_vs_true"]) == {"incremental_conversions", "spend", "incremental_revenue"}
+    page = (run_out / "report.html").read_text()
+    assert "curse corrected)" in page and "the policy on held-out folds" in page
+
+
+def test_allocate_cli_adds_the_forecast_only_with_the_model(run_out, small_campaign, tmp_path):
+    from conftest import invoke
+
+    for extra, has in (([], False), (["--model", run_out / "model"], True)):
+        out = tmp_path / f"alloc{has}"
+        r = invoke("allocate", small_campaign, "--scores", run_out / "scores.parquet", "--out", out, *extra)
+        assert r.exit_code == 0, r.output
+        assert ("forecast" in json.loads((out / "summary.json").read_text())) is has
+        assert ("forecast " in r.output) is has
+
+
+def test_eb_shrink_drops_deviations_within_noise_and_keeps_large_ones():
+    from promo_opt.learners.honest import eb_shrink
+
+    assert eb_shrink(1.2, 1.0, 0.3) == 1.0
+    assert eb_shrink(3.0, 1.0, 0.2) == pytest.approx(1.0 + 2.0 * (1 - 0.01))
+    assert eb_shrink(0.5, 1.0, float("inf")) == 1.0
+
+
+def _calibration_data(n, noise, seed):
+    """Two arms, true uplift 0.02 +- 0.02 by x; raw model = truth + noise on the treated column."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    p0 = np.full(n, 0.1)
+    p1 = p0 + 0.02 + 0.02 * np.tanh(x)
+    arm = rng.integers(0, 2, size=n)
+    y = (rng.random(n) < np.where(arm == 1, p1, p0)).astype(np.int64)
+    raw = np.column_stack([p0, np.clip(p1 + rng.normal(scale=noise, size=n), 1e-4, 1)])
+    return raw, arm, y
+
+
+def test_uplift_calibration_shrinks_noisy_heterogeneity_and_leaves_a_right_model_alone():
+    from promo_opt.learners.honest import UpliftCalibration
+
+    raw, arm, y = _calibration_data(400_000, noise=0.05, seed=1)  # noise sd 2.5x the signal's
+    cal = UpliftCalibration.fit(raw, arm, y)
+    signal = 0.02 ** 2 * np.var(np.tanh(np.random.default_rng(0).normal(size=10**6)))
+    total = signal + 0.05 ** 2
+    assert cal.beta[1] == pytest.approx(signal / total, abs=0.05)  # the regression slope of truth on estimate
+    # a right model: the slope's deviations from 1 are noise (unshrunk mean |beta - 1| is ~0.17 here)
+    betas = np.array([UpliftCalibration.fit(*_calibration_data(20_000, noise=0.0, seed=s)).beta[1] for s in range(10)])
+    assert (betas == 1.0).mean() >= 0.6 and np.abs(betas - 1).mean() < 0.08
