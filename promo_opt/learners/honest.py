@@ -14,6 +14,12 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 
    beta_k < 1 measures how much of the estimated heterogeneity is noise; the calibrated uplift
    ``gamma_k + beta_k * (tau_hat_k - mean)`` shrinks it away. Scoring averages the fold models.
+
+Both gamma_k and beta_k are themselves noisy (a few thousand binary outcomes per arm give beta a
+standard error of ~0.3), and a noisy beta > 1 would stretch noise instead of removing it. So each
+is shrunk toward its no-change value (the model's own mean uplift; a slope of 1) by empirical
+Bayes (:func:`eb_shrink`): a deviation within one standard error is dropped, a deviation of many
+standard errors is kept nearly whole.
 """
 
 from __future__ import annotations
@@ -51,6 +57,20 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
+def eb_shrink(estimate: float, target: float, se: float) -> float:
+    """Posterior mean of a normal-prior empirical Bayes model centred on ``target``.
+
+    The prior variance is estimated from the one deviation d = estimate - target as
+    max(0, d^2 - se^2), so the result is ``target + d * max(0, 1 - se^2 / d^2)``.
+    """
+    d = estimate - target
+    if d == 0.0 or not np.isfinite(d):
+        return float(target)
+    if not np.isfinite(se):
+        return float(target)
+    return float(target + d * max(0.0, 1.0 - (se * se) / (d * d)))
+
+
 @dataclass
 class UpliftCalibration:
     """Per-arm maps from raw fold-model probabilities to calibrated ones (see module doc)."""
@@ -72,11 +92,21 @@ class UpliftCalibration:
             tau = raw[on, k] - raw[on, 0]
             center[k] = tau.mean()
             resid = y[on] - p0[on]
+            m = int(on.sum())
+            if m < 2:  # nothing to calibrate against: keep the model's uplift
+                gamma[k], beta[k] = center[k], 1.0
+                continue
             x = tau - center[k]
-            gamma[k] = resid.mean()
-            var = float((x * x).mean())
-            b = float((x * (resid - gamma[k])).mean() / var) if var > 0 else 0.0
-            beta[k] = float(np.clip(b, 0.0, max_beta))
+            g = float(resid.mean())
+            gamma[k] = eb_shrink(g, center[k], float(resid.std()) / np.sqrt(m))
+            sxx = float((x * x).sum())
+            if sxx > 0:
+                b = float((x * (resid - g)).sum() / sxx)
+                e = resid - g - b * x  # heteroskedasticity-robust standard error of the slope
+                se_b = float(np.sqrt(((x * e) ** 2).sum()) / sxx)
+                beta[k] = float(np.clip(eb_shrink(b, 1.0, se_b), 0.0, max_beta))
+            else:
+                beta[k] = 1.0
         return cls(platt=platt, gamma=gamma, beta=beta, center=center)
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
