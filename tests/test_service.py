@@ -128,6 +128,8 @@ def test_allocate_download_every_format(server, flow, campaign):
         s = job["result"]
         assert s["budget"] == 1500.0 and s["expected"]["spend"] <= 1500.0 * (1 + 1e-9) and s["gap"] < 1e-3
         assert s["users_per_arm"] == ref.summary["users_per_arm"]
+        # the winner's-curse-corrected forecast, from the model the scores came from
+        assert s["forecast"]["spend"] == pytest.approx(s["expected"]["spend"] * s["forecast"]["ratio"]["spend"])
         base = f"/allocations/{job['id']}/targets"
         csv = pd.read_csv(io.BytesIO(c.get(base).content))
         pq_ = pd.read_parquet(io.BytesIO(c.get(base, params={"format": "parquet"}).content))
