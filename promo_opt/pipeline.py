@@ -112,8 +112,8 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
               and (report[nm]["objective_minus_chosen"] > 2 * report[nm]["se_of_difference"] or not floor_ok(base))]
     if better:
         best = max(better, key=lambda nm: report[nm]["objective"])
-        selection.reason = (f"{best}: its budget-constrained policy on held-out folds beats {base} (the least-risk "
-                            f"learner) by {report[best]['objective_minus_chosen']:.4g} in objective "
+        selection.reason = (f"{best}: its budget-constrained policy on held-out folds beats {base} (the risk-based "
+                            f"choice) by {report[best]['objective_minus_chosen']:.4g} in objective "
                             f"(2 standard errors: {2 * report[best]['se_of_difference']:.4g})"
                             + ("" if floor_ok(base) else f"; {base}'s policy misses the ROI floor"))
         selection.chosen = best

@@ -179,3 +179,31 @@ def test_hillstrom_subsample_cross_validated_qini_beats_random():
     assert (m["Mens E-Mail"]["qini"] + m["Womens E-Mail"]["qini"]) / 2 > 0.01, m
     for k, a in enumerate(names[1:]):
         assert m[a]["uplift_at_k"] > ate[k], m
+
+
+def test_per_row_losses_sum_to_the_mean_over_arms_of_the_per_arm_risk():
+    _, arm, y, p = synthetic(3000, 2)
+    by_hand = []
+    for k in (1, 2):
+        on = (arm == 0) | (arm == k)
+        e = (arm[on] == k).mean()
+        z = y[on] * ((arm[on] == k) / e - (arm[on] == 0) / (1 - e))
+        by_hand.append(np.mean((z - (p[on, k] - p[on, 0])) ** 2))
+    assert honest.transformed_outcome_losses(p, arm, y).sum() == pytest.approx(np.mean(by_hand), rel=1e-12)
+    assert transformed_outcome_risk(p, arm, y) == pytest.approx(np.mean(by_hand), rel=1e-12)
+
+
+def test_one_standard_error_rule_prefers_the_constrained_learner_unless_the_gap_is_real():
+    rng = np.random.default_rng(0)
+    n = 10_000
+    smooth = (1.0 + rng.normal(size=n)) / n
+    e = rng.normal(size=n)
+    e = (e - e.mean()) / e.std()  # paired differences with sd 1/n: standard error sqrt(n)/n = 0.01
+
+    def flexible(gap):  # risk lower than smooth's by exactly ``gap``
+        return {"smooth": smooth, "flexible": smooth + e / n - gap / n}
+
+    chosen, reason, se = honest.one_se_choice(flexible(0.005), ["smooth", "flexible"])
+    assert se["smooth"] == pytest.approx(0.01) and chosen == "smooth" and "within one standard error" in reason
+    chosen, reason, _ = honest.one_se_choice(flexible(0.05), ["smooth", "flexible"])
+    assert chosen == "flexible" and reason.startswith("least")

@@ -198,16 +198,16 @@ class Ensemble:
         return np.mean([m.predict_proba(X) for m in self.members], axis=0)
 
 
-def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
-                             propensity: np.ndarray | None = None) -> float:
-    """Mean over arms of E[(Z_k - tau_hat_k)^2], Z_k the IPW transformed outcome of arm k vs control.
+def transformed_outcome_losses(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
+                               propensity: np.ndarray | None = None) -> np.ndarray:
+    """Each row's share of :func:`transformed_outcome_risk` (the shares sum to the risk).
 
-    On randomized data E[Z_k | x] = tau_k(x), so this risk equals E[(tau_k - tau_hat_k)^2] plus a
-    constant that does not depend on the model: lower is better, comparable across learners.
-    ``propensity`` (n,): P(logged arm | x) on logged data; the arm shares otherwise.
+    Rows are independent, so the standard error of a paired risk difference between two models
+    is ``sqrt(n) * std(losses_a - losses_b)``, control rows shared by every arm included.
     """
-    risks = []
-    for k in range(1, p.shape[1]):
+    K = p.shape[1]
+    out = np.zeros(len(y))
+    for k in range(1, K):
         on = (arm == 0) | (arm == k)
         t = (arm[on] == k).astype(float)
         if propensity is None:
@@ -216,8 +216,38 @@ def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
         else:  # scaled to the {control, k} rows, as the randomized formula is
             z = y[on] * (t - (1 - t)) / propensity[on] * on.mean()
         tau = p[on, k] - p[on, 0]
-        risks.append(float(np.mean((z - tau) ** 2)))
-    return float(np.mean(risks))
+        out[on] += (z - tau) ** 2 / (on.sum() * (K - 1))
+    return out
+
+
+def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
+                             propensity: np.ndarray | None = None) -> float:
+    """Mean over arms of E[(Z_k - tau_hat_k)^2], Z_k the IPW transformed outcome of arm k vs control.
+
+    On randomized data E[Z_k | x] = tau_k(x), so this risk equals E[(tau_k - tau_hat_k)^2] plus a
+    constant that does not depend on the model: lower is better, comparable across learners.
+    ``propensity`` (n,): P(logged arm | x) on logged data; the arm shares otherwise.
+    """
+    return float(transformed_outcome_losses(p, arm, y, propensity).sum())
+
+
+def one_se_choice(losses: dict[str, np.ndarray], order: list[str]) -> tuple[str, str, dict[str, float]]:
+    """The one-standard-error rule: the first learner of ``order`` (most constrained first) whose
+    risk exceeds the least risk by at most one standard error of the paired difference.
+
+    Returns (choice, reason, the standard error of each learner's difference to the least-risk one).
+    Why: on uplift data the risk differences between learners are often within noise, and the
+    more flexible learner then mostly fits noise, which the allocator selects for.
+    """
+    risk = {nm: float(v.sum()) for nm, v in losses.items()}
+    best = min(order, key=lambda nm: risk[nm])
+    se = {nm: float(np.sqrt(len(v)) * (v - losses[best]).std()) for nm, v in losses.items()}
+    chosen = next(nm for nm in order if risk[nm] - risk[best] <= se[nm])
+    if chosen == best:
+        return chosen, f"least out-of-fold transformed-outcome risk ({risk[best]:.6g})", se
+    return chosen, (f"the most constrained learner within one standard error of the least out-of-fold "
+                    f"transformed-outcome risk ({best}: {risk[best]:.6g}; {chosen}: {risk[chosen]:.6g}, "
+                    f"standard error of the difference {se[chosen]:.3g})"), se
 
 
 @dataclass
@@ -236,11 +266,13 @@ class SelectionReport:
     final_folds: int = 0  # folds of the chosen learner's fit on all rows
     seconds: dict[str, float] = field(default_factory=dict)
     overlap: dict[str, float] = field(default_factory=dict)  # logged data only
+    risk_se: dict[str, float] = field(default_factory=dict)  # SE of each risk's difference to the least
 
     def as_dict(self) -> dict:
         return {"chosen": self.chosen, "reason": self.reason, "candidates": self.candidates,
                 "selection_rows": self.selection_rows, "selection_folds": self.selection_folds,
                 "final_folds": self.final_folds, "transformed_outcome_risk": self.risk,
+                "risk_difference_se": self.risk_se,
                 "oof_log_loss": self.log_loss, "uplift_metrics": self.uplift_metrics,
                 "uplift_calibration": self.calibration, "policy_value": self.policy_value,
                 "seconds": self.seconds, "overlap": self.overlap, "qini_curves": self.qini_curves}
@@ -341,17 +373,21 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     if len(names) > 1:
         fitted["ensemble"] = Ensemble([fitted[nm] for nm in names])
         names = [*names, "ensemble"]
-    risk = {nm: transformed_outcome_risk(m.oof_, arm_s, y_s, prop_s) for nm, m in fitted.items()}
+    losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s) for nm, m in fitted.items()}
+    risk = {nm: float(v.sum()) for nm, v in losses.items()}
     ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
     cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
            for nm, m in fitted.items() if m.calibration_ is not None}
     um = {nm: arm_metrics(m.oof_, arm_s, y_s, arm_names) for nm, m in fitted.items()}
-    chosen = min(names, key=lambda nm: (risk[nm], ll[nm]))
-    reason = (f"least out-of-fold transformed-outcome risk ({risk[chosen]:.6g})" if len(names) > 1
-              else "learner fixed by model.learner")
+    risk_se = {}
+    if len(names) > 1:  # names: the registry's order (most constrained first), the ensemble last
+        chosen, reason, risk_se = one_se_choice(losses, names)
+    else:
+        chosen, reason = names[0], "learner fixed by model.learner"
     report = SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal,
                              uplift_metrics=um, candidates=list(names), selection_rows=int(len(rows)),
-                             selection_folds=sel_folds, final_folds=final_folds, seconds=secs, overlap=overlap)
+                             selection_folds=sel_folds, final_folds=final_folds, seconds=secs, overlap=overlap,
+                             risk_se=risk_se)
     if policy_check is not None and len(names) > 1:
         policy_check(fitted, report, rows)
     if sub:

@@ -62,15 +62,17 @@ def _uplift_forest(n_arms, arm_terms, seed):
 ECONML_MAX_ROWS = 200_000
 FOREST_MAX_ROWS = 50_000
 
+# The auto candidates are listed from the most to the least constrained: auto's one-standard-error
+# rule (promo_opt.learners.honest) prefers the earliest of those whose risk is within noise of the best.
 # auto: the LightGBM learners and causalml's DR-learner. The X-learner fits four LightGBM models
 # per arm and was 10-50x slower than the DR-learner in the Artea benchmark folds (reports/real_data.md):
 # available by name, not compared by default.
 _SPECS = [
     LearnerSpec("pooled_smooth", "pooled LightGBM, arm as a feature, 4 leaves", _pooled("pooled_smooth")),
     LearnerSpec("pooled", "pooled LightGBM, arm as a feature, 15 leaves", _pooled("pooled")),
-    LearnerSpec("pooled_flexible", "pooled LightGBM, arm as a feature, 31 leaves", _pooled("pooled_flexible")),
     LearnerSpec("pooled_monotone", "pooled LightGBM on the arm's terms, conversion increasing in the discount",
                 _pooled("pooled", monotone=True)),
+    LearnerSpec("pooled_flexible", "pooled LightGBM, arm as a feature, 31 leaves", _pooled("pooled_flexible")),
     LearnerSpec("tlearner", "one LightGBM classifier per arm", _tlearner),
     LearnerSpec("causalml_s", "causalml S-learner, LightGBM base", _causalml("s"), in_auto=False, weights=False),
     LearnerSpec("causalml_t", "causalml T-learner, LightGBM base", _causalml("t"), in_auto=False, weights=False),
