@@ -175,7 +175,8 @@ def run_dataset(X, arm, y, arm_names, terms, methods, folds, seed, auto_folds=3)
         for a in pooled:
             q = np.array([pf[a]["qini"] for pf in per_fold])
             pooled[a]["qini_fold_sd"] = float(np.nanstd(q, ddof=1))
-        rows[m] = {"arms": pooled, "mean_qini": mean_qini(pooled), "seconds": secs[m]}
+        rows[m] = {"arms": pooled, "mean_qini": mean_qini(pooled), "seconds": secs[m],
+                   "fold_mean_qini": [mean_qini(pf) for pf in per_fold]}
     curves = {m: qini_curves(oof[m], arm, y, arm_names) for m in methods}
     return rows, curves, auto_choice
 
@@ -233,6 +234,15 @@ def markdown(results: dict, args) -> str:
             lines += ["", f"auto mean Qini {r['rows']['auto']['mean_qini']:.4f} vs causalml best (defaults) "
                       f"{best_cml} {r['rows'][best_cml]['mean_qini']:.4f}; best overall "
                       f"{order[0]} {r['rows'][order[0]]['mean_qini']:.4f}."]
+            best_single = max((m for m in r["rows"] if m in learner_names()), key=lambda m: r["rows"][m]["mean_qini"],
+                              default=None)
+            fa, fb = r["rows"]["auto"].get("fold_mean_qini"), (r["rows"].get(best_single) or {}).get("fold_mean_qini")
+            if fa and fb:
+                d = np.asarray(fa) - np.asarray(fb)
+                se = d.std(ddof=1) / np.sqrt(d.size)
+                lines += ["", f"auto minus the best single learner ({best_single}, picked after the fact), paired by "
+                          f"outer fold: {d.mean():+.4f} mean Qini, standard error {se:.4f} "
+                          f"({'within' if d.mean() >= -2 * se else 'outside'} 2 standard errors)."]
         lines += ["", *[f"![Qini {key} {a}](real_data_{key}_{a.replace(' ', '_')}.png)" for a in arms], ""]
     return "\n".join(lines) + "\n"
 
