@@ -18,33 +18,26 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
-from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
-from promo_opt.evaluation.truth import score_against_truth  # noqa: E402
+from promo_opt.data import write_bytes, write_json  # noqa: E402
 from promo_opt.learners.registry import auto_candidates  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
+from winners_curse import measure  # noqa: E402  (train -> score -> allocate -> truth, one campaign)
 
 
 def one(cfg) -> dict:
-    t0 = time.perf_counter()
-    model = pipeline.train(cfg)
-    scores = pipeline.score_candidates(cfg, model)
-    out = pipeline.allocate(cfg, scores, correction=model.metrics["forecast_correction"])
-    truth = read_table(cfg.data.truth)
-    d = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"], out.budget,
-                            out.min_roi, forecast=out.summary.get("forecast")).as_dict()
-    return {"chosen": model.metrics["selection"]["chosen"], "seconds": time.perf_counter() - t0,
-            "share_of_oracle": d["share_of_oracle"], "true_spend_vs_budget": d.get("true_spend_vs_budget"),
-            "expected_vs_true": d["expected_vs_true"], "forecast_vs_true": d.get("forecast_vs_true")}
+    r = measure(cfg)
+    return {"chosen": r["learner"], "seconds": r["seconds"], "share_of_oracle": r["share_of_oracle"],
+            "true_spend_vs_budget": r["true_spend_vs_budget"], "expected_vs_true": r["expected_vs_true"],
+            "forecast_vs_true": r["forecast_vs_true"]}
 
 
 def main() -> None:

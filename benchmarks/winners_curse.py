@@ -42,7 +42,7 @@ def measure(cfg) -> dict:
     out = pipeline.allocate(cfg, scores, correction=model.metrics["forecast_correction"])
     truth = read_table(cfg.data.truth)
     d = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"], out.budget,
-                            out.min_roi).as_dict()
+                            out.min_roi, forecast=out.summary.get("forecast")).as_dict()
     e, t, f = out.summary["expected"], d["policy_true"], out.summary["forecast"]
     return {"learner": model.metrics["selection"]["chosen"], "seconds": time.perf_counter() - t0,
             "expected_conversions": e["incremental_conversions"], "true_conversions": t["incremental_conversions"],
@@ -50,7 +50,9 @@ def measure(cfg) -> dict:
             "expected_spend": e["spend"], "true_spend": t["spend"], "budget": out.budget,
             "share_of_oracle": d["share_of_oracle"], "ratio": f["ratio"],
             "raw_ratio": model.metrics["forecast_correction"]["raw_ratio"],
-            "ratio_se": model.metrics["forecast_correction"]["ratio_se"]}
+            "ratio_se": model.metrics["forecast_correction"]["ratio_se"],
+            "true_spend_vs_budget": d.get("true_spend_vs_budget"), "expected_vs_true": d["expected_vs_true"],
+            "forecast_vs_true": d["forecast_vs_true"]}
 
 
 def _gap(rows, num: str, den: str) -> float:
