@@ -95,7 +95,7 @@ def one_size(n: int, work: Path, cfg, model, spark, partitions: int, plan: bool 
     cands = pd.read_parquet(cands_path)
     scores, row["local_score_s"] = timed(lambda: pipeline.score_candidates(
         cfg, model, prepare_candidates(cfg, cands, model.features)))
-    del cands
+    cands = None  # free it before Spark runs (the lambda above has run)
     scores_path = work / f"scores_{n}.parquet"
     scores.to_parquet(scores_path, row_group_size=100_000)
     sdf = spark.read.parquet(str(cands_path)).repartition(partitions)
