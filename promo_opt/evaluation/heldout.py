@@ -106,11 +106,6 @@ class ForecastCorrection:
     rows: int = 0
 
     @classmethod
-    def identity(cls) -> "ForecastCorrection":
-        one = {k: 1.0 for k in TOTALS}
-        return cls(ratio=dict(one), raw_ratio=dict(one), ratio_se={k: 0.0 for k in TOTALS})
-
-    @classmethod
     def from_heldout(cls, h: HeldOutPolicy) -> "ForecastCorrection":
         realized = h.realized.totals()
         ratio, raw, se = {}, {}, {}

@@ -70,13 +70,14 @@ def truth_check(config: CampaignConfig, targets_path: str, summary: dict) -> dic
     faces the budget and ROI floor (and arm caps), not segment budgets.
     """
     from promo_opt.data import read_table
+    from promo_opt.evaluation.ope import policy_from_targets
     from promo_opt.evaluation.truth import score_against_truth
 
     id_col = config.data.id
     t = pd.read_parquet(targets_path, columns=[id_col, "arm", "holdout"])
-    codes = {a: k for k, a in enumerate(config.arm_names)}
-    arm = t["arm"].astype(str).map(codes).to_numpy(dtype=np.int64)
-    report = score_against_truth(config, t[id_col].to_numpy(), arm, ~t["holdout"].to_numpy(dtype=bool),
+    ids = t[id_col].to_numpy()
+    arm = policy_from_targets(config, t, ids, what=f"targets {targets_path}")
+    report = score_against_truth(config, ids, arm, ~t["holdout"].to_numpy(dtype=bool),
                                  read_table(config.data.truth, "truth"), summary["expected"], summary["budget"],
                                  summary["min_roi"], forecast=summary.get("forecast"))
     return report.as_dict()
