@@ -319,3 +319,15 @@ def test_kill_mid_job_then_restart(server, flow, campaign):
         assert c.get(f"/allocations/{done_alloc}/targets", params={"format": "json", "limit": 5}).status_code == 200
         assert c.get(f"/models/{flow['model']['id']}").json()["status"] == "done"
 
+
+
+def test_model_settings_accept_every_registry_learner_and_refuse_others():
+    from pydantic import ValidationError
+
+    from promo_opt.learners.registry import learner_names
+    from promo_opt.service.schemas import ModelSettings
+
+    for name in ["auto", *learner_names()]:
+        assert ModelSettings(learner=name).learner == name
+    with pytest.raises(ValidationError, match="learner"):
+        ModelSettings(learner="nope")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from promo_opt.learners.registry import learner_names
 from promo_opt.service.store import ID_PATTERN
 
 Id = Field(pattern=ID_PATTERN, description="a server-made id, e.g. mod_0123456789abcdef")
@@ -37,10 +38,17 @@ class JobOut(BaseModel):
     finished_at: float | None
 
 
+# the registry's names, so the API offers exactly what a campaign config accepts
+LearnerName = Literal[("auto", *learner_names())]
+
+
 class ModelSettings(_Body):
-    learner: Literal["auto", "pooled_smooth", "pooled", "pooled_flexible", "tlearner"] | None = None
+    """Overrides of the campaign's ``model`` section (same names and meanings)."""
+
+    learner: LearnerName | None = None
     folds: int | None = Field(default=None, ge=2, le=20)
     calibrate: bool | None = None
+    correct_forecast: bool | None = None
 
 
 class TrainRequest(_Body):
