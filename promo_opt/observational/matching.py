@@ -105,6 +105,19 @@ def _weights(matches: list[np.ndarray], n_pool: int) -> tuple[np.ndarray, np.nda
     return w, w2
 
 
+def _match_side(L, yy, codes, src, dst, M, cal, replace, seed, no_overlap):
+    """Match each ``src`` row to up to ``M`` ``dst`` rows on the logit ``L``: which ``src`` rows found a
+    match, the mean outcome of each one's matches, and every ``dst`` row's match weights (w, w^2).
+    ``no_overlap(k)``: the error message when fewer than 2 ``src`` rows (``k``) found a match."""
+    matches = nearest(L[src], L[dst], M, cal, replace, codes[src], codes[dst], seed)
+    has = np.array([len(m) > 0 for m in matches])
+    if has.sum() < 2:
+        raise DataError(no_overlap(int(has.sum())))
+    y_matched = np.array([yy[dst[m]].mean() if len(m) else np.nan for m in matches])
+    w, w2 = _weights(matches, len(dst))  # rows without a match add nothing
+    return has, y_matched, w, w2
+
+
 def psm(y: np.ndarray, arm: np.ndarray, e: np.ndarray, k: int, estimand: str = "att", caliper: float | None = 0.2,
         neighbors: int = 1, replace: bool = True, exact: np.ndarray | None = None, name: str = "arm",
         seed: int = 0) -> tuple[ArmEffect, MatchedSample]:
@@ -118,14 +131,11 @@ def psm(y: np.ndarray, arm: np.ndarray, e: np.ndarray, k: int, estimand: str = "
     cal = np.inf if caliper is None else caliper * float(L.std())
     ti, ci = np.flatnonzero(tr), np.flatnonzero(~tr)
     M = neighbors
-    m_t = nearest(L[ti], L[ci], M, cal, replace, codes[ti], codes[ci], seed)  # controls for each treated
     sigma2 = _own_variance(L, yy, tr.astype(np.int64) * (codes.max() + 1) + codes)
-    has_t = np.array([len(m) > 0 for m in m_t])
-    if has_t.sum() < 2:
-        raise DataError(f"no overlap between arm '{name}' and the control: {int(has_t.sum())} of {len(ti)} '{name}' "
-                        f"rows have a control match within the caliper ({caliper} SD of the logit propensity)")
-    y0_t = np.array([yy[ci[m]].mean() if len(m) else np.nan for m in m_t])
-    wc, w2c = _weights([m for m, h in zip(m_t, has_t) if h], len(ci))
+    has_t, y0_t, wc, w2c = _match_side(  # controls for each treated
+        L, yy, codes, ti, ci, M, cal, replace, seed,
+        lambda k: f"no overlap between arm '{name}' and the control: {k} of {len(ti)} '{name}' rows have a control "
+                  f"match within the caliper ({caliper} SD of the logit propensity)")
     details = {"unmatched_arm_rows": int((~has_t).sum()), "caliper_logit": float(cal), "neighbors": M,
                "replace": replace, "distinct_controls_used": int((wc > 0).sum())}
     if estimand == "att":
@@ -136,13 +146,10 @@ def psm(y: np.ndarray, arm: np.ndarray, e: np.ndarray, k: int, estimand: str = "
                                np.r_[np.ones(n1, bool), np.zeros(int((wc > 0).sum()), bool)])
         eff = ArmEffect(name, tau, float(np.sqrt(var)), n1, int((wc > 0).sum()), "psm", "att", details)
         return eff, sample
-    m_c = nearest(L[ci], L[ti], M, cal, replace, codes[ci], codes[ti], seed + 1)  # treated for each control
-    has_c = np.array([len(m) > 0 for m in m_c])
-    if has_c.sum() < 2:
-        raise DataError(f"no overlap between arm '{name}' and the control: {int(has_c.sum())} of {len(ci)} control "
-                        f"rows have a '{name}' match within the caliper")
-    y1_c = np.array([yy[ti[m]].mean() if len(m) else np.nan for m in m_c])
-    wt, w2t = _weights([m for m, h in zip(m_c, has_c) if h], len(ti))
+    has_c, y1_c, wt, w2t = _match_side(  # treated for each control
+        L, yy, codes, ci, ti, M, cal, replace, seed + 1,
+        lambda k: f"no overlap between arm '{name}' and the control: {k} of {len(ci)} control rows have a '{name}' "
+                  f"match within the caliper")
     d = np.r_[yy[ti][has_t] - y0_t[has_t], y1_c[has_c] - yy[ci][has_c]]
     tau, n = float(d.mean()), len(d)
     # every row's own weight: 1 if it has matches (it is in the sample) plus its weight as a match
