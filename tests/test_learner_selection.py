@@ -63,13 +63,13 @@ def test_transformed_outcome_risk_with_arm_share_propensity_equals_randomized_fo
 @pytest.fixture
 def two_candidates(monkeypatch):
     """auto compares pooled and tlearner only (fast); causalml_x stands for a learner without weights."""
-    def fake(weighted=False):
+    def fake(weighted=False, outcome_type="binary"):
         return ["pooled", "tlearner"] + ([] if weighted else ["causalml_x"])
     monkeypatch.setattr(honest, "auto_candidates", fake)
 
 
 def test_large_data_selection_on_a_subsample_then_refit_on_all_rows(two_candidates, monkeypatch):
-    monkeypatch.setattr(honest, "auto_candidates", lambda weighted=False: ["pooled", "tlearner"])
+    monkeypatch.setattr(honest, "auto_candidates", lambda weighted=False, outcome_type="binary": ["pooled", "tlearner"])
     X, arm, y, _ = synthetic(3000, 3)
     seen = {}
 
@@ -79,7 +79,7 @@ def test_large_data_selection_on_a_subsample_then_refit_on_all_rows(two_candidat
         report.chosen, report.reason = "tlearner", "the check says so"
 
     ticks = []
-    fitted, rep = select_learner(X, arm, y, 3, TERMS, folds=9, seed=0, selection_rows=1000,
+    fitted, rep = select_learner(X, arm, y, 3, TERMS, folds=9, seed=0, selection_rows=1000, race=False,
                                  policy_check=policy_check, progress=lambda *a: ticks.append(a))
     assert abs(seen["rows"] - 1000) <= 6 and set(seen["oof"].values()) == {seen["rows"]}
     assert rep.selection_rows == seen["rows"] and rep.selection_folds == 5

@@ -79,13 +79,16 @@ class UpliftCalibration:
     gamma: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) mean uplift, gamma[0] = 0
     beta: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) slope, beta[0] = 0
     center: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) mean raw uplift
+    binary: bool = True  # binary: Platt scaling of p_control; count/amount: its log-link analogue
 
     @classmethod
-    def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0) -> "UpliftCalibration":
+    def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0,
+            outcome_type: str = "binary") -> "UpliftCalibration":
         K = raw.shape[1]
         on0 = arm == 0
-        platt = _platt(_logit(raw[on0, 0]), y[on0])
-        p0 = _apply_platt(platt, raw[:, 0])
+        binary = outcome_type == "binary"
+        platt = _platt(_logit(raw[on0, 0]), y[on0]) if binary else _log_link(np.log(np.maximum(raw[on0, 0], _EPS)), y[on0])
+        p0 = cls._level(platt, raw[:, 0], binary)
         gamma, beta, center = np.zeros(K), np.zeros(K), np.zeros(K)
         for k in range(1, K):
             on = arm == k
@@ -107,14 +110,38 @@ class UpliftCalibration:
                 beta[k] = float(np.clip(eb_shrink(b, 1.0, se_b), 0.0, max_beta))
             else:
                 beta[k] = 1.0
-        return cls(platt=platt, gamma=gamma, beta=beta, center=center)
+        return cls(platt=platt, gamma=gamma, beta=beta, center=center, binary=binary)
+
+    @staticmethod
+    def _level(platt, p, binary: bool) -> np.ndarray:
+        if binary:
+            return _apply_platt(platt, p)
+        a, b = platt
+        return np.exp(np.clip(a + b * np.log(np.maximum(p, _EPS)), -50.0, 50.0))
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        p0 = _apply_platt(self.platt, raw[:, 0])
+        p0 = self._level(self.platt, raw[:, 0], self.binary)
         tau = raw - raw[:, :1]
         cal = self.gamma[None, :] + self.beta[None, :] * (tau - self.center[None, :])
         cal[:, 0] = 0.0
-        return np.clip(p0[:, None] + cal, _EPS, 1 - _EPS)
+        p = p0[:, None] + cal
+        return np.clip(p, _EPS, 1 - _EPS) if self.binary else np.clip(p, 0.0, None)
+
+
+def _log_link(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Poisson regression of y on z = log(prediction) (log link, two parameters), by Newton steps:
+    the count/amount analogue of Platt scaling."""
+    X = np.column_stack([np.ones_like(z), z])
+    w = np.array([0.0, 1.0])
+    for _ in range(50):
+        mu = np.exp(np.clip(X @ w, -50.0, 50.0))
+        grad = X.T @ (y - mu)
+        H = (X * mu[:, None]).T @ X + 1e-9 * np.eye(2)
+        step = np.linalg.solve(H, grad)
+        w = w + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
 
 
 def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -138,15 +165,26 @@ def _apply_platt(platt, p):
     return 1 / (1 + np.exp(-(a + b * _logit(p))))
 
 
+def fold_splits(arm: np.ndarray, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, test) row indices of every fold, stratified by arm and outcome (> 0); the same
+    for every learner with the same seed, so their out-of-fold losses are paired row by row."""
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(skf.split(np.zeros(len(y)), arm * 2 + (y > 0)))
+
+
 class CrossFitted:
     """K-fold cross-fitting of a base learner with out-of-fold uplift calibration.
 
     After ``fit``: ``oof_`` (n, K) calibrated out-of-fold probabilities of the training rows,
-    ``calibration_``, ``models_`` (one per fold; scoring averages them).
+    ``calibration_``, ``models_`` (one per fold; scoring averages them). For count and amount
+    outcomes (``outcome_type``) the "probabilities" are expected outcomes.
+
+    ``fit`` is ``start`` + ``fit_fold`` for every fold + ``finish``; the race of
+    :func:`select_learner` calls the three itself to interleave learners fold by fold.
     """
 
     def __init__(self, learner: str, n_arms: int, arm_terms: np.ndarray | None = None, folds: int = 5,
-                 calibrate: bool = True, seed: int = 0):
+                 calibrate: bool = True, seed: int = 0, outcome_type: str = "binary"):
         check_learner_name(learner)
         self.learner = learner
         self.n_arms = n_arms
@@ -154,26 +192,43 @@ class CrossFitted:
         self.folds = folds
         self.calibrate = calibrate
         self.seed = seed
+        self.outcome_type = outcome_type
+
+    def start(self, n: int) -> "CrossFitted":
+        self.raw_ = np.zeros((n, self.n_arms))
+        self.models_ = []
+        self.fold_seconds_ = []
+        return self
+
+    def fit_fold(self, f: int, tr: np.ndarray, te: np.ndarray, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray,
+                 sample_weight: np.ndarray | None = None) -> "CrossFitted":
+        t0 = time.perf_counter()
+        m = make_learner(self.learner, self.n_arms, self.arm_terms, seed=self.seed + 101 * f,
+                         outcome_type=self.outcome_type)
+        w = None if sample_weight is None else sample_weight[tr]
+        m.fit(X.iloc[tr], arm[tr], y[tr], **({} if w is None else {"sample_weight": w}))
+        self.raw_[te] = m.predict_proba(X.iloc[te])
+        self.models_.append(m)
+        self.fold_seconds_.append(time.perf_counter() - t0)
+        log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
+        return self
+
+    def finish(self, arm: np.ndarray, y: np.ndarray) -> "CrossFitted":
+        self.calibration_ = (UpliftCalibration.fit(self.raw_, arm, y, outcome_type=self.outcome_type)
+                             if self.calibrate else None)
+        self.oof_ = self.calibration_.apply(self.raw_) if self.calibrate else self.raw_
+        del self.raw_
+        return self
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
             progress: Progress | None = None) -> "CrossFitted":
-        """``sample_weight`` (n,): inverse-propensity weights on logged data, passed to every fold model."""
-        n = len(y)
-        raw = np.zeros((n, self.n_arms))
-        self.models_ = []
-        skf = StratifiedKFold(n_splits=self.folds, shuffle=True, random_state=self.seed)
-        for f, (tr, te) in enumerate(skf.split(np.zeros(n), arm * 2 + y)):
-            m = make_learner(self.learner, self.n_arms, self.arm_terms, seed=self.seed + 101 * f)
-            w = None if sample_weight is None else sample_weight[tr]
-            m.fit(X.iloc[tr], arm[tr], y[tr], **({} if w is None else {"sample_weight": w}))
-            raw[te] = m.predict_proba(X.iloc[te])
-            self.models_.append(m)
-            log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
+        """``sample_weight`` (n,): inverse-propensity (and drift) weights, passed to every fold model."""
+        self.start(len(y))
+        for f, (tr, te) in enumerate(fold_splits(arm, y, self.folds, self.seed)):
+            self.fit_fold(f, tr, te, X, arm, y, sample_weight)
             if progress is not None:
                 progress(self.learner, f + 1, self.folds)
-        self.calibration_ = UpliftCalibration.fit(raw, arm, y) if self.calibrate else None
-        self.oof_ = self.calibration_.apply(raw) if self.calibrate else raw
-        return self
+        return self.finish(arm, y)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         raw = np.mean([m.predict_proba(X) for m in self.models_], axis=0)
@@ -267,6 +322,7 @@ class SelectionReport:
     seconds: dict[str, float] = field(default_factory=dict)
     overlap: dict[str, float] = field(default_factory=dict)  # logged data only
     risk_se: dict[str, float] = field(default_factory=dict)  # SE of each risk's difference to the least
+    race: dict = field(default_factory=dict)  # RaceReport.as_dict(): who stopped early and why
 
     def as_dict(self) -> dict:
         return {"chosen": self.chosen, "reason": self.reason, "candidates": self.candidates,
@@ -275,11 +331,16 @@ class SelectionReport:
                 "risk_difference_se": self.risk_se,
                 "oof_log_loss": self.log_loss, "uplift_metrics": self.uplift_metrics,
                 "uplift_calibration": self.calibration, "policy_value": self.policy_value,
-                "seconds": self.seconds, "overlap": self.overlap, "qini_curves": self.qini_curves}
+                "seconds": self.seconds, "overlap": self.overlap, "race": self.race, "qini_curves": self.qini_curves}
 
 
 def _log_loss(p: np.ndarray, arm: np.ndarray, y: np.ndarray) -> float:
-    q = np.clip(p[np.arange(len(y)), arm], _EPS, 1 - _EPS)
+    """Out-of-fold log loss of the observed arm (binary), or its mean Poisson deviance (count/amount)."""
+    q = p[np.arange(len(y)), arm]
+    if not np.isin(y, (0, 1)).all():
+        q = np.maximum(q, _EPS)
+        return float(2 * np.mean(np.where(y > 0, y * np.log(np.maximum(y, _EPS) / q), 0.0) - (y - q)))
+    q = np.clip(q, _EPS, 1 - _EPS)
     return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
 
@@ -306,7 +367,7 @@ def _check_propensity(propensity: np.ndarray, n: int) -> np.ndarray:
 def _subsample_rows(arm: np.ndarray, y: np.ndarray, size: int, seed: int) -> np.ndarray:
     """A seeded sample of ``size`` rows, stratified by (arm, outcome)."""
     rng = np.random.default_rng([seed, 4241])
-    strata = arm * 2 + y
+    strata = arm * 2 + (y > 0)
     take = []
     for s in np.unique(strata):
         idx = np.flatnonzero(strata == s)
@@ -314,25 +375,112 @@ def _subsample_rows(arm: np.ndarray, y: np.ndarray, size: int, seed: int) -> np.
     return np.sort(np.concatenate(take))
 
 
+@dataclass
+class RaceReport:
+    """How ``learner: auto``'s candidates were raced: who stopped, after how many folds, and why."""
+
+    eliminated: dict[str, dict] = field(default_factory=dict)  # learner -> {after_folds, reason}
+    fold_seconds: dict[str, list[float]] = field(default_factory=dict)
+    threads: int = 0
+
+    def as_dict(self) -> dict:
+        return {"eliminated": self.eliminated, "fold_seconds": self.fold_seconds, "threads": self.threads}
+
+
+# The race (select_learner): after every fold from the second on, a candidate whose out-of-fold
+# transformed-outcome risk so far exceeds the least by more than RACE_Z standard errors of the paired
+# difference stops (it cannot come within the one-standard-error rule's reach); after the first
+# fold, a candidate whose fold took more than SLOW_FACTOR times the cheap candidates' (registry
+# cost <= 1.5) and that is not ahead of all of them by a standard error stops as too slow to win.
+RACE_Z = 2.0
+SLOW_FACTOR = 4.0
+
+
+def _race(names: list[str], X, arm, y, n_arms, arm_terms, folds, calibrate, seed, outcome_type, weights,
+          propensity, tick, eliminate: bool = True) -> tuple[dict[str, CrossFitted], RaceReport]:
+    """Successive halving over folds (see RACE_Z, SLOW_FACTOR); the survivors are fully cross-fitted."""
+    from promo_opt.threads import lgbm_threads
+
+    report = RaceReport(threads=lgbm_threads())
+    splits = fold_splits(arm, y, folds, seed)
+    cf = {nm: CrossFitted(nm, n_arms, arm_terms, folds=folds, calibrate=calibrate, seed=seed,
+                          outcome_type=outcome_type).start(len(y)) for nm in names}
+    alive = list(names)
+    seen = np.zeros(len(y), dtype=bool)
+
+    def stop(nm: str, after: int, reason: str) -> None:
+        alive.remove(nm)
+        report.eliminated[nm] = {"after_folds": after, "reason": reason}
+        report.fold_seconds[nm] = cf[nm].fold_seconds_
+        log.info("race: %s stops after %d fold(s): %s", nm, after, reason)
+
+    for f, (tr, te) in enumerate(splits):
+        for i, nm in enumerate(list(alive)):
+            cf[nm].fit_fold(f, tr, te, X, arm, y, weights)
+            tick(nm, len(alive) - i - 1 + len(alive) * (folds - f - 1))  # fits still planned
+        seen[te] = True
+        if not eliminate or len(alive) < 2 or f == folds - 1:
+            continue
+        losses = {nm: transformed_outcome_losses(cf[nm].raw_[seen], arm[seen], y[seen],
+                                                 None if propensity is None else propensity[seen]) for nm in alive}
+        risk = {nm: float(v.sum()) for nm, v in losses.items()}
+        best = min(alive, key=lambda nm: risk[nm])
+        se = {nm: float(np.sqrt(len(v)) * (v - losses[best]).std()) for nm, v in losses.items()}
+        if f == 0:
+            cheap = [nm for nm in alive if LEARNERS[nm].cost <= 1.5]
+            if cheap:
+                ref = float(np.median([cf[nm].fold_seconds_[0] for nm in cheap]))
+                best_cheap = min(cheap, key=lambda nm: risk[nm])
+                for nm in [nm for nm in alive if nm not in cheap]:
+                    secs = cf[nm].fold_seconds_[0]
+                    se_c = float(np.sqrt(len(losses[nm])) * (losses[nm] - losses[best_cheap]).std())
+                    ahead = risk[best_cheap] - risk[nm] > se_c
+                    if secs > SLOW_FACTOR * ref and not ahead:
+                        stop(nm, 1, f"too slow to win: {secs:.1f}s per fold vs {ref:.1f}s for the cheap learners, "
+                                    f"and not ahead of {best_cheap} by a standard error after one fold")
+            continue  # one fold of rows is too few to judge the risk
+        for nm in list(alive):
+            if nm != best and risk[nm] - risk[best] > RACE_Z * se[nm]:
+                stop(nm, f + 1, f"transformed-outcome risk {risk[nm] - risk[best]:.4g} above {best}'s after "
+                                f"{f + 1} folds, more than {RACE_Z:g} standard errors ({se[nm]:.3g})")
+        # the one-SE rule's choice so far: a less constrained learner can only take its place by pulling
+        # ahead of it by more than a standard error; one that is not ahead at all stops
+        choice, _, _ = one_se_choice({nm: losses[nm] for nm in alive}, alive)
+        for nm in alive[alive.index(choice) + 1:]:
+            d = losses[choice] - losses[nm]
+            if d.sum() <= 0:
+                stop(nm, f + 1, f"not ahead of {choice} (the more constrained learner the one-standard-error rule "
+                                f"keeps) after {f + 1} folds")
+    for nm in alive:
+        report.fold_seconds[nm] = cf[nm].fold_seconds_
+    return {nm: cf[nm].finish(arm, y) for nm in alive}, report
+
+
 def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, calibrate=True, seed=0,
                    propensity=None, arm_names=None, policy_check=None, progress=None,
-                   selection_rows=SELECTION_ROWS):
+                   selection_rows=SELECTION_ROWS, outcome_type="binary", sample_weight=None, race=True):
     """Fit the candidate learners with cross-fitting; the report names the one of least uplift risk.
 
     ``propensity`` (n,): P(logged arm | x) on logged (non-randomized) data: learners get inverse-
     propensity sample weights, the risk uses it, and only learners that take weights compete.
+    ``sample_weight`` (n,): other row weights (importance weights of a drift correction); they
+    multiply the inverse-propensity weights.
     ``policy_check(fitted, report, rows)``: the caller's decision-aware check (may change
     ``report.chosen``), run on the selection rows ``rows`` before the winner is refitted.
     ``progress(what, done, total)``: called after every fold fit.
 
+    ``learner: auto`` races its candidates fold by fold (:func:`_race`): a candidate clearly worse
+    than the best so far, or too slow to win, stops early; the survivors compete by the one-SE rule.
+    ``race`` False: every candidate is cross-fitted on every fold.
     Above ``selection_rows`` rows the candidates compete on a subsample (see SELECTION_ROWS).
-    Returns ``(fitted, report)``: every cross-fitted candidate by name (and their "ensemble");
-    ``fitted[report.chosen]`` is fitted on all rows.
+    Returns ``(fitted, report)``: every surviving cross-fitted candidate by name (and their
+    "ensemble"); ``fitted[report.chosen]`` is fitted on all rows.
     """
     from promo_opt.evaluation.metrics import arm_metrics, qini_curves
 
     check_learner_name(learner)
     n = len(y)
+    y = np.asarray(y)
     arm_names = arm_names or [f"arm{k}" for k in range(n_arms)]
     overlap = {}
     if propensity is not None:
@@ -344,10 +492,16 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
                         overlap["min_propensity"], 100 * overlap[f"share_below_{POOR_OVERLAP:g}"], POOR_OVERLAP,
                         100 * overlap["effective_sample_share"])
     weights = None if propensity is None else 1.0 / propensity
-    names = auto_candidates(weighted=propensity is not None) if learner == "auto" else [learner]
-    if learner != "auto" and propensity is not None and not LEARNERS[learner].weights:
-        raise ModelError(f"learner {learner} cannot take inverse-propensity weights, needed since data.propensity "
-                         f"is set; use one of {auto_candidates(weighted=True)} or 'auto'")
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        weights = sample_weight if weights is None else weights * sample_weight
+    weighted = weights is not None
+    names = auto_candidates(weighted=weighted, outcome_type=outcome_type) if learner == "auto" else [learner]
+    if learner != "auto" and weighted and not LEARNERS[learner].weights:
+        why = ("inverse-propensity weights, needed since data.propensity is set" if propensity is not None else
+               "importance weights, needed since the drift correction reweights the rows (or set drift.reweight: false)")
+        raise ModelError(f"learner {learner} cannot take {why}; use one of "
+                         f"{auto_candidates(weighted=True, outcome_type=outcome_type)} or 'auto'")
     sub = len(names) > 1 and n > selection_rows
     rows = _subsample_rows(arm, y, selection_rows, seed) if sub else np.arange(n)
     sel_folds = min(folds, SELECTION_FOLDS) if sub else folds
@@ -355,24 +509,28 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     Xs, arm_s, y_s = (X.iloc[rows], arm[rows], y[rows]) if sub else (X, arm, y)
     w_s = None if weights is None else weights[rows]
     prop_s = None if propensity is None else propensity[rows]
-    total = len(names) * sel_folds + (final_folds if sub else 0)
     done = [0]
+    total = [len(names) * sel_folds + (final_folds if sub else 0)]
 
-    def tick(what, i, k):
+    def tick(what, remaining):
         done[0] += 1
+        total[0] = min(total[0], done[0] + remaining)
         if progress is not None:
-            progress(what, done[0], total)
+            progress(what, done[0], total[0])
 
-    fitted, secs = {}, {}
-    for nm in names:
-        t0 = time.perf_counter()
-        fitted[nm] = CrossFitted(nm, n_arms, arm_terms, folds=sel_folds, calibrate=calibrate, seed=seed).fit(
-            Xs, arm_s, y_s, sample_weight=w_s, progress=tick)
-        secs[nm] = time.perf_counter() - t0
-        log.info("learner %s cross-fitted (%d folds, %d rows, %.1fs)", nm, sel_folds, len(rows), secs[nm])
-    if len(names) > 1:
-        fitted["ensemble"] = Ensemble([fitted[nm] for nm in names])
-        names = [*names, "ensemble"]
+    t0 = time.perf_counter()
+    def race_tick(what, remaining):
+        tick(what, remaining + (final_folds if sub else 0))
+
+    fitted, race = _race(names, Xs, arm_s, y_s, n_arms, arm_terms, sel_folds, calibrate, seed, outcome_type, w_s,
+                         prop_s, race_tick, eliminate=race)
+    secs = {nm: float(sum(race.fold_seconds[nm])) for nm in names}
+    log.info("learners raced (%d folds, %d rows, %.1fs): %s kept", sel_folds, len(rows), time.perf_counter() - t0,
+             list(fitted))
+    alive = [nm for nm in names if nm in fitted]
+    if len(alive) > 1:
+        fitted["ensemble"] = Ensemble([fitted[nm] for nm in alive])
+        alive = [*alive, "ensemble"]
     losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s) for nm, m in fitted.items()}
     risk = {nm: float(v.sum()) for nm, v in losses.items()}
     ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
@@ -380,21 +538,31 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
            for nm, m in fitted.items() if m.calibration_ is not None}
     um = {nm: arm_metrics(m.oof_, arm_s, y_s, arm_names) for nm, m in fitted.items()}
     risk_se = {}
-    if len(names) > 1:  # names: the registry's order (most constrained first), the ensemble last
-        chosen, reason, risk_se = one_se_choice(losses, names)
+    if len(alive) > 1:  # the registry's order (most constrained first), the ensemble last
+        chosen, reason, risk_se = one_se_choice(losses, alive)
+    elif len(names) > 1:
+        chosen, reason = alive[0], "the only learner left in the race"
     else:
         chosen, reason = names[0], "learner fixed by model.learner"
     report = SelectionReport(chosen=chosen, reason=reason, risk=risk, log_loss=ll, calibration=cal,
-                             uplift_metrics=um, candidates=list(names), selection_rows=int(len(rows)),
-                             selection_folds=sel_folds, final_folds=final_folds, seconds=secs, overlap=overlap,
-                             risk_se=risk_se)
-    if policy_check is not None and len(names) > 1:
+                             uplift_metrics=um, candidates=list(names) + (["ensemble"] if "ensemble" in fitted else []),
+                             selection_rows=int(len(rows)), selection_folds=sel_folds, final_folds=final_folds,
+                             seconds=secs, overlap=overlap, risk_se=risk_se, race=race.as_dict())
+    if policy_check is not None and len(alive) > 1:
         policy_check(fitted, report, rows)
     if sub:
         t0 = time.perf_counter()
         members = [m.learner for m in fitted[report.chosen].members] if report.chosen == "ensemble" else [report.chosen]
-        refit = [CrossFitted(nm, n_arms, arm_terms, folds=final_folds, calibrate=calibrate, seed=seed).fit(
-            X, arm, y, sample_weight=weights, progress=tick) for nm in members]
+        refit = []
+        refits = [final_folds * len(members)]  # fits still planned
+        for nm in members:
+            m = CrossFitted(nm, n_arms, arm_terms, folds=final_folds, calibrate=calibrate, seed=seed,
+                            outcome_type=outcome_type).start(n)
+            for f, (tr, te) in enumerate(fold_splits(arm, y, final_folds, seed)):
+                m.fit_fold(f, tr, te, X, arm, y, weights)
+                refits[0] -= 1
+                tick(nm, refits[0])
+            refit.append(m.finish(arm, y))
         fitted[report.chosen] = Ensemble(refit) if report.chosen == "ensemble" else refit[0]
         report.seconds["final_fit"] = time.perf_counter() - t0
         log.info("learner %s cross-fitted on all %d rows (%d folds)", report.chosen, n, final_folds)

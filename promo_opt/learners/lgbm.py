@@ -1,7 +1,8 @@
 """Two base learners on LightGBM: a pooled model with the arm as a feature, and a T-learner.
 
-Both stop boosting on an inner validation split (log loss), so the number of trees adapts to
-the data size instead of being a magic constant.
+Both stop boosting on an inner validation split (log loss; Poisson or Tweedie deviance for count
+and amount outcomes), so the number of trees adapts to the data size instead of being a magic
+constant. Each fit uses the job's thread budget (:mod:`promo_opt.threads`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,36 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from promo_opt.threads import lgbm_threads
+
 ARM_COLUMN = "__arm__"
 
 DEFAULT_PARAMS = dict(
     learning_rate=0.05, num_leaves=31, min_child_samples=100, subsample=0.8, subsample_freq=1,
-    colsample_bytree=0.8, reg_lambda=1.0, n_estimators=2000, verbose=-1, n_jobs=2,
+    colsample_bytree=0.8, reg_lambda=1.0, n_estimators=2000, verbose=-1,
     deterministic=True, force_row_wise=True,
 )
+
+# LightGBM objective per data.outcome_type: a classifier for 0/1, log-link regressions otherwise
+# (Poisson for counts; Tweedie for amounts, which are zero for most users and skewed when not).
+OUTCOME_OBJECTIVES = {"count": dict(objective="poisson"),
+                      "amount": dict(objective="tweedie", tweedie_variance_power=1.5)}
+
+
+def lgbm_model(outcome_type: str = "binary", **params):
+    """A LightGBM estimator for the outcome type: predict with :func:`predict_outcome`."""
+    params = {**DEFAULT_PARAMS, "n_jobs": lgbm_threads(), **params}
+    if outcome_type == "binary":
+        return lgb.LGBMClassifier(**params)
+    return lgb.LGBMRegressor(**{**params, **OUTCOME_OBJECTIVES[outcome_type]})
+
+
+def predict_outcome(model, X) -> np.ndarray:
+    """P(y=1 | x) of a classifier, E[y | x] of a regressor (on the response scale)."""
+    threads = {"num_threads": lgbm_threads()}  # the job's budget now, not the one it was trained under
+    if isinstance(model, lgb.LGBMClassifier):
+        return model.predict_proba(X, **threads)[:, 1]
+    return np.clip(model.predict(X, **threads), 0.0, None)
 
 # Complexity levels of the pooled learner. Uplift is a weak signal next to the outcome's noise,
 # so smooth models often rank users better; which level wins is decided on held-out folds.
@@ -51,22 +75,24 @@ def _fit_early_stopped(model, X: pd.DataFrame, y: np.ndarray, seed: int, stratif
 class TLearnerLGBM:
     """One LightGBM classifier per arm: p_k(x) = P(y=1 | x, arm=k)."""
 
-    def __init__(self, n_arms: int, seed: int = 0, **params):
+    def __init__(self, n_arms: int, seed: int = 0, outcome_type: str = "binary", **params):
         self.n_arms = n_arms
         self.seed = seed
+        self.outcome_type = outcome_type
         self.params = params
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "TLearnerLGBM":
         self.models_ = []
         for k in range(self.n_arms):
             on = arm == k
-            m = lgb.LGBMClassifier(**{**DEFAULT_PARAMS, "random_state": self.seed + k, **self.params})
+            m = lgbm_model(self.outcome_type, random_state=self.seed + k, **self.params)
             w = None if sample_weight is None else sample_weight[on]
-            self.models_.append(_fit_early_stopped(m, X[on], y[on], self.seed + k, stratify=y[on], sample_weight=w))
+            self.models_.append(_fit_early_stopped(m, X[on], y[on], self.seed + k, stratify=y[on] > 0,
+                                                   sample_weight=w))
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return np.column_stack([m.predict_proba(X)[:, 1] for m in self.models_])
+        return np.column_stack([predict_outcome(m, X) for m in self.models_])
 
 
 class PooledLGBM:
@@ -86,11 +112,12 @@ class PooledLGBM:
     MONOTONE_TERMS = (0, 1)
 
     def __init__(self, n_arms: int, arm_terms: np.ndarray | None = None, seed: int = 0, monotone: bool = False,
-                 **params):
+                 outcome_type: str = "binary", **params):
         self.n_arms = n_arms
         self.arm_terms = arm_terms  # (n_arms, n_terms) numeric description of each arm
         self.seed = seed
         self.monotone = monotone
+        self.outcome_type = outcome_type
         self.params = params
 
     def _with_arm_column(self) -> bool:
@@ -109,24 +136,24 @@ class PooledLGBM:
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "PooledLGBM":
         D = self._design(X, arm)
-        params = {**DEFAULT_PARAMS, "random_state": self.seed, **self.params}
+        params = {"random_state": self.seed, **self.params}
         if self.monotone and self.arm_terms is not None:
             terms = {f"__arm_term{j}__" for j in self.MONOTONE_TERMS if j < self.arm_terms.shape[1]}
             params["monotone_constraints"] = [1 if c in terms else 0 for c in D.columns]
             params["monotone_constraints_method"] = "advanced"
-        m = lgb.LGBMClassifier(**params)
-        self.model_ = _fit_early_stopped(m, D, y, self.seed, stratify=arm * 2 + y, sample_weight=sample_weight)
+        m = lgbm_model(self.outcome_type, **params)
+        self.model_ = _fit_early_stopped(m, D, y, self.seed, stratify=arm * 2 + (y > 0), sample_weight=sample_weight)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         n = len(X)
         return np.column_stack([
-            self.model_.predict_proba(self._design(X, np.full(n, k)))[:, 1] for k in range(self.n_arms)
+            predict_outcome(self.model_, self._design(X, np.full(n, k))) for k in range(self.n_arms)
         ])
 
 
-def make_learner(name: str, n_arms: int, arm_terms: np.ndarray | None, seed: int):
+def make_learner(name: str, n_arms: int, arm_terms: np.ndarray | None, seed: int, outcome_type: str = "binary"):
     """A fresh learner by its registry name (see ``promo_opt.learners.registry``)."""
     from promo_opt.learners.registry import make_learner as _make
 
-    return _make(name, n_arms, arm_terms, seed)
+    return _make(name, n_arms, arm_terms, seed, outcome_type)

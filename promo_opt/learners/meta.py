@@ -27,14 +27,15 @@ import numpy as np
 import pandas as pd
 
 from promo_opt.errors import ModelError
-from promo_opt.learners.lgbm import DEFAULT_PARAMS, TLEARNER_PARAMS, _fit_early_stopped
+from promo_opt.learners.lgbm import TLEARNER_PARAMS, _fit_early_stopped, lgbm_model, predict_outcome
+from promo_opt.threads import lgbm_threads
 
 log = logging.getLogger(__name__)
 
 # Base models inside the meta-learners: no inner validation split (causalml fits them itself),
 # so a fixed, moderate number of smooth trees.
 BASE_PARAMS = dict(learning_rate=0.05, n_estimators=200, num_leaves=15, min_child_samples=300, subsample=0.8,
-                   subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, verbose=-1, n_jobs=2,
+                   subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, verbose=-1,
                    deterministic=True, force_row_wise=True)
 EFFECT_PARAMS = dict(BASE_PARAMS, num_leaves=7, min_child_samples=200, n_estimators=100)
 META_KINDS = ("s", "t", "x", "r", "dr")
@@ -81,16 +82,18 @@ class _CateLearner:
 
     n_arms: int
     seed: int
+    outcome_type: str = "binary"
 
     def _fit_control(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight) -> None:
         on = arm == 0
-        m = lgb.LGBMClassifier(**{**DEFAULT_PARAMS, "random_state": self.seed, **TLEARNER_PARAMS})
+        m = lgbm_model(self.outcome_type, random_state=self.seed, **TLEARNER_PARAMS)
         w = None if sample_weight is None else sample_weight[on]
-        self.control_ = _fit_early_stopped(m, X[on], y[on], self.seed, stratify=y[on], sample_weight=w)
+        self.control_ = _fit_early_stopped(m, X[on], y[on], self.seed, stratify=y[on] > 0, sample_weight=w)
 
     def _assemble(self, X: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
-        p0 = self.control_.predict_proba(X)[:, 1]
-        return np.clip(np.column_stack([p0, p0[:, None] + tau]), 0.0, 1.0)
+        p0 = predict_outcome(self.control_, X)
+        p = np.column_stack([p0, p0[:, None] + tau])
+        return np.clip(p, 0.0, 1.0) if self.outcome_type == "binary" else np.clip(p, 0.0, None)
 
     @staticmethod
     def _check(arm: np.ndarray, n_arms: int, name: str) -> None:
@@ -106,20 +109,24 @@ class CausalMLMetaLearner(_CateLearner):
     refuse them: a clear error instead of silently unweighted fits on logged data).
     """
 
-    def __init__(self, n_arms: int, kind: str = "x", seed: int = 0, **params):
+    def __init__(self, n_arms: int, kind: str = "x", seed: int = 0, outcome_type: str = "binary", **params):
         self.n_arms = n_arms
         self.kind = kind
         self.seed = seed
+        self.outcome_type = outcome_type
         self.params = params
 
     def _base(self, classifier: bool, effect: bool = False):
-        p = {**(EFFECT_PARAMS if effect else BASE_PARAMS), "random_state": self.seed, **self.params}
+        p = {**(EFFECT_PARAMS if effect else BASE_PARAMS), "n_jobs": lgbm_threads(), "random_state": self.seed,
+             **self.params}
         return lgb.LGBMClassifier(**p) if classifier else lgb.LGBMRegressor(**p)
 
     def _meta(self):
         from causalml.inference import meta
 
         k = self.kind
+        if self.outcome_type != "binary":  # counts and amounts: causalml's regressor meta-learners
+            return self._meta_regressor(meta)
         if k == "s":
             return meta.BaseSClassifier(learner=self._base(True))
         if k == "t":
@@ -132,6 +139,20 @@ class CausalMLMetaLearner(_CateLearner):
             return r
         if k == "dr":
             return meta.BaseDRClassifier(learner=self._base(True), treatment_effect_learner=self._base(False, True))
+        raise ModelError(f"unknown causalml meta-learner kind {k!r}; expected one of {META_KINDS}")
+
+    def _meta_regressor(self, meta):
+        k = self.kind
+        if k == "s":
+            return meta.BaseSRegressor(learner=self._base(False))
+        if k == "t":
+            return meta.BaseTRegressor(learner=self._base(False))
+        if k == "x":
+            return meta.BaseXRegressor(learner=self._base(False))
+        if k == "r":
+            return meta.BaseRRegressor(learner=self._base(False), n_fold=3, random_state=self.seed)
+        if k == "dr":
+            return meta.BaseDRRegressor(learner=self._base(False))
         raise ModelError(f"unknown causalml meta-learner kind {k!r}; expected one of {META_KINDS}")
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None):
@@ -157,7 +178,7 @@ class CausalMLMetaLearner(_CateLearner):
         # LightGBM's own threads): threads instead
         with warnings.catch_warnings(), joblib.parallel_config(backend="threading"):
             warnings.simplefilter("ignore")
-            self.meta_.fit(M, arm, y.astype(float) if self.kind == "r" else y, **kw)
+            self.meta_.fit(M, arm, y.astype(float) if self.kind == "r" or self.outcome_type != "binary" else y, **kw)
         self._fit_control(X, arm, y, sample_weight)
         return self
 
@@ -179,10 +200,11 @@ class EconMLDR(_CateLearner):
     by the training medians (EconML rejects NaN). Takes sample weights.
     """
 
-    def __init__(self, n_arms: int, seed: int = 0, max_rows: int | None = 200_000):
+    def __init__(self, n_arms: int, seed: int = 0, max_rows: int | None = 200_000, outcome_type: str = "binary"):
         self.n_arms = n_arms
         self.seed = seed
         self.max_rows = max_rows
+        self.outcome_type = outcome_type
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None):
         from econml.dr import DRLearner
@@ -194,8 +216,10 @@ class EconMLDR(_CateLearner):
         self.imputer_ = _Imputer().fit(M)
         # randomized data: the propensity is the arm share, which a prior-only classifier estimates
         self.dr_ = DRLearner(model_propensity=DummyClassifier(strategy="prior"),
-                             model_regression=lgb.LGBMRegressor(**{**BASE_PARAMS, "random_state": self.seed}),
-                             model_final=lgb.LGBMRegressor(**{**EFFECT_PARAMS, "random_state": self.seed}),
+                             model_regression=lgb.LGBMRegressor(**{**BASE_PARAMS, "n_jobs": lgbm_threads(),
+                                                                    "random_state": self.seed}),
+                             model_final=lgb.LGBMRegressor(**{**EFFECT_PARAMS, "n_jobs": lgbm_threads(),
+                                                               "random_state": self.seed}),
                              cv=2, random_state=self.seed)
         w = None if sample_weight is None else sample_weight[rows]
         with warnings.catch_warnings():
@@ -240,7 +264,7 @@ class UpliftForest(_CateLearner):
         self.forest_ = UpliftRandomForestClassifier(
             control_name="0", n_estimators=self.n_estimators, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, max_features=max(1, int(np.ceil(np.sqrt(M.shape[1]) * 2))),
-            random_state=self.seed, n_jobs=2)
+            random_state=self.seed, n_jobs=lgbm_threads())
         self.forest_.fit(self.imputer_.transform(M), arm[rows].astype(str), y[rows].astype(int))
         return self
 
