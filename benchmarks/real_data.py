@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from promo_opt.data import write_bytes, write_json  # noqa: E402
 from promo_opt.evaluation.metrics import arm_metrics, mean_qini, qini_curves  # noqa: E402
 from promo_opt.features import FeaturePreprocessor  # noqa: E402
-from promo_opt.learners import learner_names, make_learner, select_learner  # noqa: E402
+from promo_opt.learners import LEARNERS, learner_names, make_learner, select_learner  # noqa: E402
 from promo_opt.learners.meta import numeric_matrix  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -66,18 +66,21 @@ def hillstrom(outcome: str, data_dir: Path = DATA):
     return X, arm, df[outcome].to_numpy(dtype=np.int64), names, terms
 
 
-def artea(outcome: str = "trans_after", data_dir: Path = DATA):
+def artea(outcome: str = "trans_after", data_dir: Path = DATA, count: bool = False):
+    """``count``: the outcome as it is (transactions, 0-5; data.outcome_type count), else bought or not."""
     df = pd.read_csv(data_dir / "artea" / "artea-a_b-experiment-recoded.csv", encoding="utf-8-sig")
     names = ["control", "coupon"]
     arm = df["test_coupon"].map({n: i for i, n in enumerate(names)}).to_numpy()
     X = df[["channel_acq", "num_past_purch", "spent_last_purchase", "weeks_since_visit", "browsing_minutes",
             "shopping_cart"]]
     terms = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # the coupon's cost per conversion (relative)
-    return X, arm, (df[outcome].to_numpy() > 0).astype(np.int64), names, terms
+    y = df[outcome].to_numpy()
+    return X, arm, (y.astype(np.float64) if count else (y > 0).astype(np.int64)), names, terms
 
 
 DATASETS = {"hillstrom": [("conversion", lambda: hillstrom("conversion")), ("visit", lambda: hillstrom("visit"))],
-            "artea": [("trans_after", artea)]}
+            "artea": [("trans_after", artea), ("trans_after_count", lambda: artea(count=True))]}
+COUNT_OUTCOMES = {"trans_after_count"}  # data.outcome_type count: the LightGBM learners with a Poisson objective
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,8 +143,10 @@ BASELINES = {"sklift_two_models": sklift_two_models, "sklift_class_transformatio
 
 
 # --------------------------------------------------------------------------------------------
-def run_dataset(X, arm, y, arm_names, terms, methods, folds, seed, auto_folds=3):
+def run_dataset(X, arm, y, arm_names, terms, methods, folds, seed, auto_folds=3, outcome_type="binary"):
     n, K = len(y), len(arm_names)
+    if outcome_type != "binary":  # the baselines are binary classifiers; causalml's learners here too
+        methods = [m for m in methods if m == "auto" or (m not in BASELINES and outcome_type in LEARNERS[m].outcomes)]
     pre = FeaturePreprocessor().fit(X)  # fitted on all rows: it only learns column types and levels
     Z = pre.transform(X)
     oof = {m: np.zeros((n, K)) for m in methods}
@@ -149,7 +154,7 @@ def run_dataset(X, arm, y, arm_names, terms, methods, folds, seed, auto_folds=3)
     secs = {m: 0.0 for m in methods}
     auto_choice = []
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for f, (tr, te) in enumerate(skf.split(np.zeros(n), arm * 2 + y)):
+    for f, (tr, te) in enumerate(skf.split(np.zeros(n), arm * 2 + (y > 0))):
         fold_id[te] = f
         for m in methods:
             t0 = time.perf_counter()
@@ -157,13 +162,14 @@ def run_dataset(X, arm, y, arm_names, terms, methods, folds, seed, auto_folds=3)
                 warnings.simplefilter("ignore")
                 if m == "auto":
                     fitted, rep = select_learner(Z.iloc[tr], arm[tr], y[tr], K, terms, learner="auto", folds=auto_folds,
-                                                 seed=seed + f, arm_names=arm_names)
+                                                 seed=seed + f, arm_names=arm_names, outcome_type=outcome_type)
                     auto_choice.append(rep.chosen)
                     p = fitted[rep.chosen].predict_proba(Z.iloc[te])
                 elif m in BASELINES:
                     p = BASELINES[m](Z.iloc[tr], arm[tr], y[tr], Z.iloc[te], K, seed + f)
                 else:
-                    p = make_learner(m, K, terms, seed + f).fit(Z.iloc[tr], arm[tr], y[tr]).predict_proba(Z.iloc[te])
+                    p = make_learner(m, K, terms, seed + f, outcome_type).fit(Z.iloc[tr], arm[tr], y[tr]).predict_proba(
+                        Z.iloc[te])
             oof[m][te] = p
             secs[m] += time.perf_counter() - t0
             log.info("fold %d/%d %-28s %.1fs", f + 1, folds, m, time.perf_counter() - t0)
@@ -285,7 +291,8 @@ def main() -> None:
             X, arm, y, names, terms = load()
             key = f"{ds}_{outcome}"
             log.info("%s: %d rows, arms %s, outcome rate %.4f", key, len(y), names, y.mean())
-            rows, curves, choice = run_dataset(X, arm, y, names, terms, methods, args.folds, args.seed, args.auto_folds)
+            rows, curves, choice = run_dataset(X, arm, y, names, terms, methods, args.folds, args.seed, args.auto_folds,
+                                               outcome_type="count" if outcome in COUNT_OUTCOMES else "binary")
             results[key] = {"n": int(len(y)), "arms": names, "rows": rows, "auto_choice": choice, "folds": args.folds,
                             "command": "nice .venv/bin/python " + " ".join(sys.argv)}
             show = ["auto", max((m for m in rows if m != "auto"), key=lambda m: rows[m]["mean_qini"]),

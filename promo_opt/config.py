@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from promo_opt.errors import ConfigError
 
 Objective = Literal["conversions", "net_revenue"]
+# binary: 0/1 conversions; count: a non-negative integer per user (bookings, nights); amount: a
+# non-negative number (e.g. spend). For count/amount "conversions" everywhere means the expected
+# outcome, and a discount's trigger cost scales with it.
+OutcomeType = Literal["binary", "count", "amount"]
 
 
 class _Strict(BaseModel):
@@ -28,6 +32,7 @@ class DataConfig(_Strict):
     id: str = "user_id"
     treatment: str = "arm"
     outcome: str = "converted"
+    outcome_type: OutcomeType = "binary"
     value: str | None = None
     propensity: str | None = None
     features: Literal["auto"] | list[str] = "auto"
@@ -68,6 +73,15 @@ class Constraints(_Strict):
     budget: float | None = Field(default=None, ge=0.0)
     min_roi: float | None = Field(default=None, ge=0.0)
     segment_budgets: dict[str, float] | None = None
+    # guarantee mode: the ROI floor holds with this probability under the model's uncertainty
+    # (promo_opt.evaluation.guarantee); needs min_roi
+    min_roi_confidence: float | None = Field(default=None, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _confidence_needs_floor(self):
+        if self.min_roi_confidence is not None and not self.min_roi:
+            raise ValueError("constraints.min_roi_confidence needs constraints.min_roi (the floor it guarantees)")
+        return self
 
 
 class HoldoutConfig(_Strict):
@@ -76,8 +90,11 @@ class HoldoutConfig(_Strict):
 
 class ModelConfig(_Strict):
     learner: str = "auto"  # 'auto' or a name of promo_opt.learners.registry.LEARNERS
-    folds: int = Field(default=10, ge=2, le=20)
+    folds: int = Field(default=5, ge=2, le=20)
     calibrate: bool = True  # cross-fitted calibration of the uplift (winner's-curse correction)
+    # learner: auto races its candidates fold by fold (a clearly worse or too slow one stops early);
+    # false: every candidate is cross-fitted on every fold (the pre-race behaviour, for comparison)
+    race: bool = True
     # forecast the policy's totals with the realized/expected ratios of its held-out-fold twin
     # (promo_opt.evaluation.heldout): the 'forecast' block of the allocation summary
     correct_forecast: bool = True
@@ -90,6 +107,19 @@ class ModelConfig(_Strict):
         if v != "auto" and v not in learner_names():
             raise ValueError(f"unknown learner; expected 'auto' or one of {learner_names()}")
         return v
+
+
+class DriftConfig(_Strict):
+    """The train-vs-candidates check before money is spent (``promo_opt.evaluation.drift``)."""
+
+    check: bool = True  # fit the domain classifier (summary.drift)
+    auc_threshold: float = Field(default=0.6, gt=0.5, lt=1.0)  # shifted when the AUC reaches this
+    reweight: bool = True  # when shifted: train and forecast with importance weights where overlap allows
+    # refuse when more than this share of the candidates lies where the past campaign had almost no
+    # users (density ratio above max_weight): the model would extrapolate
+    max_outside_share: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_weight: float = Field(default=20.0, gt=1.0)
+    on_extrapolation: Literal["refuse", "warn"] = "refuse"
 
 
 class SparkConfig(_Strict):
@@ -133,6 +163,7 @@ class CampaignConfig(_Strict):
     seed: int = 0
     spark: SparkConfig = SparkConfig()  # used only with --engine spark
     observational: ObservationalConfig = ObservationalConfig()
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("arms")
     @classmethod
@@ -151,7 +182,7 @@ class CampaignConfig(_Strict):
     @model_validator(mode="after")
     def _discount_needs_value(self):
         pct = [a.name for a in self.arms if a.discount > 0]
-        if pct and self.data.value is None:
+        if pct and self.data.value is None and self.data.outcome_type != "amount":  # an amount is its own value
             raise ValueError(f"arms {pct} give a percentage discount, which costs discount x order value: "
                              "set data.value to the order-value column (or use cost_per_conversion)")
         return self

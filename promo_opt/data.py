@@ -109,7 +109,7 @@ class TrainingData:
     ids: np.ndarray
     X: pd.DataFrame  # feature columns only
     arm: np.ndarray  # (n,) arm index in config.arm_names order (0 = control)
-    converted: np.ndarray  # (n,) 0/1
+    converted: np.ndarray  # (n,) the outcome: 0/1 (binary), or a count or amount >= 0 (data.outcome_type)
     value: np.ndarray | None  # (n,) order value (meaningful where converted)
     propensity: np.ndarray | None  # (n,) probability of the logged arm
 
@@ -203,22 +203,12 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
     if empty and every_arm:
         raise DataError(f"{what} {path}: arm(s) {empty} have no rows in column '{d.treatment}'; every arm needs data to learn from")
 
-    y = df[d.outcome]
-    if y.dtype == bool:
-        y = y.astype(int)
-    yv = pd.to_numeric(y, errors="coerce")
-    bad = ~yv.isin([0, 1])
-    if bad.any():
-        raise DataError(
-            f"{what} {path}: column '{d.outcome}' (data.outcome) must be binary 0/1; found "
-            f"{sorted(map(str, pd.unique(y[bad])))[:5]}"
-        )
-    converted = yv.to_numpy(dtype=np.int64)
+    converted = outcome_values(df[d.outcome], d.outcome, d.outcome_type, what, path)
 
     value = None
     if d.value:
         v = pd.to_numeric(df[d.value], errors="coerce").to_numpy(dtype=np.float64)
-        conv = converted == 1
+        conv = converted > 0
         if np.isnan(v[conv]).any() or (v[conv] < 0).any() or np.isinf(v[conv]).any():
             raise DataError(
                 f"{what} {path}: column '{d.value}' (data.value) must be a number >= 0 for converted rows; "
@@ -236,6 +226,31 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
         prop = pr
     return TrainingData(ids=ids, X=df[features].reset_index(drop=True), arm=arm, converted=converted,
                         value=value, propensity=prop)
+
+
+def outcome_values(column: pd.Series, name: str, outcome_type: str, what: str, path) -> np.ndarray:
+    """The outcome column checked against ``data.outcome_type``: int64 0/1 for binary, float64 >= 0
+    (whole numbers for count) otherwise."""
+    y = column.astype(int) if column.dtype == bool else column
+    yv = pd.to_numeric(y, errors="coerce")
+    where = f"{what} {path}: column '{name}' (data.outcome" + (")" if outcome_type == "binary" else
+                                                                f", data.outcome_type {outcome_type})")
+    if outcome_type == "binary":
+        bad = ~yv.isin([0, 1])
+        if bad.any():
+            hint = ("; for counts or amounts set data.outcome_type: count or amount"
+                    if (yv[bad].dropna() >= 0).all() and yv[bad].notna().all() else "")
+            raise DataError(f"{where} must be binary 0/1; found {sorted(map(str, pd.unique(y[bad])))[:5]}{hint}")
+        return yv.to_numpy(dtype=np.int64)
+    v = yv.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(v) | (v < 0)
+    if outcome_type == "count":
+        bad |= np.isfinite(v) & (v != np.round(v))
+    if bad.any():
+        expected = "whole numbers >= 0" if outcome_type == "count" else "finite numbers >= 0"
+        raise DataError(f"{where} must hold {expected}; {int(bad.sum())} rows do not, e.g. "
+                        f"{sorted(map(str, pd.unique(y[bad])))[:5]}")
+    return v
 
 
 def segment_labels(column: pd.Series) -> np.ndarray:

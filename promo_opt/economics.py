@@ -74,8 +74,13 @@ class Economics:
         }
 
 
-def compute_economics(p: np.ndarray, value: np.ndarray, arms: Sequence[ArmConfig]) -> Economics:
-    """Economics of every user x arm; ``arms`` in column order (control first)."""
+def compute_economics(p: np.ndarray, value: np.ndarray, arms: Sequence[ArmConfig],
+                      outcome_type: str = "binary") -> Economics:
+    """Economics of every user x arm; ``arms`` in column order (control first).
+
+    ``outcome_type`` binary: ``p`` are conversion probabilities in [0, 1]; count or amount: ``p``
+    are expected outcomes (e.g. bookings) >= 0, and a discount's trigger cost scales with them.
+    """
     p = np.asarray(p, dtype=np.float64)
     value = np.asarray(value, dtype=np.float64)
     n, K = p.shape
@@ -85,8 +90,10 @@ def compute_economics(p: np.ndarray, value: np.ndarray, arms: Sequence[ArmConfig
         raise DataError(f"column 0 must be the control arm, got '{arms[0].name}'")
     if value.shape != (n,):
         raise DataError(f"value has shape {value.shape}, expected ({n},)")
-    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+    if outcome_type == "binary" and (not np.isfinite(p).all() or (p < 0).any() or (p > 1).any()):
         raise DataError("conversion probabilities must be finite numbers in [0, 1]")
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise DataError(f"expected outcomes ({outcome_type}) must be finite numbers >= 0")
     if not np.isfinite(value).all() or (value < 0).any():
         raise DataError("expected order values must be finite numbers >= 0")
     send = np.array([a.cost_per_send for a in arms])
@@ -97,6 +104,11 @@ def compute_economics(p: np.ndarray, value: np.ndarray, arms: Sequence[ArmConfig
     spend[:, 0] = 0.0
     return Economics(p=p, value=value, incremental_conversions=inc,
                      incremental_revenue=inc * value[:, None], spend=spend)
+
+
+def campaign_economics(config: CampaignConfig, p: np.ndarray, value: np.ndarray) -> Economics:
+    """:func:`compute_economics` with the config's arms and outcome type."""
+    return compute_economics(p, value, config.ordered_arms, config.data.outcome_type)
 
 
 def build_problem(econ: Economics, config: CampaignConfig, *, budget: float | None = None,

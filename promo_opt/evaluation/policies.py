@@ -23,7 +23,7 @@ import numpy as np
 
 from promo_opt.allocation import AllocationProblem, solve
 from promo_opt.config import CampaignConfig
-from promo_opt.economics import Economics, compute_economics
+from promo_opt.economics import Economics, campaign_economics
 from promo_opt.errors import PromoOptError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class _HeldOut:
         Z = model.preprocessor.transform(self.data.X)
         self.vhat = model.value_model.predict(Z) if model.value_model is not None else np.ones(len(self.data.arm))
         self.oof = model.uplift.oof_
-        self.econ = compute_economics(self.oof, self.vhat, config.ordered_arms)
+        self.econ = campaign_economics(config, self.oof, self.vhat)
         self.n_treatable = n_treatable
         self.scale = n_treatable / len(self.data.arm)
 

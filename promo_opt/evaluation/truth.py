@@ -15,7 +15,7 @@ import pandas as pd
 
 from promo_opt.allocation import solve
 from promo_opt.config import CampaignConfig
-from promo_opt.economics import Economics, build_problem, compute_economics
+from promo_opt.economics import Economics, build_problem, campaign_economics
 from promo_opt.errors import DataError
 
 
@@ -32,7 +32,7 @@ def truth_economics(config: CampaignConfig, ids: np.ndarray, truth: pd.DataFrame
         raise DataError(f"truth file {config.data.truth}: no truth for {len(absent)} candidate id(s), e.g. {list(absent[:3])}")
     t = t.loc[ids]
     p = t[[f"p_{a}" for a in config.arm_names]].to_numpy(dtype=np.float64)
-    return compute_economics(p, t["value"].to_numpy(dtype=np.float64), config.ordered_arms)
+    return campaign_economics(config, p, t["value"].to_numpy(dtype=np.float64))
 
 
 @dataclass
@@ -59,6 +59,9 @@ class TruthReport:
         if self.forecast is not None:
             d["forecast_vs_true"] = {k: _ratio(self.forecast[k], self.policy[k])
                                      for k in ("incremental_conversions", "spend", "incremental_revenue")}
+            if "interval90" in self.forecast:
+                d["interval90_covers"] = {k: bool(lo <= self.policy[k] <= hi)
+                                          for k, (lo, hi) in self.forecast["interval90"].items()}
         return d
 
 
