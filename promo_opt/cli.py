@@ -54,8 +54,16 @@ def _print_summary(summary: dict, out: Path) -> None:
     ]
     f = summary.get("forecast")
     if f:
+        iv = f.get("interval90")
+        span = (f" (90% interval {iv['incremental_conversions'][0]:,.1f} to {iv['incremental_conversions'][1]:,.1f}; "
+                f"spend {iv['spend'][0]:,.0f} to {iv['spend'][1]:,.0f})" if iv else "")
         lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
-                        f"ROI {f['roi']:.3g} (corrected for the winner's curse on held-out folds)")
+                        f"ROI {f['roi']:.3g}{span}")
+    g = summary.get("roi_guarantee")
+    if g:
+        lines.insert(4, f"ROI guarantee   P(true ROI >= {g['min_roi']:g}) = {g['achieved_probability']:.2f} "
+                        f"(asked {g['confidence']:g}; allocated under a floor of {g['allocated_min_roi']:.3g}, "
+                        f"the plain floor gave {g['plain_floor_probability']:.2f})")
     truth = summary.get("truth")
     if truth:
         pt, ot, key = truth["policy_true"], truth["oracle_true"], truth["objective"]
@@ -65,6 +73,9 @@ def _print_summary(summary: dict, out: Path) -> None:
                      + (f" = {truth['true_spend_vs_budget']:.1%} of budget" if "true_spend_vs_budget" in truth else "")
                      + (f"; ROI {pt['roi']:.3g} = {truth['true_roi_vs_floor']:.1%} of floor" if "true_roi_vs_floor" in truth else ""))
     lines.append(f"written to      {out}")
+    drift = summary.get("drift")
+    if drift and drift.get("shifted"):
+        lines.insert(0, f"WARNING: drift: {drift['message']}")
     typer.echo("\n".join(lines))
 
 

@@ -19,7 +19,7 @@ from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
 from promo_opt.data import (Candidates, load_candidates, load_training, read_table, segment_labels,
                             write_json, write_table)
-from promo_opt.economics import Economics, build_problem, compute_economics
+from promo_opt.economics import Economics, build_problem, campaign_economics
 from promo_opt.errors import DataError, PromoOptError
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.honest import select_learner
@@ -56,7 +56,7 @@ def uplift_by_decile(p: np.ndarray, arm: np.ndarray, y: np.ndarray, arm_names: l
 
 
 def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat: np.ndarray,
-                    n_candidates: int, rows: np.ndarray | None = None) -> None:
+                    n_candidates: int, rows: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
     """Second, decision-aware look at the candidates: the campaign's own allocation on held-out folds.
 
     Each candidate's out-of-fold probabilities are allocated under the campaign's budget (scaled
@@ -71,13 +71,14 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     if rows is not None and len(rows) < len(data.arm):  # the candidates were compared on these rows
         data = data.subset(rows)
         vhat = vhat[rows]
+        weights = None if weights is None else weights[rows]
     min_roi = config.constraints.min_roi
     ref = fitted["ensemble"].oof_ if "ensemble" in fitted else fitted[selection.chosen].oof_
     rows = {}
     for name, model in fitted.items():
         try:
             h = heldout_policy(config, model.oof_, data.arm, data.converted, data.value, data.propensity, vhat,
-                               n_candidates, reference=ref)
+                               n_candidates, reference=ref, weights=weights)
         except PromoOptError:
             continue
         c = h.realized
@@ -120,27 +121,41 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
 
 
 def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.ndarray,
-                        n_candidates: int | None) -> dict:
-    """The winner's-curse correction of the chosen learner, measured on its held-out folds
-    (:mod:`promo_opt.evaluation.heldout`), as saved in the model's metrics.
+                        n_candidates: int | None, weights: np.ndarray | None = None) -> dict:
+    """The chosen learner's policy on its held-out folds (:mod:`promo_opt.evaluation.heldout`): the
+    winner's-curse correction (applied unless ``model.correct_forecast`` is false) and the forecast's
+    uncertainty, as saved in the model's metrics.
 
-    ``{"applied": False, "reason": ...}`` when it cannot be measured or is switched off.
+    ``{"applied": False, "reason": ...}`` when it cannot be measured.
     """
     from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy
 
-    if not config.model.correct_forecast:
-        return {"applied": False, "reason": "model.correct_forecast is false"}
     if n_candidates is None:
         return {"applied": False, "reason": "no data.candidates at training time to scale the budget to"}
     try:
-        h = heldout_policy(config, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates)
+        h = heldout_policy(config, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates,
+                           weights=weights)
     except PromoOptError as err:
         return {"applied": False, "reason": f"the held-out allocation failed: {err}"}
-    return {"applied": True, **ForecastCorrection.from_heldout(h).as_dict()}
+    corr = ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast)
+    return {"applied": True, "corrected": config.model.correct_forecast, **corr.as_dict()}
 
 
 def train(config: CampaignConfig, progress=None) -> TrainedModel:
-    """``progress(what, done, total)``: optional callback after every fold fit (the CLI's progress bar)."""
+    """``progress(what, done, total)``: optional callback after every fold fit (the CLI's progress bar).
+
+    Fits use the cores that are free when training starts (:mod:`promo_opt.threads`)."""
+    from promo_opt.threads import thread_budget
+
+    with thread_budget() as threads:
+        model = _train(config, progress)
+    model.metrics["threads"] = threads
+    return model
+
+
+def _train(config: CampaignConfig, progress=None) -> TrainedModel:
+    from promo_opt.evaluation.drift import check_drift
+
     t0 = time.perf_counter()
     data, features = load_training(config)
     given = data.propensity is not None
@@ -156,21 +171,30 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
     vhat = value_model.predict(Z) if value_model is not None else np.ones(len(data.arm))
     policy_check = None
     n_candidates = None
+    drift, weights = None, None
     if config.data.candidates is not None:
-        n_candidates = len(read_table(config.data.candidates, "candidates"))
+        candidates = load_candidates(config, features)
+        n_candidates = len(candidates.ids)
+        if config.drift.check:
+            t1 = time.perf_counter()
+            report, weights = check_drift(Z, pre.transform(candidates.X), config.drift, seed=config.seed)
+            drift = {**report.as_dict(), "seconds": time.perf_counter() - t1}
+            if report.shifted:
+                log.warning("drift: %s", report.message)
 
         def policy_check(fitted, selection, rows):
-            _check_policies(config, fitted, selection, data, vhat, n_candidates, rows)
+            _check_policies(config, fitted, selection, data, vhat, n_candidates, rows, weights)
     fitted, selection = select_learner(
         Z, data.arm, data.converted, len(config.arm_names), arm_terms(config),
         learner=config.model.learner, folds=config.model.folds, calibrate=config.model.calibrate,
         seed=config.seed, propensity=data.propensity, arm_names=config.arm_names, policy_check=policy_check,
-        progress=progress,
+        progress=progress, outcome_type=config.data.outcome_type, sample_weight=weights, race=config.model.race,
     )
     uplift = fitted[selection.chosen]
-    correction = forecast_correction(config, uplift.oof_, data, vhat, n_candidates)
+    correction = forecast_correction(config, uplift.oof_, data, vhat, n_candidates, weights=weights)
     metrics = {
         "n_train": int(len(data.arm)),
+        "outcome_type": config.data.outcome_type,
         "propensity": propensity_source,
         "rows_per_arm": dict(zip(config.arm_names, np.bincount(data.arm, minlength=len(config.arm_names)).tolist())),
         "conversion_rate_per_arm": {
@@ -180,6 +204,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
         "value_model": "lightgbm" if value_model is not None and value_model.model_ is not None
         else ("mean of converted orders (too few orders for a model)" if value_model is not None else "none: 1 per conversion"),
         "forecast_correction": correction,
+        "drift": drift,
         "seconds": time.perf_counter() - t0,
     }
     return TrainedModel(arm_names=config.arm_names, features=features, preprocessor=pre, uplift=uplift,
@@ -191,9 +216,12 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
 # --------------------------------------------------------------------------------------------
 def score_candidates(config: CampaignConfig, model: TrainedModel, candidates: Candidates | None = None) -> pd.DataFrame:
     """The scores table: id, value, p_<arm> per arm (and the segment column when configured)."""
+    from promo_opt.threads import thread_budget
+
     if candidates is None:
         candidates = load_candidates(config, model.features)
-    p, value = model.predict(candidates.X)
+    with thread_budget():
+        p, value = model.predict(candidates.X)
     out = {config.data.id: candidates.ids, "value": value}
     for k, a in enumerate(config.arm_names):
         out[f"p_{a}"] = p[:, k]
@@ -209,17 +237,19 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     if missing:
         raise DataError(f"scores: missing column(s) {missing}; expected {need} (from 'promo-opt score')")
     p = scores[[f"p_{a}" for a in config.arm_names]].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    binary = config.data.outcome_type == "binary"
+    bad = ~np.isfinite(p) | (p < 0) | ((p > 1) if binary else False)
     if bad.any():
         i, k = np.argwhere(bad)[0]
-        raise DataError(f"scores: column 'p_{config.arm_names[k]}' row {i} is {p[i, k]}; expected a probability in [0, 1]")
+        expected = "a probability in [0, 1]" if binary else f"an expected {config.data.outcome_type} >= 0"
+        raise DataError(f"scores: column 'p_{config.arm_names[k]}' row {i} is {p[i, k]}; expected {expected}")
     value = scores["value"].to_numpy(dtype=np.float64)
     if (~np.isfinite(value) | (value < 0)).any():
         raise DataError("scores: column 'value' must hold finite numbers >= 0")
     ids = scores[config.data.id].to_numpy()
     if pd.Series(ids).duplicated().any():
         raise DataError(f"scores: column '{config.data.id}' has repeated ids")
-    return ids, compute_economics(p, value, config.ordered_arms)
+    return ids, campaign_economics(config, p, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,8 +281,12 @@ class AllocationOutcome:
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
              min_roi: float | None = None, correction: dict | None = None) -> AllocationOutcome:
-    """``correction``: the model's ``metrics["forecast_correction"]``; when applied, the summary
-    gets a ``forecast`` block: the expected totals corrected for the winner's curse."""
+    """``correction``: the model's ``metrics["forecast_correction"]``; when measured, the summary
+    gets a ``forecast`` block: the expected totals corrected for the winner's curse, with a 90%
+    interval (``interval90``). ``constraints.min_roi_confidence`` raises the floor until it holds
+    with that probability (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
     t0 = time.perf_counter()
     budget = config.constraints.budget if budget is None else budget
     min_roi = config.constraints.min_roi if min_roi is None else min_roi
@@ -268,8 +302,25 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         labels = segment_labels(scores[config.data.segment])[treat]
         names, segment = np.unique(labels, return_inverse=True)
         names = [str(x) for x in names]
-    problem = build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment, segment_names=names)
-    result = solve(problem, solver=config.solver)
+
+    def solve_at(floor):
+        problem = build_problem(sub, config, budget=budget, min_roi=floor, segment=segment, segment_names=names)
+        res = solve(problem, solver=config.solver)
+        return res, sub.totals(res.arm)
+
+    corr = ForecastCorrection.from_dict(correction) if correction and correction.get("applied") else None
+    guarantee = None
+    confidence = config.constraints.min_roi_confidence
+    if confidence is not None and min_roi:
+        from promo_opt.evaluation.guarantee import guaranteed_floor
+
+        if corr is None:
+            raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
+                                "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
+                                "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
+        result, _, guarantee = guaranteed_floor(solve_at, min_roi, confidence, corr)
+    else:
+        result, _ = solve_at(min_roi)
     arm = np.zeros(n, dtype=np.int64)
     arm[treat] = result.arm
     cols = econ.pick(arm)
@@ -279,6 +330,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     summary = {
         "campaign": config.name,
         "objective": config.objective,
+        "outcome_type": config.data.outcome_type,
         "control_arm": config.control.name,
         "budget": budget,
         "min_roi": min_roi,
@@ -297,6 +349,8 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "multipliers": result.multipliers,
         "seconds": {"allocate": time.perf_counter() - t0},
     }
+    if guarantee is not None:
+        summary["roi_guarantee"] = guarantee.as_dict()
     forecast = corrected_forecast(totals, correction)
     if forecast is not None:
         summary["forecast"] = forecast
@@ -305,15 +359,22 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
 
 
 def corrected_forecast(expected: dict, correction: dict | None) -> dict | None:
-    """The expected totals times the held-out realized/expected ratios, with the ratios used."""
+    """The expected totals times the held-out realized/expected ratios, with the ratios used and a
+    90% interval of each true total (``interval90``)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
         return None
     corr = ForecastCorrection.from_dict(correction)
-    return {**corr.apply(expected), "ratio": corr.ratio,
-            "note": "expected totals x (realized / expected) of the same policy on held-out training folds, "
-                    "shrunk toward 1 by their standard errors (winner's-curse correction)"}
+    out = {**corr.apply(expected), "ratio": corr.ratio}
+    if corr.ratio_cov:
+        out["interval90"] = corr.interval(expected, 0.9)
+    out["note"] = ("expected totals x (realized / expected) of the same policy on held-out training folds, "
+                   "shrunk toward 1 by their standard errors (winner's-curse correction); interval90: 90% interval "
+                   "of the true totals from the ratios' standard errors"
+                   if correction.get("corrected", True) else
+                   "model.correct_forecast is false: the expected totals; interval90 from the held-out ratios")
+    return out
 
 
 def _side_constraints(config: CampaignConfig) -> bool:
@@ -405,6 +466,8 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     curve = budget_curve(config, outcome)
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
+    if model.metrics.get("drift") is not None:
+        summary["drift"] = model.metrics["drift"]
     if config.data.truth is not None:
         t0 = time.perf_counter()
         truth = read_table(config.data.truth, "truth")

@@ -23,6 +23,17 @@ as max(0, (r - 1)^2 - se^2), which gives the posterior mean
 (no correction when the gap is within one standard error, nearly all of it when it is many).
 The corrected forecast multiplies the model's totals for the candidates by r*; ROI and net
 revenue follow from the corrected totals.
+
+The same measurement gives the forecast's uncertainty: the three raw ratios are sample means of
+independent row contributions, so their covariance is the contributions' covariance (times n)
+over the product of the expected totals. The 90% interval of a total is expected x (r -/+ 1.645
+se_r) around the raw ratio (the shrunk point lies inside it), and :mod:`promo_opt.evaluation.guarantee`
+uses the covariance of revenue and spend for the ROI floor's probability.
+
+With importance weights (``weights``, the drift correction of
+:mod:`promo_opt.evaluation.drift`) every training row stands for ``w`` candidates-like users: the
+allocation, the expected and the realized totals are all weighted, so the ratios describe the
+candidates' population.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from promo_opt.config import CampaignConfig
-from promo_opt.economics import Economics, compute_economics
+from promo_opt.economics import Economics, campaign_economics
 from promo_opt.evaluation.offpolicy import PolicyContributions, dr_contributions, logged_propensity
 from promo_opt.learners.honest import eb_shrink
 
@@ -45,12 +56,21 @@ class HeldOutPolicy:
 
     arm: np.ndarray  # (n,) chosen arm per training row
     expected: dict[str, float]  # the model's own totals for the policy
-    realized: PolicyContributions  # doubly robust per-row contributions
+    realized: PolicyContributions  # doubly robust per-row contributions (weighted, when weights are given)
+
+    def _rows(self) -> np.ndarray:
+        """(n, 3) contributions in TOTALS order."""
+        return np.column_stack([self.realized.conversions, self.realized.revenue, self.realized.spend])
+
+    def cov(self) -> np.ndarray:
+        """(3, 3) covariance of the realized totals (sums of independent rows), TOTALS order."""
+        c = self._rows()
+        if len(c) < 2:
+            return np.full((3, 3), np.inf)
+        return len(c) * np.cov(c, rowvar=False, bias=True)
 
     def se(self, name: str) -> float:
-        x = {"incremental_conversions": self.realized.conversions, "incremental_revenue": self.realized.revenue,
-             "spend": self.realized.spend}[name]
-        return float(np.sqrt(len(x)) * x.std()) if len(x) > 1 else float("inf")
+        return float(np.sqrt(self.cov()[TOTALS.index(name), TOTALS.index(name)]))
 
 
 def training_budget(config: CampaignConfig, n_rows: int, n_candidates: int) -> float | None:
@@ -63,7 +83,8 @@ def training_budget(config: CampaignConfig, n_rows: int, n_candidates: int) -> f
 
 def heldout_policy(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: np.ndarray,
                    value: np.ndarray | None, propensity: np.ndarray | None, vhat: np.ndarray,
-                   n_candidates: int, reference: np.ndarray | None = None) -> HeldOutPolicy:
+                   n_candidates: int, reference: np.ndarray | None = None,
+                   weights: np.ndarray | None = None) -> HeldOutPolicy:
     """Allocate the out-of-fold probabilities ``oof`` (n, K) under the campaign's budget (scaled)
     and ROI floor, budget and ROI only (arm caps and segment budgets belong to the candidates),
     by the dual; estimate the result with ``reference`` (default ``oof``) as the DR outcome model.
@@ -73,16 +94,29 @@ def heldout_policy(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: 
     from promo_opt.allocation import AllocationProblem, solve
     from promo_opt.economics import build_problem
 
-    econ: Economics = compute_economics(oof, vhat, config.ordered_arms)
+    econ: Economics = campaign_economics(config, oof, vhat)
     budget = training_budget(config, len(arm), n_candidates)
     full = build_problem(econ, config, budget=budget, min_roi=config.constraints.min_roi)
-    problem = AllocationProblem(full.gain, full.spend, full.revenue, budget=budget, min_roi=config.constraints.min_roi)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)[:, None]
+    gain, spend, revenue = (full.gain, full.spend, full.revenue) if w is None else \
+        (full.gain * w, full.spend * w, full.revenue * w)
+    problem = AllocationProblem(gain, spend, revenue, budget=budget, min_roi=config.constraints.min_roi)
     res = solve(problem, solver="dual")
     prop = logged_propensity(arm, len(config.arm_names), propensity)
-    realized_value = value if value is not None else y.astype(float)
+    realized_value = value if value is not None else (y > 0).astype(float)
     ref = oof if reference is None else reference
     c = dr_contributions(res.arm, arm, y, realized_value, prop, ref, vhat, config.ordered_arms)
-    return HeldOutPolicy(arm=res.arm, expected=econ.totals(res.arm), realized=c)
+    if weights is None:
+        return HeldOutPolicy(arm=res.arm, expected=econ.totals(res.arm), realized=c)
+    wv = w[:, 0]
+    cols = econ.pick(res.arm)
+    expected = {k: float((cols[col] * wv).sum()) for k, col in
+                (("incremental_conversions", "incremental_conversions"), ("incremental_revenue", "incremental_revenue"),
+                 ("spend", "expected_cost"))}
+    expected["roi"] = expected["incremental_revenue"] / expected["spend"] if expected["spend"] > 0 else float("nan")
+    expected["net_revenue"] = expected["incremental_revenue"] - expected["spend"]
+    c = PolicyContributions(conversions=c.conversions * wv, revenue=c.revenue * wv, spend=c.spend * wv)
+    return HeldOutPolicy(arm=res.arm, expected=expected, realized=c)
 
 
 def shrink_ratio(realized: float, expected: float, se: float) -> tuple[float, float]:
@@ -104,24 +138,33 @@ class ForecastCorrection:
     expected: dict[str, float] = field(default_factory=dict)  # held-out policy, the model's totals
     realized: dict[str, float] = field(default_factory=dict)  # held-out policy, DR totals
     rows: int = 0
+    ratio_cov: list[list[float]] = field(default_factory=list)  # (3, 3) covariance of the raw ratios, TOTALS order
 
     @classmethod
-    def from_heldout(cls, h: HeldOutPolicy) -> "ForecastCorrection":
+    def from_heldout(cls, h: HeldOutPolicy, correct: bool = True) -> "ForecastCorrection":
+        """``correct`` False: the ratios applied are 1 (model.correct_forecast: false); the measured
+        ratios and their uncertainty are kept for the interval."""
         realized = h.realized.totals()
+        cov = h.cov()
+        e = np.array([h.expected[k] if abs(h.expected[k]) > 1e-12 else np.nan for k in TOTALS])
+        rcov = cov / np.outer(e, e)
+        rcov = np.where(np.isfinite(rcov), rcov, 0.0)
         ratio, raw, se = {}, {}, {}
-        for k in TOTALS:
-            s = h.se(k)
-            raw[k], ratio[k] = shrink_ratio(realized[k], h.expected[k], s)
-            se[k] = s / abs(h.expected[k]) if abs(h.expected[k]) > 1e-12 else 0.0
+        for i, k in enumerate(TOTALS):
+            raw[k], ratio[k] = shrink_ratio(realized[k], h.expected[k], float(np.sqrt(cov[i, i])))
+            se[k] = float(np.sqrt(rcov[i, i]))
+            if not correct:
+                ratio[k] = 1.0
         return cls(ratio=ratio, raw_ratio=raw, ratio_se=se, expected={k: float(h.expected[k]) for k in TOTALS},
-                   realized={k: float(v) for k, v in realized.items()}, rows=len(h.arm))
+                   realized={k: float(v) for k, v in realized.items()}, rows=len(h.arm), ratio_cov=rcov.tolist())
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ForecastCorrection | None":
         if not d:
             return None
         return cls(ratio=dict(d["ratio"]), raw_ratio=dict(d["raw_ratio"]), ratio_se=dict(d["ratio_se"]),
-                   expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})), rows=int(d.get("rows", 0)))
+                   expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
+                   rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])])
 
     def apply(self, totals: dict[str, float]) -> dict[str, float]:
         """Corrected totals (same keys as ``Economics.totals``)."""
@@ -130,6 +173,19 @@ class ForecastCorrection:
         out["net_revenue"] = out["incremental_revenue"] - out["spend"]
         return out
 
+    def interval(self, totals: dict[str, float], level: float = 0.9) -> dict[str, list[float]]:
+        """``level`` interval of each true total: expected x (raw ratio -/+ z se), widened to hold the point."""
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + level / 2))
+        out = {}
+        for k in TOTALS:
+            e = float(totals[k])
+            lo, hi = sorted(((self.raw_ratio[k] - z * self.ratio_se[k]) * e, (self.raw_ratio[k] + z * self.ratio_se[k]) * e))
+            point = e * self.ratio[k]
+            out[k] = [min(lo, point), max(hi, point)]
+        return out
+
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
-                "expected": self.expected, "realized": self.realized, "rows": self.rows}
+                "ratio_cov": self.ratio_cov, "expected": self.expected, "realized": self.realized, "rows": self.rows}

@@ -23,6 +23,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{padding:4px 10px;border-botto
 th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
 .kpi{display:inline-block;margin:0 1.5em 1em 0}.kpi b{display:block;font-size:1.5em}
 .note{color:#666;font-size:.9em}img{max-width:100%}
+.warn{background:#fff3cd;border:1px solid #e0b400;padding:.6em 1em;color:#5c4300}
 """
 
 
@@ -103,6 +104,28 @@ def decile_plot(deciles: list[dict]) -> str:
     return _png(fig)
 
 
+def _warnings(summary: dict) -> list[str]:
+    """Banners at the top of the report: drift between the past campaign and the candidates, the ROI
+    guarantee, and the forecast's 90% interval."""
+    out = []
+    drift = summary.get("drift")
+    if drift and drift.get("shifted"):
+        out.append(f"<p class='warn' role='alert'><b>Warning: drift.</b> {html.escape(drift['message'])}</p>")
+    f = summary.get("forecast") or {}
+    iv = f.get("interval90")
+    if iv:
+        out.append("<p class='note'>Forecast, 90% interval of the true totals: incremental conversions "
+                   f"{_fmt(iv['incremental_conversions'][0])} to {_fmt(iv['incremental_conversions'][1])}, incremental "
+                   f"revenue {_fmt(iv['incremental_revenue'][0])} to {_fmt(iv['incremental_revenue'][1])}, spend "
+                   f"{_fmt(iv['spend'][0])} to {_fmt(iv['spend'][1])}.</p>")
+    g = summary.get("roi_guarantee")
+    if g:
+        out.append(f"<p class='note'>ROI guarantee: the floor {_fmt(g['min_roi'])} holds with probability "
+                   f"{g['achieved_probability']:.2f} (asked {g['confidence']:g}); allocated under a floor of "
+                   f"{_fmt(g['allocated_min_roi'])}.</p>")
+    return out
+
+
 def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = None) -> str:
     """The report as an HTML string. ``summary`` is summary.json's content."""
     e = summary["expected"]
@@ -122,6 +145,7 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>promo-opt: {html.escape(summary['campaign'])}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Promotion plan: {html.escape(summary['campaign'])}</h1>",
+             *_warnings(summary),
              "<div>" + "".join(f"<div class='kpi'>{html.escape(k)}<b>{_fmt(v)}</b></div>" for k, v in kpis) + "</div>",
              f"<p class='note'>Objective: {html.escape(summary['objective'])}; ROI floor: {_fmt(summary.get('min_roi'))}. "
              f"Solver: {html.escape(summary['solver'])} ({html.escape(summary['solver_reason'])}); "

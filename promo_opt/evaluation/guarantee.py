@@ -1,0 +1,108 @@
+"""Guarantee mode: an ROI floor that holds with a stated probability (``constraints.min_roi_confidence``).
+
+The allocator meets the floor in *expectation under the model*: expected incremental revenue R
+over expected spend S is at least the floor m. The truth differs from the model by the ratios
+realized/expected that the held-out twin measured (:mod:`promo_opt.evaluation.heldout`): true
+revenue ~ rho_R R and true spend ~ rho_S S, with (rho_R, rho_S) approximately normal around the
+forecast ratios, with the measured covariance. The floor holds when the margin
+``rho_R R - m rho_S S`` is >= 0, so::
+
+    P(floor holds) = Phi(mu / sigma),  mu = r_R R - m r_S S,
+    sigma^2 = R^2 V_RR + m^2 S^2 V_SS - 2 m R S V_RS
+
+For a confidence c the allocator is run under a raised floor m' >= m, found by bisection, the
+smallest m' whose policy reaches P >= c: a stricter floor keeps only the users whose return is
+clearly above it, which widens the margin faster than it widens sigma. The raised floor, the
+achieved probability and that of the plain floor go to ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from promo_opt.errors import InfeasibleError
+from promo_opt.evaluation.heldout import TOTALS, ForecastCorrection
+
+
+@dataclass
+class RoiGuarantee:
+    confidence: float  # asked
+    achieved: float  # P(true ROI >= min_roi) of the chosen policy
+    plain_floor_probability: float  # the same for the policy under the plain floor
+    min_roi: float
+    allocated_min_roi: float  # the floor the allocator was run with
+
+    def as_dict(self) -> dict:
+        return {"confidence": self.confidence, "achieved_probability": self.achieved,
+                "plain_floor_probability": self.plain_floor_probability, "min_roi": self.min_roi,
+                "allocated_min_roi": self.allocated_min_roi,
+                "note": "probability that the true ROI meets min_roi, from the held-out realized/expected ratios "
+                        "of revenue and spend and their covariance"}
+
+
+def floor_probability(revenue: float, spend: float, min_roi: float, correction: ForecastCorrection) -> float:
+    """P(true revenue >= min_roi x true spend) for a policy with these expected totals."""
+    if spend <= 0:
+        return 1.0
+    i, j = TOTALS.index("incremental_revenue"), TOTALS.index("spend")
+    v = np.asarray(correction.ratio_cov, dtype=np.float64)
+    if v.shape != (3, 3):
+        raise InfeasibleError("constraints.min_roi_confidence needs the model's held-out measurement "
+                              "(retrain with promo-opt train or run; the model has no ratio covariance)")
+    mu = correction.ratio["incremental_revenue"] * revenue - min_roi * correction.ratio["spend"] * spend
+    var = revenue ** 2 * v[i, i] + (min_roi * spend) ** 2 * v[j, j] - 2 * min_roi * revenue * spend * v[i, j]
+    if var <= 0:
+        return 1.0 if mu >= 0 else 0.0
+    return float(norm.cdf(mu / np.sqrt(var)))
+
+
+def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: ForecastCorrection,
+                     iterations: int = 30):
+    """The allocation under the smallest floor m' >= ``min_roi`` whose policy meets the floor
+    ``min_roi`` with probability >= ``confidence``.
+
+    ``solve_at(m)`` allocates under floor m and returns ``(result, totals)`` (totals as
+    ``Economics.totals``). Returns ``(result, totals, RoiGuarantee)``.
+    """
+    def prob(totals):
+        return floor_probability(totals["incremental_revenue"], totals["spend"], min_roi, correction)
+
+    base = solve_at(min_roi)
+    p0 = prob(base[1])
+    if p0 >= confidence:
+        return (*base, RoiGuarantee(confidence, p0, p0, min_roi, min_roi))
+    lo, hi, best = min_roi, None, None
+    step = max(min_roi, 0.1)
+    for _ in range(40):  # grow the floor until it is safe (or nothing is left to allocate)
+        cand = lo + step
+        try:
+            r = solve_at(cand)
+        except InfeasibleError:
+            hi = cand
+            break
+        if prob(r[1]) >= confidence:
+            hi, best = cand, r
+            break
+        lo, step = cand, step * 2
+    if best is None:
+        raise InfeasibleError(
+            f"constraints.min_roi_confidence {confidence:g}: no floor above min_roi {min_roi:g} gives a policy whose "
+            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}); the held-out "
+            "measurement is too uncertain: lower the confidence or the floor, or train on more past users")
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        try:
+            r = solve_at(mid)
+        except InfeasibleError:
+            hi = mid
+            continue
+        if prob(r[1]) >= confidence:
+            hi, best = mid, r
+        else:
+            lo = mid
+        if hi - lo < 1e-4 * max(1.0, hi):
+            break
+    return (*best, RoiGuarantee(confidence, prob(best[1]), p0, min_roi, hi))
