@@ -12,6 +12,9 @@ Response model, for user ``i`` and arm ``k`` (column 0 = control)::
     true_p[i, k]     = sigmoid(logit[i, k])
     true_value[i]    = exp(order_value.score(x_i))                  (arm-independent)
 
+``outcome_type`` count: ``true_p`` is the expected number of orders ``exp(logit)`` (Poisson);
+amount: the expected spend ``sigmoid(logit) x value``, with ``true_value`` 1 (the outcome is money).
+
 Scores are linear in features with optional level indicators, step functions and pairwise
 interactions (so trees have something to find). Missing values are missing at random in the
 observed features only: the truth uses each user's value before it went missing.
@@ -28,7 +31,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promo_opt.config import ArmConfig, Objective, format_validation_error, read_yaml
+from promo_opt.config import ArmConfig, Objective, OutcomeType, format_validation_error, read_yaml
 from promo_opt.data import atomic_write
 from promo_opt.economics import compute_economics
 from promo_opt.errors import ConfigError
@@ -195,6 +198,10 @@ class WorldSpec(_Strict):
     logging: Logging = RandomLogging()
     drift: Drift = Drift()
     campaign: CampaignDefaults = CampaignDefaults()
+    # binary: converted ~ Bernoulli(sigmoid(logit)); count: orders ~ Poisson(exp(logit)), the logit read
+    # as a log rate, each order worth value; amount: spend = Bernoulli(sigmoid(logit)) x order value,
+    # the outcome itself in currency (no value column; each unit of it is worth 1)
+    outcome_type: OutcomeType = "binary"
 
     @model_validator(mode="after")
     def _references(self):
@@ -334,6 +341,9 @@ class SimulatedSample:
     true_value: np.ndarray
     type_prob: np.ndarray
     propensity: np.ndarray | None
+    # amount outcomes only: P(order) per arm (n, K) and the expected value of an order (n,); true_p is their product
+    conversion_p: np.ndarray | None = None
+    order_value: np.ndarray | None = None
 
     @property
     def true_uplift(self) -> np.ndarray:
@@ -380,12 +390,19 @@ class World:
         logit = base[:, None] + type_prob @ arm_lift
         true_p = 1.0 / (1.0 + np.exp(-np.clip(logit, -30.0, 30.0)))
         true_value = np.exp(_evaluate(self.spec.order_value.score, latent, n))
+        conversion_p = order_value = None
+        if self.spec.outcome_type == "count":
+            true_p = np.exp(np.clip(logit, -30.0, 3.0))  # at most ~20 orders a user
+        elif self.spec.outcome_type == "amount":
+            conversion_p, order_value = true_p, true_value
+            true_p, true_value = true_p * true_value[:, None], np.ones(n)
 
         offset = 1 if population == "train" else _CANDIDATE_ID_OFFSET + 1
         ids = [f"u{i:07d}" for i in range(offset, offset + n)]
         features = pd.DataFrame({"user_id": ids, **observed})
         propensity = self._propensity(latent, n) if population == "train" else None
-        return SimulatedSample(population, tuple(self.arm_names), features, true_p, true_value, type_prob, propensity)
+        return SimulatedSample(population, tuple(self.arm_names), features, true_p, true_value, type_prob, propensity,
+                               conversion_p=conversion_p, order_value=order_value)
 
     def realize(self, sample: SimulatedSample, seed: int | None = None) -> pd.DataFrame:
         """Run the past campaign on a train sample: arm ~ logging policy, converted ~ Bernoulli(true_p).
@@ -401,16 +418,32 @@ class World:
         u = rng.random(n)
         arm = np.minimum((np.cumsum(sample.propensity, axis=1) < u[:, None]).sum(axis=1), len(self.arm_names) - 1)
         rows = np.arange(n)
-        converted = rng.random(n) < sample.true_p[rows, arm]
         sigma = self.spec.order_value.sigma
-        realized = sample.true_value * np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma**2)
         df = sample.features.copy()
         df["arm"] = np.asarray(self.arm_names, dtype=object)[arm]
-        df["converted"] = converted.astype(np.int64)
-        df["order_value"] = np.where(converted, np.round(realized, 2), 0.0)
+        kind = self.spec.outcome_type
+        if kind == "amount":
+            converted = rng.random(n) < sample.conversion_p[rows, arm]
+            realized = sample.order_value * np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma**2)
+            df[self.outcome_column] = np.where(converted, np.round(realized, 2), 0.0)
+        elif kind == "count":
+            orders = rng.poisson(sample.true_p[rows, arm])
+            realized = sample.true_value * np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma**2)
+            df[self.outcome_column] = orders.astype(np.int64)
+            df["order_value"] = np.where(orders > 0, np.round(realized, 2), 0.0)
+        else:
+            converted = rng.random(n) < sample.true_p[rows, arm]
+            realized = sample.true_value * np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma**2)
+            df["converted"] = converted.astype(np.int64)
+            df["order_value"] = np.where(converted, np.round(realized, 2), 0.0)
         if isinstance(self.spec.logging, PolicyLogging):
             df["propensity"] = sample.propensity[rows, arm]
         return df
+
+    @property
+    def outcome_column(self) -> str:
+        """The outcome column of the written past campaign, by ``outcome_type``."""
+        return {"binary": "converted", "count": "orders", "amount": "amount"}[self.spec.outcome_type]
 
     # -- writing a campaign ----------------------------------------------------------------
     def write_campaign(
@@ -440,7 +473,7 @@ class World:
 
         defaults = self.spec.campaign
         if budget is None:
-            spend = compute_economics(cand.true_p, cand.true_value, self.arms).spend  # (n, K)
+            spend = compute_economics(cand.true_p, cand.true_value, self.arms, self.spec.outcome_type).spend  # (n, K)
             budget = round(defaults.budget_fraction * float(spend.max(axis=1).sum()), 2)
         min_roi = defaults.min_roi if min_roi is None else min_roi
         data = {
@@ -449,9 +482,12 @@ class World:
             "truth": "truth.parquet",
             "id": "user_id",
             "treatment": "arm",
-            "outcome": "converted",
-            "value": "order_value",
+            "outcome": self.outcome_column,
         }
+        if self.spec.outcome_type != "binary":
+            data["outcome_type"] = self.spec.outcome_type
+        if self.spec.outcome_type != "amount":  # an amount is money itself
+            data["value"] = "order_value"
         if isinstance(self.spec.logging, PolicyLogging):
             data["propensity"] = "propensity"
         data["features"] = "auto"
