@@ -20,7 +20,7 @@ from promo_opt.config import CampaignConfig
 from promo_opt.data import (Candidates, load_candidates, load_training, read_table, segment_labels,
                             write_json, write_table)
 from promo_opt.economics import Economics, build_problem, campaign_economics
-from promo_opt.errors import DataError, PromoOptError
+from promo_opt.errors import DataError, InfeasibleError, PromoOptError
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.honest import select_learner
 from promo_opt.learners.value import OrderValueModel
@@ -132,13 +132,24 @@ def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.
 
     if n_candidates is None:
         return {"applied": False, "reason": "no data.candidates at training time to scale the budget to"}
+    note = {}
     try:
         h = heldout_policy(config, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates,
                            weights=weights)
+    except InfeasibleError as err:
+        # the out-of-fold predictions cannot meet the ROI floor although the final model may: measure the
+        # budget-only policy instead (its ratios still describe how the model's totals miss the truth)
+        loose = config.model_copy(update={"constraints": config.constraints.model_copy(update={"min_roi": None})})
+        try:
+            h = heldout_policy(loose, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates,
+                               weights=weights)
+        except PromoOptError as err2:
+            return {"applied": False, "reason": f"the held-out allocation failed: {err2}"}
+        note = {"floor_dropped": f"measured without the ROI floor: {err}"}
     except PromoOptError as err:
         return {"applied": False, "reason": f"the held-out allocation failed: {err}"}
     corr = ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast)
-    return {"applied": True, "corrected": config.model.correct_forecast, **corr.as_dict()}
+    return {"applied": True, "corrected": config.model.correct_forecast, **note, **corr.as_dict()}
 
 
 def train(config: CampaignConfig, progress=None) -> TrainedModel:

@@ -76,7 +76,7 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
         return (*base, RoiGuarantee(confidence, p0, p0, min_roi, min_roi))
     lo, hi, best = min_roi, None, None
     step = max(min_roi, 0.1)
-    for _ in range(40):  # grow the floor until it is safe (or nothing is left to allocate)
+    for _ in range(40):  # grow the floor until it is safe, or beyond what any policy attains
         cand = lo + step
         try:
             r = solve_at(cand)
@@ -87,12 +87,9 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
             hi, best = cand, r
             break
         lo, step = cand, step * 2
-    if best is None:
-        raise InfeasibleError(
-            f"constraints.min_roi_confidence {confidence:g}: no floor above min_roi {min_roi:g} gives a policy whose "
-            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}); the held-out "
-            "measurement is too uncertain: lower the confidence or the floor, or train on more past users")
-    for _ in range(iterations):
+    if hi is None:
+        raise InfeasibleError(f"constraints.min_roi_confidence {confidence:g}: no floor up to {lo:g} is safe enough")
+    for _ in range(iterations):  # the smallest safe floor in (lo, hi]
         mid = 0.5 * (lo + hi)
         try:
             r = solve_at(mid)
@@ -105,4 +102,10 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
             lo = mid
         if hi - lo < 1e-4 * max(1.0, hi):
             break
+    if best is None:
+        raise InfeasibleError(
+            f"constraints.min_roi_confidence {confidence:g}: no floor above min_roi {min_roi:g} gives a policy whose "
+            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; the best attainable "
+            f"floor, about {lo:.3g}, is not safe enough): the held-out measurement is too uncertain: lower the "
+            "confidence or the floor, or train on more past users")
     return (*best, RoiGuarantee(confidence, prob(best[1]), p0, min_roi, hi))

@@ -1,0 +1,311 @@
+"""Issue 16: the decision path a planner can bet on: forecast intervals, drift checks, count and
+amount outcomes, the ROI guarantee, the race of learners, threads sized to free cores, and the
+world generator."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from promo_opt.config import ArmConfig, DriftConfig, load_config
+from promo_opt.data import load_training
+from promo_opt.economics import compute_economics
+from promo_opt.errors import ConfigError, DataError, InfeasibleError
+from promo_opt.evaluation.drift import check_drift
+from promo_opt.evaluation.guarantee import floor_probability, guaranteed_floor
+from promo_opt.evaluation.heldout import ForecastCorrection
+from promo_opt.evaluation.metrics import arm_metrics
+from promo_opt.learners.honest import select_learner
+from promo_opt.simulation.generator import random_world, world_spec
+from promo_opt.threads import free_cores, lgbm_threads, machine_cores, thread_budget
+from tests.conftest import invoke, write_config
+
+ARMS = [ArmConfig(name="control", control=True), ArmConfig(name="pct10", discount=0.1),
+        ArmConfig(name="v5", cost_per_conversion=5.0, cost_per_send=0.5)]
+
+
+# -- the contract in summary.json ------------------------------------------------------------
+def test_run_summary_has_the_forecast_interval_and_the_drift_block(run_out):
+    s = json.loads((run_out / "summary.json").read_text())
+    iv = s["forecast"]["interval90"]
+    assert set(iv) == {"incremental_conversions", "incremental_revenue", "spend"}
+    for k, (lo, hi) in iv.items():
+        assert lo <= s["forecast"][k] <= hi, k
+    d = s["drift"]
+    assert 0.0 <= d["auc"] <= 1.0 and isinstance(d["shifted"], bool) and isinstance(d["top_features"], list)
+    assert d["shifted"] is False  # train and candidates come from the same travel population
+    assert set(s["truth"]["interval90_covers"]) == set(iv)
+
+
+def test_the_interval_comes_from_the_heldout_ratio_and_its_standard_error():
+    c = ForecastCorrection(ratio={"incremental_conversions": 1.1, "incremental_revenue": 1.0, "spend": 1.0},
+                           raw_ratio={"incremental_conversions": 1.2, "incremental_revenue": 1.0, "spend": 0.9},
+                           ratio_se={"incremental_conversions": 0.1, "incremental_revenue": 0.0, "spend": 0.05},
+                           ratio_cov=np.diag([0.01, 0.0, 0.0025]).tolist())
+    iv = c.interval({"incremental_conversions": 100.0, "incremental_revenue": 50.0, "spend": 200.0})
+    assert iv["incremental_conversions"] == pytest.approx([120 - 16.4485, 120 + 16.4485], abs=1e-3)
+    assert iv["spend"][0] == pytest.approx(200 * (0.9 - 1.644854 * 0.05), abs=1e-3)
+    assert iv["spend"][1] == pytest.approx(200.0)  # widened to hold the point forecast (ratio 1)
+    assert ForecastCorrection.from_dict(c.as_dict()).ratio_cov == c.ratio_cov
+
+
+# -- count and amount outcomes ---------------------------------------------------------------
+def test_count_economics_scale_the_trigger_cost_with_the_expected_orders():
+    p = np.array([[1.5, 2.5, 2.0]])  # expected bookings under each arm
+    e = compute_economics(p, np.array([100.0]), ARMS, outcome_type="count")
+    assert e.spend[0].tolist() == pytest.approx([0.0, 0.1 * 100 * 2.5, 0.5 + 5 * 2.0])
+    assert e.incremental_conversions[0].tolist() == pytest.approx([0.0, 1.0, 0.5])
+    assert e.incremental_revenue[0, 1] == pytest.approx(100.0)
+    with pytest.raises(DataError, match=r"in \[0, 1\]"):
+        compute_economics(p, np.array([100.0]), ARMS)  # binary: 2.5 is no probability
+
+
+@pytest.mark.parametrize("kind, values, needle", [
+    ("count", [0, 1, 2.5], "must hold whole numbers >= 0"),
+    ("count", [0, -1, 2], "must hold whole numbers >= 0"),
+    ("amount", [0.0, -3.0, 12.5], "must hold finite numbers >= 0"),
+    ("binary", [0, 1, 3], "set data.outcome_type: count or amount"),
+])
+def test_outcome_type_checks_name_the_column(campaign_copy, kind, values, needle):
+    d, raw = campaign_copy
+    df = pd.read_csv(d / "train.csv")
+    df["converted"] = df["converted"].astype(float)
+    df.loc[:2, "converted"] = values
+    df.to_csv(d / "train.csv", index=False)
+    raw["data"]["outcome_type"] = kind
+    with pytest.raises(DataError, match="column 'converted'") as e:
+        load_training(load_config(write_config(d, raw)))
+    assert needle in str(e.value)
+
+
+def test_outcome_type_is_validated_in_the_config(campaign_copy):
+    d, raw = campaign_copy
+    raw["data"]["outcome_type"] = "poisson"
+    with pytest.raises(ConfigError, match="data.outcome_type"):
+        load_config(write_config(d, raw))
+
+
+def _outcome_world(kind: str, tmp_path, n_train=6000, n_candidates=3000):
+    spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "scenarios", "travel.yaml")))
+    spec["outcome_type"] = kind
+    if kind == "count":  # about one booking a user in the season, several for frequent travellers
+        spec["base"]["intercept"] = -0.3
+    from promo_opt.simulation.world import parse_world
+
+    path = parse_world(spec).write_campaign(tmp_path, seed=1, n_train=n_train, n_candidates=n_candidates)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = {"learner": "pooled_smooth", "folds": 2}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["count", "amount"])
+def test_count_and_amount_outcomes_run_end_to_end(kind, tmp_path):
+    cfg = _outcome_world(kind, tmp_path / "c")
+    out = tmp_path / "out"
+    r = invoke("run", cfg, "--out", out)
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["outcome_type"] == kind
+    scores = pd.read_parquet(out / "scores.parquet")
+    if kind == "count":  # expected bookings per user, not probabilities: some exceed 1 in this world
+        assert (scores["p_control"] > 1).any()
+    assert s["truth"]["share_of_oracle"] > 0.3  # a real policy, scored by the world's truth
+    assert "interval90" in s["forecast"]
+    sel = json.loads((out / "model" / "selection.json").read_text())
+    assert all(np.isfinite(m["qini"]) for m in sel["uplift_metrics"]["pooled_smooth"].values())
+
+
+def test_qini_for_counts_is_one_for_the_perfect_ranking_and_near_zero_for_noise():
+    rng = np.random.default_rng(0)
+    n = 20000
+    arm = rng.integers(0, 2, n)
+    tau = rng.uniform(0, 2, n)
+    y = rng.poisson(1 + tau * arm).astype(float)
+    good = np.column_stack([np.ones(n), 1 + tau])
+    noise = np.column_stack([np.ones(n), 1 + rng.uniform(0, 2, n)])
+    q_good = arm_metrics(good, arm, y, ["c", "t"])["t"]["qini"]
+    q_noise = arm_metrics(noise, arm, y, ["c", "t"])["t"]["qini"]
+    assert q_good > 0.1 and abs(q_noise) < 0.05 and q_good > q_noise + 0.1
+
+
+# -- drift -------------------------------------------------------------------------------------
+def _frames(shift: float, n=6000, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def frame(m, s):
+        return pd.DataFrame({"age": rng.normal(40 + s, 10, m), "visits": rng.poisson(3, m).astype(float),
+                             "device": pd.Categorical(rng.choice(["a", "b"], m), categories=["a", "b"])})
+    return frame(n, 0.0), frame(n // 2, shift)
+
+
+def test_no_drift_when_the_populations_match():
+    tr, ca = _frames(0.0)
+    rep, w = check_drift(tr, ca, DriftConfig())
+    assert rep.auc < 0.56 and not rep.shifted and w is None
+
+
+def test_drift_is_detected_named_and_corrected_by_importance_weights():
+    tr, ca = _frames(6.0)  # age shifted by 0.6 SD: overlap is fine
+    rep, w = check_drift(tr, ca, DriftConfig())
+    assert rep.shifted and rep.top_features[0] == "age" and rep.action == "reweighted"
+    assert w.shape == (len(tr),) and w.mean() == pytest.approx(1.0)
+    # the weighted training mean of age moves to the candidates' mean
+    gap = abs(tr["age"].mean() - ca["age"].mean())
+    assert gap > 4 and abs(np.average(tr["age"], weights=w) - ca["age"].mean()) < 0.25 * gap
+
+
+def test_drift_beyond_the_training_support_is_refused_naming_the_feature():
+    tr, ca = _frames(45.0)
+    with pytest.raises(DataError, match=r"age.*extrapolate.*drift.on_extrapolation: warn"):
+        check_drift(tr, ca, DriftConfig())
+    rep, w = check_drift(tr, ca, DriftConfig(on_extrapolation="warn"))
+    assert rep.action == "warned" and w is None
+
+
+def test_drifted_candidates_warn_on_the_cli_and_top_the_report(campaign_copy, tmp_path):
+    d, raw = campaign_copy
+    cand = pd.read_csv(d / "candidates.csv")
+    cand["bookings_12m"] = cand["bookings_12m"] + 2  # a season of frequent travellers
+    cand.to_csv(d / "candidates.csv", index=False)
+    raw["model"] = {"learner": "pooled_smooth", "folds": 2}
+    out = tmp_path / "out"
+    r = invoke("run", write_config(d, raw), "--out", out)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("WARNING: drift:") and "bookings_12m" in r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["drift"]["shifted"] and "bookings_12m" in s["drift"]["top_features"]
+    html = (out / "report.html").read_text()
+    assert html.index("Warning: drift") < html.index("expected incremental conversions")
+
+
+def test_a_refused_run_writes_nothing(campaign_copy, tmp_path):
+    d, raw = campaign_copy
+    cand = pd.read_csv(d / "candidates.csv")
+    cand["age"] = cand["age"] + 200
+    cand.to_csv(d / "candidates.csv", index=False)
+    raw["model"] = {"learner": "pooled_smooth", "folds": 2}
+    out = tmp_path / "out"
+    r = invoke("run", write_config(d, raw), "--out", out)
+    assert r.exit_code == 2 and "extrapolate" in r.output and "age" in r.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+# -- guarantee mode ----------------------------------------------------------------------------
+def _correction(se_rev=0.1, se_spend=0.05, corr=0.5):
+    cov = [[0.0, 0.0, 0.0], [0.0, se_rev ** 2, corr * se_rev * se_spend], [0.0, corr * se_rev * se_spend, se_spend ** 2]]
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    return ForecastCorrection(ratio=dict(one), raw_ratio=dict(one), ratio_se={}, ratio_cov=cov)
+
+
+def test_floor_probability_matches_monte_carlo():
+    c = _correction()
+    rng = np.random.default_rng(0)
+    v = np.asarray(c.ratio_cov)[1:, 1:]
+    draws = rng.multivariate_normal([1.0, 1.0], v, size=200_000)
+    revenue, spend, floor = 1700.0, 1000.0, 1.5
+    mc = np.mean(draws[:, 0] * revenue >= floor * draws[:, 1] * spend)
+    assert floor_probability(revenue, spend, floor, c) == pytest.approx(mc, abs=0.005)
+
+
+def test_guaranteed_floor_raises_the_floor_until_the_probability_is_met():
+    rng = np.random.default_rng(1)
+    n = 4000
+    ret = rng.uniform(0.2, 2.0, n)  # revenue per unit of spend of each user's one promotion
+
+    order = np.argsort(-ret)
+    avg = np.cumsum(ret[order]) / np.arange(1, n + 1)
+
+    def solve_at(m):  # the floor binds: the most users (best returns first) whose average return is m
+        if not (avg >= m).any():
+            raise InfeasibleError(f"min_roi {m} is above the best ROI")
+        k = int(np.flatnonzero(avg >= m)[-1]) + 1
+        take = order[:k]
+        return take, {"incremental_revenue": float(ret[take].sum()), "spend": float(k)}
+
+    c = _correction(se_rev=0.08, se_spend=0.03)
+    take, totals, g = guaranteed_floor(solve_at, 1.5, 0.9, c)
+    assert g.plain_floor_probability < 0.9 <= g.achieved
+    assert g.allocated_min_roi > 1.5 and totals["incremental_revenue"] / totals["spend"] >= g.allocated_min_roi - 1e-3
+    assert g.achieved == pytest.approx(floor_probability(totals["incremental_revenue"], totals["spend"], 1.5, c))
+
+
+def test_min_roi_confidence_in_a_run(campaign_copy, tmp_path):
+    from promo_opt import pipeline
+
+    d, raw = campaign_copy
+    raw["model"] = {"learner": "pooled_smooth", "folds": 3}
+    raw["constraints"]["min_roi"] = 0.5
+    raw["constraints"]["min_roi_confidence"] = 0.9
+    path = write_config(d, raw)
+    # 8,000 past users: the held-out revenue ratio has a standard error of ~0.8, no floor is safe: refused
+    out = tmp_path / "out"
+    r = invoke("run", path, "--out", out)
+    assert r.exit_code == 2 and "too uncertain" in r.output and "min_roi_confidence 0.9" in r.output
+    assert not out.exists() or not any(out.iterdir())
+    # the same model with a precise measurement (standard errors / 10): the floor is raised until it is safe
+    cfg = load_config(path)
+    model = pipeline.train(cfg)
+    corr = dict(model.metrics["forecast_correction"])
+    corr["ratio_cov"] = (np.asarray(corr["ratio_cov"]) / 100).tolist()
+    o = pipeline.allocate(cfg, pipeline.score_candidates(cfg, model), correction=corr)
+    g = o.summary["roi_guarantee"]
+    assert g["achieved_probability"] >= 0.9 > g["plain_floor_probability"] or g["allocated_min_roi"] == 0.5
+    assert g["allocated_min_roi"] >= 0.5 and o.summary["expected"]["roi"] >= g["allocated_min_roi"] - 1e-6
+    del raw["constraints"]["min_roi_confidence"]
+    plain = pipeline.allocate(load_config(write_config(d, raw)), pipeline.score_candidates(cfg, model),
+                              correction=corr)
+    assert "roi_guarantee" not in plain.summary
+    assert o.summary["expected"]["roi"] >= plain.summary["expected"]["roi"] - 1e-9
+
+
+def test_min_roi_confidence_needs_a_floor(campaign_copy):
+    d, raw = campaign_copy
+    raw["constraints"] = {"budget": 1000, "min_roi_confidence": 0.9}
+    with pytest.raises(ConfigError, match="min_roi_confidence needs constraints.min_roi"):
+        load_config(write_config(d, raw))
+
+
+# -- the race and the threads ------------------------------------------------------------------
+def test_the_race_stops_learners_that_cannot_win_and_says_why():
+    rng = np.random.default_rng(0)
+    n = 6000
+    X = pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n)})
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1 + 0.08 * arm * (X["x"] > 0)).astype(int)
+    terms = np.array([[0.0, 0, 0], [0.1, 0, 0]])
+    fitted, rep = select_learner(X, arm, y, 2, terms, folds=5, seed=0)
+    out = rep.race["eliminated"]
+    assert out, "nothing was stopped early"
+    assert all(v["after_folds"] < 5 and v["reason"] for v in out.values())
+    assert set(out).isdisjoint(fitted) and rep.chosen in fitted
+    fitted_all, rep_all = select_learner(X, arm, y, 2, terms, folds=5, seed=0, race=False)
+    assert not rep_all.race["eliminated"] and len(fitted_all) > len(fitted)
+
+
+def test_threads_follow_the_free_cores(monkeypatch):
+    assert 1 <= free_cores(0.05) <= machine_cores()
+    monkeypatch.setenv("PROMO_OPT_THREADS", "1")
+    assert free_cores() == 1
+    with thread_budget() as n:
+        assert n == 1 and lgbm_threads() == 1
+    with thread_budget(2):
+        assert lgbm_threads() == 2
+    assert lgbm_threads() == machine_cores()  # outside a budget
+
+
+# -- the world generator -----------------------------------------------------------------------
+def test_generated_worlds_are_valid_reproducible_and_varied():
+    kinds, arms, drifted = set(), set(), 0
+    for s in range(40):
+        w = random_world(s)
+        kinds.add(w.spec.outcome_type)
+        arms.add(len(w.arm_names))
+        drifted += bool(w.spec.drift.shift)
+        smp = w.sample(500, seed=1)
+        assert np.isfinite(smp.true_p).all() and (smp.true_p >= 0).all()
+    assert world_spec(7) == world_spec(7) and world_spec(7) != world_spec(8)
+    assert kinds == {"binary", "count", "amount"} and len(arms) >= 3 and 5 <= drifted <= 30
