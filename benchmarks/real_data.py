@@ -48,7 +48,7 @@ from promo_opt.data import write_bytes, write_json  # noqa: E402
 from promo_opt.evaluation.metrics import arm_metrics, mean_qini, qini_curves  # noqa: E402
 from promo_opt.features import FeaturePreprocessor  # noqa: E402
 from promo_opt.learners import LEARNERS, learner_names, make_learner, select_learner  # noqa: E402
-from promo_opt.learners.meta import numeric_matrix  # noqa: E402
+from promo_opt.features import numeric_matrix  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 log = logging.getLogger("real_data")

@@ -79,3 +79,17 @@ def _as_text(s: pd.Series) -> pd.Series:
         out[whole] = v[whole].astype("int64").astype("string")
         return out
     return s.astype("string")
+
+
+def numeric_matrix(X: pd.DataFrame) -> np.ndarray:
+    """Features as float64: categoricals become their level codes, missing stays NaN."""
+    cols = []
+    for c in X.columns:
+        s = X[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes = s.cat.codes.to_numpy(dtype=np.float64)
+            codes[codes < 0] = np.nan
+            cols.append(codes)
+        else:
+            cols.append(s.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(cols) if cols else np.zeros((len(X), 0))

@@ -309,3 +309,29 @@ def test_generated_worlds_are_valid_reproducible_and_varied():
         assert np.isfinite(smp.true_p).all() and (smp.true_p >= 0).all()
     assert world_spec(7) == world_spec(7) and world_spec(7) != world_spec(8)
     assert kinds == {"binary", "count", "amount"} and len(arms) >= 3 and 5 <= drifted <= 30
+
+
+# -- per-arm scoring of the pooled model -------------------------------------------------------
+@pytest.mark.parametrize("kind", ["binary", "count", "amount"])
+def test_compiled_pooled_scoring_equals_lightgbm(kind):
+    from promo_opt.learners.lgbm import PooledLGBM, predict_outcome
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.poisson(2, n).astype(float),
+                      "z": np.where(rng.random(n) < 0.2, 0.0, rng.normal(size=n)),
+                      "c": pd.Categorical(rng.choice(["x", "y", "z", "w"], n), categories=["x", "y", "z", "w"])})
+    X.loc[rng.random(n) < 0.1, "a"] = np.nan
+    X.loc[rng.random(n) < 0.05, "c"] = np.nan
+    arm = rng.integers(0, 3, n)
+    lin = -1 + 0.5 * np.nan_to_num(X["a"]) + 0.4 * arm * (X["c"] == "x") + 0.2 * X["b"]
+    y = {"binary": (rng.random(n) < 1 / (1 + np.exp(-lin))).astype(int),
+         "count": rng.poisson(np.exp(lin)).astype(float),
+         "amount": (rng.random(n) < 1 / (1 + np.exp(-lin))) * rng.lognormal(3, 0.5, n)}[kind]
+    terms = np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0.0]])
+    for params in (dict(num_leaves=4, min_child_samples=50), dict(num_leaves=31, min_child_samples=20)):
+        m = PooledLGBM(3, terms, seed=0, outcome_type=kind, **params).fit(X, arm, y)
+        fast = m.predict_proba(X)
+        assert m.forest_ is not None and 0 < m.forest_.arm_tree_share < 1
+        slow = np.column_stack([predict_outcome(m.model_, m._design(X, np.full(n, k))) for k in range(3)])
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)

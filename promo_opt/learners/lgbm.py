@@ -145,11 +145,45 @@ class PooledLGBM:
         self.model_ = _fit_early_stopped(m, D, y, self.seed, stratify=arm * 2 + (y > 0), sample_weight=sample_weight)
         return self
 
+    def _forest(self):
+        """The booster compiled for per-arm scoring (:mod:`promo_opt.learners.forest`), or None when
+        its trees use something the compiled scorer does not follow (then LightGBM predicts)."""
+        if not hasattr(self, "forest_"):
+            from promo_opt.learners.forest import CompiledForest
+
+            arm_cols = [ARM_COLUMN] + [f"__arm_term{j}__" for j in range(0 if self.arm_terms is None
+                                                                         else self.arm_terms.shape[1])]
+            try:
+                self.forest_ = CompiledForest(self.model_.booster_, arm_cols)
+            except (ValueError, KeyError):
+                self.forest_ = None
+        return self.forest_
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         n = len(X)
-        return np.column_stack([
-            predict_outcome(self.model_, self._design(X, np.full(n, k))) for k in range(self.n_arms)
-        ])
+        forest = self._forest()
+        if forest is None:
+            return np.column_stack([
+                predict_outcome(self.model_, self._design(X, np.full(n, k))) for k in range(self.n_arms)
+            ])
+        import numba
+
+        from promo_opt.features import numeric_matrix
+
+        numba.set_num_threads(min(lgbm_threads(), numba.config.NUMBA_NUM_THREADS))
+        D = self._design(X, np.zeros(n, dtype=np.int64))
+        cols = list(D.columns)
+        M = numeric_matrix(D)
+        base = forest.raw(M, ~forest.arm_tree)  # the trees that do not split on the arm: once for all arms
+        out = np.empty((n, self.n_arms))
+        for k in range(self.n_arms):
+            if self._with_arm_column():
+                M[:, cols.index(ARM_COLUMN)] = k
+            if self.arm_terms is not None:
+                for j in range(self.arm_terms.shape[1]):
+                    M[:, cols.index(f"__arm_term{j}__")] = self.arm_terms[k, j]
+            out[:, k] = forest.response(base + forest.raw(M, forest.arm_tree))
+        return out
 
 
 def make_learner(name: str, n_arms: int, arm_terms: np.ndarray | None, seed: int, outcome_type: str = "binary"):

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from promo_opt.errors import ModelError
+from promo_opt.features import numeric_matrix
 from promo_opt.learners.lgbm import TLEARNER_PARAMS, _fit_early_stopped, lgbm_model, predict_outcome
 from promo_opt.threads import lgbm_threads
 
@@ -39,20 +40,6 @@ BASE_PARAMS = dict(learning_rate=0.05, n_estimators=200, num_leaves=15, min_chil
                    deterministic=True, force_row_wise=True)
 EFFECT_PARAMS = dict(BASE_PARAMS, num_leaves=7, min_child_samples=200, n_estimators=100)
 META_KINDS = ("s", "t", "x", "r", "dr")
-
-
-def numeric_matrix(X: pd.DataFrame) -> np.ndarray:
-    """Features as float64: categoricals become their level codes, missing stays NaN."""
-    cols = []
-    for c in X.columns:
-        s = X[c]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            codes = s.cat.codes.to_numpy(dtype=np.float64)
-            codes[codes < 0] = np.nan
-            cols.append(codes)
-        else:
-            cols.append(s.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.column_stack(cols) if cols else np.zeros((len(X), 0))
 
 
 class _Imputer:

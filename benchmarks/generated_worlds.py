@@ -1,0 +1,213 @@
+"""The default decision path over worlds no one tuned to (issue 16).
+
+For every generated world (:mod:`promo_opt.simulation.generator`, seeds 0..N-1) and every size of
+past campaign, the default config runs train -> score -> allocate, and the policy is scored by the
+world's truth:
+
+* share of the oracle (the best allocation with perfect knowledge, same budget and floor);
+* the forecast: |forecast / true - 1| for incremental conversions and spend, and whether the
+  90% interval (``summary.forecast.interval90``) covers the true totals;
+* true spend / budget, true ROI / floor (worlds given a floor), drift detected;
+* guarantee mode (worlds given a floor): the same model allocated with
+  ``constraints.min_roi_confidence: 0.9``; does the true ROI meet the floor?
+* ``--baseline``: the pre-issue-16 auto on the same campaign (``model.race: false``, 10 folds, no
+  drift reweighting), paired.
+
+The ROI floor, where given (every third world), is 80% of the oracle's ROI at the budget without a
+floor, so that it binds but can be met.
+
+    nice .venv/bin/python benchmarks/generated_worlds.py --worlds 30 --sizes 20000,100000 \\
+        [--n-candidates 20000] [--baseline] [--out reports/generated_worlds]
+
+Writes ``<out>.json`` (one row per run, appended as it goes, so a long run can be read early) and
+``<out>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from promo_opt import pipeline  # noqa: E402
+from promo_opt.allocation import solve  # noqa: E402
+from promo_opt.config import load_config  # noqa: E402
+from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
+from promo_opt.economics import build_problem  # noqa: E402
+from promo_opt.errors import PromoOptError  # noqa: E402
+from promo_opt.evaluation.truth import score_against_truth, truth_economics  # noqa: E402
+from promo_opt.simulation.generator import random_world  # noqa: E402
+from promo_opt.simulation import load_world  # noqa: E402
+
+KEYS = ("incremental_conversions", "incremental_revenue", "spend")
+
+
+def floor_for(cfg, truth) -> float:
+    """80% of the oracle's ROI at the campaign's budget without a floor (0 when it has no spend)."""
+    from promo_opt.data import load_candidates
+
+    ids = load_candidates(cfg, []).ids
+    econ = truth_economics(cfg, ids, truth)
+    res = solve(build_problem(econ, cfg, budget=cfg.constraints.budget, min_roi=None), solver="dual")
+    t = econ.totals(res.arm)
+    return round(0.8 * t["roi"], 4) if t["spend"] > 0 and np.isfinite(t["roi"]) and t["roi"] > 0 else 0.0
+
+
+def score(cfg, model, scores, truth, **alloc) -> dict:
+    out = pipeline.allocate(cfg, scores, correction=model.metrics.get("forecast_correction"), **alloc)
+    rep = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"], out.budget,
+                              out.min_roi, forecast=out.summary.get("forecast")).as_dict()
+    f = out.summary.get("forecast") or {}
+    row = {"share_of_oracle": rep["share_of_oracle"], "objective": rep["objective"],
+           "policy_true": rep["policy_true"], "oracle_true": rep["oracle_true"], "expected": out.summary["expected"],
+           "forecast": {k: f.get(k) for k in KEYS}, "interval90": f.get("interval90"),
+           "interval90_covers": rep.get("interval90_covers"), "true_spend_vs_budget": rep.get("true_spend_vs_budget"),
+           "true_roi_vs_floor": rep.get("true_roi_vs_floor"), "roi_guarantee": out.summary.get("roi_guarantee")}
+    return row
+
+
+def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        path = world.write_campaign(d, seed=seed, n_train=n_train, n_candidates=n_candidates)
+        cfg = load_config(path)
+        truth = read_table(cfg.data.truth)
+        floor = floor_for(cfg, truth) if seed % 3 == 0 else 0.0
+        over = {"constraints.min_roi": floor} if floor > 0 else {}
+        cfg = load_config(path, **over)
+        row = {"world": world.name, "seed": seed, "n_train": n_train, "outcome_type": world.spec.outcome_type,
+               "budget": cfg.constraints.budget,
+               "objective": cfg.objective, "arms": len(cfg.arm_names), "min_roi": floor or None,
+               "drifted_world": bool(world.spec.drift.shift or world.spec.drift.logit_shift),
+               "concept_drift": bool(world.spec.drift.logit_shift), "load_before": os.getloadavg()[0]}
+        t0 = time.perf_counter()
+        try:
+            model = pipeline.train(cfg)
+        except PromoOptError as err:  # a refusal (e.g. drift beyond the training data's support) is a result
+            row.update({"refused": str(err), "seconds_train": time.perf_counter() - t0})
+            return row
+        row["seconds_train"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        scores = pipeline.score_candidates(cfg, model)
+        row["seconds_score"] = time.perf_counter() - t1
+        try:
+            row.update(score(cfg, model, scores, truth))
+        except PromoOptError as err:  # e.g. the model sees no policy that meets the floor: a clear refusal
+            row.update({"refused": str(err), "seconds_total": time.perf_counter() - t0})
+            return row
+        row["seconds_total"] = time.perf_counter() - t0
+        sel = model.metrics["selection"]
+        row.update({"learner": sel["chosen"], "race": sel.get("race", {}).get("eliminated", {}),
+                    "threads": model.metrics.get("threads"), "drift": {k: (model.metrics.get("drift") or {}).get(k)
+                                                                      for k in ("auc", "shifted", "action")}})
+        if floor > 0:
+            g = load_config(path, **over, **{"constraints.min_roi_confidence": 0.9})
+            try:
+                row["guarantee"] = score(g, model, scores, truth)
+            except PromoOptError as err:
+                row["guarantee"] = {"refused": str(err)}
+        if baseline:
+            b = load_config(path, **over, **{"model.race": False, "model.folds": 10, "drift.reweight": False})
+            t2 = time.perf_counter()
+            bm = pipeline.train(b)
+            bs = pipeline.score_candidates(b, bm)
+            row["baseline"] = {**score(b, bm, bs, truth), "learner": bm.metrics["selection"]["chosen"],
+                               "seconds_total": time.perf_counter() - t2}
+        return row
+
+
+def _within(rows, key, tol):
+    vals = [abs(r["forecast"][key] / r["policy_true"][key] - 1) <= tol for r in rows
+            if r["forecast"].get(key) is not None and abs(r["policy_true"][key]) > 1e-9]
+    return float(np.mean(vals)) if vals else float("nan"), len(vals)
+
+
+def summarize(rows: list[dict]) -> list[str]:
+    # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
+    # nothing to share); such runs still count for the forecast and the budget
+    ok = [r for r in rows if "share_of_oracle" in r]
+    lines = []
+    for n in sorted({r["n_train"] for r in rows}):
+        sel = [r for r in ok if r["n_train"] == n]
+        if not sel:
+            continue
+        share = np.array([r["share_of_oracle"] for r in sel if r["share_of_oracle"] is not None
+                          and r["oracle_true"][r["objective"]] > 0])
+        cov = {k: float(np.mean([r["interval90_covers"][k] for r in sel if r.get("interval90_covers")])) for k in KEYS}
+        conv10, m = _within(sel, "incremental_conversions", 0.10)
+        spend5, _ = _within(sel, "spend", 0.05)
+        # where the budget binds (the policy is expected to spend it all)
+        budget5 = [abs(r["true_spend_vs_budget"] - 1) <= 0.05 for r in sel if r.get("true_spend_vs_budget")
+                   and r["expected"]["spend"] >= 0.99 * r["budget"]]
+        floors = [r["true_roi_vs_floor"] >= 1 for r in sel if r.get("true_roi_vs_floor")]
+        g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict) and "true_roi_vs_floor" in r["guarantee"]]
+        lines += [f"### {n:,} past users ({len(sel)} runs, {sum(1 for r in rows if r['n_train'] == n and 'refused' in r)} refused)", "",
+                  "| measure | value |", "|---|---|",
+                  f"| share of the oracle: mean (median, 10th percentile), {len(share)} runs where the oracle gains | "
+                  f"{share.mean():.3f} ({np.median(share):.3f}, {np.quantile(share, 0.1):.3f}) |",
+                  f"| 90% interval covers the truth: conversions / revenue / spend | {cov['incremental_conversions']:.2f} / "
+                  f"{cov['incremental_revenue']:.2f} / {cov['spend']:.2f} |",
+                  f"| point forecast of conversions within ±10% | {conv10:.2f} ({m} runs) |",
+                  f"| forecast spend within ±5% of true spend | {spend5:.2f} |",
+                  f"| true spend within ±5% of budget | {np.mean(budget5) if budget5 else float('nan'):.2f} ({len(budget5)} runs with a budget) |",
+                  f"| ROI floor met in truth (plain floor) | {np.mean(floors) if floors else float('nan'):.2f} ({len(floors)} runs) |",
+                  f"| ROI floor met in truth (min_roi_confidence 0.9) | "
+                  f"{np.mean([x['true_roi_vs_floor'] >= 1 for x in g]) if g else float('nan'):.2f} ({len(g)} runs) |",
+                  f"| mean seconds train / total | {np.mean([r['seconds_train'] for r in sel]):.1f} / "
+                  f"{np.mean([r['seconds_total'] for r in sel]):.1f} |"]
+        base = [r for r in sel if isinstance(r.get("baseline"), dict) and r["baseline"].get("share_of_oracle") is not None]
+        if base:
+            d = np.array([r["share_of_oracle"] - r["baseline"]["share_of_oracle"] for r in base])
+            lines.append(f"| new default minus pre-issue auto, share of the oracle (paired, {len(base)} runs) | "
+                         f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float('nan'):.3f} |")
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worlds", type=int, default=30, help="generated worlds 0..N-1")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--named", default="", help="also these scenario worlds, e.g. travel,retail_vouchers")
+    ap.add_argument("--sizes", default="20000,100000")
+    ap.add_argument("--n-candidates", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=0, help="campaign seed added to the world seed")
+    ap.add_argument("--baseline", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "generated_worlds"))
+    args = ap.parse_args()
+    worlds = [random_world(s) for s in range(args.first, args.first + args.worlds)]
+    worlds += [load_world(w) for w in args.named.split(",") if w]
+    rows = []
+    out = Path(args.out)
+    for n in map(int, args.sizes.split(",")):
+        for i, w in enumerate(worlds):
+            r = one_run(w, args.seed + i, n, args.n_candidates, args.baseline)
+            rows.append(r)
+            write_json({"command": " ".join(sys.argv), "rows": rows}, out.with_suffix(".json"))
+            if "refused" in r:
+                print(f"{w.name:16s} n={n:>7,} refused: {r['refused'][:120]}", flush=True)
+                continue
+            print(f"{w.name:16s} n={n:>7,} {r['outcome_type']:6s} share {r['share_of_oracle']:.3f} "
+                  f"conv f/t {r['forecast']['incremental_conversions'] / r['policy_true']['incremental_conversions'] if r['policy_true']['incremental_conversions'] else float('nan'):.3f} "
+                  f"covers {r['interval90_covers']} spend/budget {r.get('true_spend_vs_budget') or float('nan'):.3f} "
+                  f"{r['learner']} {r['seconds_total']:.0f}s"
+                  + (f" base {r['baseline']['share_of_oracle']:.3f}" if "baseline" in r else ""), flush=True)
+    lines = ["# The default decision path over generated worlds (issue 16)", "",
+             f"`{' '.join(['nice .venv/bin/python', *sys.argv])}`", "",
+             "Generated worlds: `promo_opt/simulation/generator.py` (random features, arms, effect shapes, base rates, "
+             "drift, outcome types). Truth: each world's potential outcomes. Every third world gets an ROI floor of "
+             "80% of the oracle's ROI at its budget.", "", *summarize(rows)]
+    write_bytes(("\n".join(lines) + "\n").encode(), out.with_suffix(".md"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
