@@ -64,6 +64,11 @@ def _print_summary(summary: dict, out: Path) -> None:
                      f"{ot[key]:,.1f}; spend {pt['spend']:,.0f}"
                      + (f" = {truth['true_spend_vs_budget']:.1%} of budget" if "true_spend_vs_budget" in truth else "")
                      + (f"; ROI {pt['roi']:.3g} = {truth['true_roi_vs_floor']:.1%} of floor" if "true_roi_vs_floor" in truth else ""))
+    lt = summary.get("long_term")
+    if lt:  # objective long_term_value (issue 13)
+        lines.insert(3, f"long term       +{lt['incremental_revenue_long_term']:,.0f} revenue over the ltv horizon "
+                        f"(immediate +{lt['incremental_revenue_immediate']:,.0f}), net long-term value "
+                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})")
     lines.append(f"written to      {out}")
     typer.echo("\n".join(lines))
 
@@ -285,6 +290,33 @@ def effect(config: Path = ConfigArg,
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"{result.method} ({result.estimand}) written to {out}")
+
+
+# ---- issue 13: long-term value ----
+@app.command()
+@_guard
+def ltv(config: Path = ConfigArg, out: Path = OutOpt,
+        boot: Optional[int] = typer.Option(None, "--boot", help="override ltv.boot (bootstrap replicates)"),
+        engine: str = typer.Option("local", "--engine", help="local (spark: not yet available for ltv)")) -> None:
+    """Long-term value of every promotion arm from the weekly customer panel (ltv:): ltv.json + report.html."""
+    from promo_opt.ltv.valuation import estimate_ltv, write_ltv
+
+    cfg = _config(config)
+    if _use_spark(engine):
+        raise PromoOptError("--engine spark: the long-term model has no Spark engine yet; use --engine local")
+    result = estimate_ltv(cfg, boot=boot)
+    write_ltv(result, out, cfg.name)
+    d = result.to_dict()
+    typer.echo(f"{d['model']['n_customers']:,} customers, {d['model']['n_rows']:,} customer-weeks fitted; "
+               f"'{d['outcome']}' over {d['horizon']} weeks vs '{d['control']}'")
+    for arm, a in d["arms"].items():
+        i, lt, m = a["immediate"], a["long_term"], a["multiplier"]
+        ci = (lambda v: f" [{v['ci_low']:+.4g}, {v['ci_high']:+.4g}]" if v["ci_low"] is not None else "")
+        typer.echo(f"  {arm:<16} immediate {i['estimate']:+.4g}{ci(i)}  long_term {lt['estimate']:+.4g}{ci(lt)}  "
+                   f"multiplier {m['estimate']:.3g}")
+    for note in d["notes"]:
+        typer.echo(f"note: {note}")
+    typer.echo(f"written to {out}")
 
 
 # ---- issue 5: off-policy evaluation and measurement ----

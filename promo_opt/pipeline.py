@@ -219,7 +219,12 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     ids = scores[config.data.id].to_numpy()
     if pd.Series(ids).duplicated().any():
         raise DataError(f"scores: column '{config.data.id}' has repeated ids")
-    return ids, compute_economics(p, value, config.ordered_arms)
+    econ = compute_economics(p, value, config.ordered_arms)
+    if config.objective == "long_term_value":  # issue 13: each arm's long-term multiplier from ltv:
+        from promo_opt.ltv.objective import with_long_term
+
+        econ = with_long_term(econ, config)
+    return ids, econ
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +302,10 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "multipliers": result.multipliers,
         "seconds": {"allocate": time.perf_counter() - t0},
     }
+    if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
+        from promo_opt.ltv.objective import long_term_totals
+
+        summary["long_term"] = long_term_totals(econ, arm, config.arm_names)
     forecast = corrected_forecast(totals, correction)
     if forecast is not None:
         summary["forecast"] = forecast
