@@ -81,12 +81,12 @@ def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: 
     if len(dup):
         i = dup[0]
         raise DataError(f"{source}: {int((same & (step == 0)).sum()):,} duplicate (customer, week) row(s), e.g. "
-                        f"{ltv.customer}={cust_ids[cust[i]]!r} {ltv.week}={w[i]}; give one row per customer and week")
+                        f"{ltv.customer}={_show(cust_ids[cust[i]])} {ltv.week}={w[i]}; give one row per customer and week")
     gap = np.flatnonzero(same & (step > 1))
     if len(gap):
         i = gap[0]
         raise DataError(f"{source}: gaps in a customer's weeks ({len(gap):,} customer(s)/gap(s)), e.g. "
-                        f"{ltv.customer}={cust_ids[cust[i]]!r} jumps from {ltv.week} {w[i]} to {w[i + 1]}; "
+                        f"{ltv.customer}={_show(cust_ids[cust[i]])} jumps from {ltv.week} {w[i]} to {w[i + 1]}; "
                         "give a row for every week between a customer's first and last (zeros where nothing happened)")
 
     values, inverse = np.unique(df[ltv.treatment].astype(str).to_numpy(), return_inverse=True)
@@ -104,7 +104,7 @@ def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: 
         varies = df[c].to_numpy() != first
         if varies.any():
             i = int(np.flatnonzero(varies)[0])
-            raise DataError(f"{source}: control '{c}' changes within {ltv.customer}={cust_ids[cust[i]]!r}; "
+            raise DataError(f"{source}: control '{c}' changes within {ltv.customer}={_show(cust_ids[cust[i]])}; "
                             "ltv.controls must be time-invariant (model a changing quantity as a surrogate)")
     X, names = _encode_controls(ctrl, source)
     return Panel(customer=cust, week=w, arm=arm, y=df[variables].to_numpy(dtype=np.float64), controls=X,
@@ -127,3 +127,6 @@ def _encode_controls(ctrl: pd.DataFrame, source: str) -> tuple[np.ndarray, list[
     return X, names
 
 
+def _show(x) -> str:
+    """A customer id as the user wrote it (no numpy repr)."""
+    return repr(x.item() if isinstance(x, np.generic) else x)

@@ -100,7 +100,7 @@ def simulate(fit: FittedSystem, start: Start, plan: Plan, pinned: np.ndarray | N
     H = len(plan.arm)
     V = fit.design.variables
     order = [V.index(v) for v in fit.order]
-    Y = np.empty((R, L + H, m))
+    Y = np.zeros((R, L + H, m))
     Y[:, :L] = start.lags[::-1][None]  # row L-1 = week -1
     arms = np.r_[np.zeros(L, dtype=np.int64), plan.arm]
     fixed = fit.const + np.einsum("rjp,p->rj", fit.control, start.controls)  # (R, m)
