@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from promo_opt.config import CampaignConfig
 from promo_opt.data import write_bytes, write_json, write_table
 from promo_opt.errors import ConfigError
 from promo_opt.ltv.model import FittedSystem, fit_system
-from promo_opt.ltv.panel import Panel, read_panel
+from promo_opt.ltv.panel import Panel, check_panel, read_panel
 from promo_opt.ltv.settings import LtvConfig, ShockConfig
 from promo_opt.ltv.shapley import ShapleyResult, shapley
 from promo_opt.ltv.shocks import ShockPath, Start, plan_shocks, propagate, simulate
@@ -134,15 +135,18 @@ def value_arms(fit: FittedSystem, start: Start, ltv: LtvConfig, arm_names: list[
     return out
 
 
-def estimate_ltv(config: CampaignConfig, boot: int | None = None) -> LtvResult:
-    """Fit the config's ``ltv:`` model and value every arm (see the module docstring)."""
+def estimate_ltv(config: CampaignConfig, boot: int | None = None, panel: pd.DataFrame | None = None) -> LtvResult:
+    """Fit the config's ``ltv:`` model and value every arm (see the module docstring).
+
+    ``panel``: the panel as a data frame (default: read ``ltv.panel``); ``boot`` overrides ``ltv.boot``.
+    """
     ltv = config.ltv
     if ltv is None:
         raise ConfigError("the config has no ltv: section (panel, customer, week, treatment, outcome, surrogates)")
-    if ltv.panel is None:
+    if ltv.panel is None and panel is None:
         raise ConfigError("ltv.panel is not set: 'promo-opt ltv' fits the weekly customer panel")
     arm_names = config.arm_names
-    panel = read_panel(ltv, arm_names)
+    panel = read_panel(ltv, arm_names) if panel is None else check_panel(panel, ltv, arm_names)
     fit = fit_system(ltv, panel, seed=config.seed, boot=boot)
     start = average_start(panel, ltv.lags)
     plans = {s.label: plan_shocks(fit, [s], ltv.horizon, arm_names, ltv.groups) for s in ltv.shocks}
