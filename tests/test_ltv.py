@@ -348,3 +348,93 @@ def test_equation_structure_restrictions_are_data(habit_campaign):
     regs = set(w.loc[w.equation == "searches", "regressor"])
     assert "searches[t-1]" in regs and "visits[t-1]" not in regs and "bookings[t-2]" not in regs
     assert "visits[t-1]" in set(w.loc[w.equation == "bookings", "regressor"])
+
+
+# -------------------------------------------------------------------------------- objective: long_term_value
+def _ltv_json(path: Path, arms: dict[str, tuple[float, float]]) -> Path:
+    d = {"outcome": "bookings", "horizon": 26,
+         "arms": {a: {"immediate": {"estimate": i, "ci_low": None, "ci_high": None},
+                      "long_term": {"estimate": lt, "ci_low": None, "ci_high": None}} for a, (i, lt) in arms.items()}}
+    path.write_text(json.dumps(d))
+    return path
+
+
+def _two_arm_scores(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    p0 = rng.uniform(0.05, 0.1, n)
+    up = rng.uniform(0.01, 0.05, n)
+    return pd.DataFrame({"user_id": np.arange(n), "value": rng.uniform(50, 150, n), "p_control": p0,
+                         "p_habit": p0 + up, "p_pull": p0 + 1.3 * up})
+
+
+def _objective_config(tmp_path, objective, values, budget=150.0):
+    from promo_opt import pipeline
+
+    raw = {"data": {}, "objective": objective, "constraints": {"budget": budget},
+           "arms": [{"name": "control", "control": True}, {"name": "habit", "cost_per_conversion": 5.0},
+                    {"name": "pull", "cost_per_conversion": 5.0}],
+           "ltv": {"values": str(values)}}
+    return pipeline, parse_config(raw, base_dir=tmp_path)
+
+
+def test_long_term_objective_prefers_the_habit_arm(tmp_path):
+    """'pull' wins more conversions now, but only pulls them forward; 'habit' is worth 3x over the horizon."""
+    values = _ltv_json(tmp_path / "ltv.json", {"habit": (0.1, 0.3), "pull": (0.1, 0.03)})
+    scores = _two_arm_scores()
+    pipeline, conv = _objective_config(tmp_path, "conversions", values)
+    _, ltv = _objective_config(tmp_path, "long_term_value", values)
+    a_conv = pipeline.allocate(conv, scores)
+    a_ltv = pipeline.allocate(ltv, scores)
+    assert a_conv.summary["users_per_arm"]["pull"] > a_conv.summary["users_per_arm"]["habit"]
+    assert a_ltv.summary["users_per_arm"]["habit"] > 0 and a_ltv.summary["users_per_arm"]["pull"] == 0
+    lt = a_ltv.summary["long_term"]
+    assert lt["multipliers"] == {"control": 1.0, "habit": pytest.approx(3.0), "pull": pytest.approx(0.3)}
+    # the long-term gain is what the allocator maximized: incremental revenue x multiplier - spend
+    e = a_ltv.econ
+    rows = np.arange(len(a_ltv.arm))
+    expect = float((e.incremental_revenue[rows, a_ltv.arm] * np.array([1, 3.0, 0.3])[a_ltv.arm]
+                    - e.spend[rows, a_ltv.arm]).sum())
+    assert lt["long_term_value"] == pytest.approx(expect)
+    assert lt["incremental_revenue_long_term"] == pytest.approx(3 * lt["incremental_revenue_immediate"])
+
+
+def test_long_term_objective_bad_values(tmp_path):
+    scores = _two_arm_scores()
+    pipeline, cfg = _objective_config(tmp_path, "long_term_value", _ltv_json(tmp_path / "a.json", {"habit": (0.1, 0.3)}))
+    with pytest.raises(DataError, match="no long-term value for arm 'pull'"):
+        pipeline.allocate(cfg, scores)
+    pipeline, cfg = _objective_config(tmp_path, "long_term_value",
+                                      _ltv_json(tmp_path / "b.json", {"habit": (0.0, 0.3), "pull": (0.1, 0.1)}))
+    with pytest.raises(DataError, match="arm 'habit' has immediate 0: a long-term multiplier"):
+        pipeline.allocate(cfg, scores)
+    pipeline, cfg = _objective_config(tmp_path, "long_term_value", tmp_path / "missing.json")
+    with pytest.raises(DataError, match="ltv.values: file not found"):
+        pipeline.allocate(cfg, scores)
+
+
+def test_cli_allocate_with_long_term_objective(tmp_path):
+    values = _ltv_json(tmp_path / "ltv.json", {"habit": (0.1, 0.3), "pull": (0.1, 0.03)})
+    _two_arm_scores().to_csv(tmp_path / "scores.csv", index=False)
+    raw = {"data": {}, "objective": "long_term_value", "constraints": {"budget": 150.0},
+           "arms": [{"name": "control", "control": True}, {"name": "habit", "cost_per_conversion": 5.0},
+                    {"name": "pull", "cost_per_conversion": 5.0}], "ltv": {"values": "ltv.json"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    r = invoke("allocate", tmp_path / "c.yaml", "--scores", tmp_path / "scores.csv", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "long term" in r.output and "net long-term value" in r.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["objective"] == "long_term_value" and s["long_term"]["multipliers"]["habit"] == pytest.approx(3.0)
+
+
+def test_long_term_objective_from_a_fitted_panel(habit_campaign, tmp_path):
+    """Without ltv.values the multipliers come from fitting ltv.panel (no bootstrap needed)."""
+    from promo_opt.ltv.objective import long_term_multipliers
+
+    cfg = load_config(habit_campaign)
+    cfg = cfg.model_copy(update={"objective": "long_term_value"})
+    m = long_term_multipliers(cfg)
+    d = estimate_ltv(cfg, boot=0).to_dict()
+    assert m[0] == 1.0
+    assert m[2] == pytest.approx(d["arms"]["discount_20"]["long_term"]["estimate"]
+                                 / d["arms"]["discount_20"]["immediate"]["estimate"])
+    assert m[2] > 1.5  # the habit world: the long run is worth well over the first week
