@@ -424,6 +424,11 @@ def test_cli_allocate_with_long_term_objective(tmp_path):
     assert "long term" in r.output and "net long-term value" in r.output
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["objective"] == "long_term_value" and s["long_term"]["multipliers"]["habit"] == pytest.approx(3.0)
+    r = invoke("plan", tmp_path / "c.yaml", "--scores", tmp_path / "scores.csv", "--out", tmp_path / "p",
+               "--budgets", "50,150")
+    assert r.exit_code == 0, r.output
+    curve = pd.read_csv(tmp_path / "p" / "plan.csv")
+    assert len(curve) == 2 and curve["spend"].iloc[1] <= 150 + 1e-6
 
 
 def test_long_term_objective_from_a_fitted_panel(habit_campaign, tmp_path):
