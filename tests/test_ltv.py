@@ -253,6 +253,37 @@ def test_shapley_sampled_with_stated_error():
     assert np.allclose(exact.phi, truth)
 
 
+def test_shapley_batched_values_give_the_same_attribution():
+    w = np.arange(1, 13, dtype=float)
+
+    def one(s):
+        return sum(w[i] for i in s) ** 2
+
+    def many(cs):
+        return np.array([one(c) for c in cs])
+
+    players = [f"p{i}" for i in range(12)]
+    for exact_max in (12, 5):
+        a = shapley(one, players, exact_max=exact_max, permutations=300, seed=4)
+        b = shapley(one, players, exact_max=exact_max, permutations=300, seed=4, value_many=many, batch=7)
+        assert np.allclose(a.phi, b.phi) and a.method == b.method
+
+
+def test_sampled_shapley_in_the_model_matches_exact(tmp_path):
+    w = load_panel_world("same_period")
+    cfg = load_config(w.write_campaign(tmp_path, seed=2, customers=1000, boot=20, fmt="csv"))
+    exact = estimate_ltv(cfg).to_dict()["shapley"]["discount_20"]
+    cfg_s = cfg.model_copy(update={"ltv": cfg.ltv.model_copy(update={"shapley_exact_max": 1, "shapley_permutations": 400})})
+    res = estimate_ltv(cfg_s)
+    sampled = res.to_dict()["shapley"]["discount_20"]
+    assert sampled["method"] == "sampled" and sampled["permutations"] == 400
+    for p in ("visits", "searches"):
+        gap = abs(sampled["attribution"][p]["estimate"] - exact["attribution"][p]["estimate"])
+        assert gap <= 4 * sampled["std_error"][p] + 1e-12
+    assert sampled["efficiency_gap"] < 1e-12
+    assert any("sampled over 400 permutations" in n for n in res.notes)
+
+
 def test_shapley_in_a_world_through_a_surrogate(tmp_path):
     """same_period: the promotion acts on bookings only through visits, so visits carry the whole value."""
     w = _small_world("same_period", noise=0.01)

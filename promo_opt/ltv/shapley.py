@@ -34,8 +34,14 @@ class ShapleyResult:
 
 
 def shapley(value: Callable[[frozenset[int]], np.ndarray], players: list[str], exact_max: int = 10,
-            permutations: int = 2000, seed: int = 0) -> ShapleyResult:
-    """Exact Shapley values for ``len(players) <= exact_max``, otherwise sampled over permutations."""
+            permutations: int = 2000, seed: int = 0,
+            value_many: Callable[[list[frozenset[int]]], np.ndarray] | None = None,
+            batch: int = 64) -> ShapleyResult:
+    """Exact Shapley values for ``len(players) <= exact_max``, otherwise sampled over permutations.
+
+    ``value_many`` (optional): the values of a list of coalitions at once, ``(len, ...)``; the
+    coalitions needed are then evaluated in batches of ``batch`` before the attribution.
+    """
     n = len(players)
     cache: dict[frozenset[int], np.ndarray] = {}
 
@@ -44,6 +50,17 @@ def shapley(value: Callable[[frozenset[int]], np.ndarray], players: list[str], e
             cache[s] = np.asarray(value(s), dtype=np.float64)
         return cache[s]
 
+    rng = np.random.default_rng([seed, 4242])
+    orders = None if n <= exact_max else [rng.permutation(n) for _ in range(permutations)]
+    if value_many is not None:
+        if orders is None:
+            need = [frozenset(c) for size in range(n + 1) for c in combinations(range(n), size)]
+        else:
+            need = list({frozenset(o[:i].tolist()) for o in orders for i in range(n + 1)})
+        for i in range(0, len(need), batch):
+            chunk = need[i:i + batch]
+            for s, val in zip(chunk, np.asarray(value_many(chunk), dtype=np.float64)):
+                cache[s] = val
     full, empty = v(frozenset(range(n))), v(frozenset())
     if n <= exact_max:
         phi = np.zeros((n, *np.shape(full)))
@@ -55,14 +72,13 @@ def shapley(value: Callable[[frozenset[int]], np.ndarray], players: list[str], e
                     s = frozenset(sub)
                     phi[i] += w * (v(s | {i}) - v(s))
         return ShapleyResult(players=list(players), phi=phi, total=full, empty=empty, method="exact")
-    rng = np.random.default_rng([seed, 4242])
     draws = np.zeros((permutations, n, *np.shape(full)))
-    for b in range(permutations):
+    for b, order in enumerate(orders):
         s: frozenset[int] = frozenset()
         prev = empty
-        for i in rng.permutation(n):
+        for i in order:
             s = s | {int(i)}
-            cur = v(s) if len(cache) < 200_000 else np.asarray(value(s), dtype=np.float64)
+            cur = v(s)
             draws[b, i] = cur - prev
             prev = cur
     phi = draws.mean(axis=0)

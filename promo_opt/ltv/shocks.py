@@ -93,39 +93,41 @@ def simulate(fit: FittedSystem, start: Start, plan: Plan, pinned: np.ndarray | N
              pinned_path: np.ndarray | None = None) -> np.ndarray:
     """Levels of every variable over the plan's weeks, per replicate ``(R, H, m)``.
 
-    ``pinned`` (m,) bool: those variables follow ``pinned_path (R, H, m)`` instead of their
-    equations (how Shapley blocks a surrogate channel).
+    ``pinned`` ``(m,)`` or a batch ``(P, m)`` of bool masks: those variables follow ``pinned_path
+    (R, H, m)`` instead of their equations (how Shapley blocks a surrogate channel); with a batch
+    the result is ``(P, R, H, m)``, one path per mask, computed together.
     """
     R, L, m, _ = fit.lag.shape
     H = len(plan.arm)
     V = fit.design.variables
+    batch = pinned is not None and np.ndim(pinned) == 2
+    pins = np.zeros((1, m), dtype=bool) if pinned is None else np.atleast_2d(np.asarray(pinned, dtype=bool))
+    P = len(pins)
+    parents = {j: [V.index(v) for v in V if fit.design.current_col(V.index(v)) in fit.columns[V[j]]] for j in range(m)}
     order = [V.index(v) for v in fit.order]
-    Y = np.zeros((R, L + H, m))
-    Y[:, :L] = start.lags[::-1][None]  # row L-1 = week -1
+    Y = np.zeros((P, R, L + H, m))
+    Y[:, :, :L] = start.lags[::-1][None, None]  # row L-1 = week -1
     arms = np.r_[np.zeros(L, dtype=np.int64), plan.arm]
     fixed = fit.const + np.einsum("rjp,p->rj", fit.control, start.controls)  # (R, m)
+    any_pin = pins.any(axis=0)
     for t in range(H):
         s = L + t
-        # everything but the same-period terms, for all variables at once
-        base = fixed + np.einsum("rljv,rlv->rj", fit.lag, Y[:, np.arange(s - 1, s - 1 - L, -1)])
-        base += sum(fit.arm[:, lag, :, arms[s - lag]] for lag in range(L + 1) if arms[s - lag])
+        # everything but the same-period terms, for all variables at once: (P, R, m)
+        base = fixed[None] + np.einsum("rljv,prlv->prj", fit.lag, Y[:, :, np.arange(s - 1, s - 1 - L, -1)])
+        for lag in range(L + 1):
+            if arms[s - lag]:
+                base += fit.arm[None, :, lag, :, arms[s - lag]]
+        base += plan.add[t][None, None]
         for j in order:
-            if pinned is not None and pinned[j]:
-                Y[:, s, j] = pinned_path[:, t, j]
-                continue
+            val = base[:, :, j]
+            for v in parents[j]:
+                val = val + fit.same[None, :, j, v] * Y[:, :, s, v]
             if not np.isnan(plan.set_to[t, j]):
-                Y[:, s, j] = plan.set_to[t, j]
-                continue
-            Y[:, s, j] = base[:, j] + np.einsum("rv,rv->r", fit.same[:, j, :], Y[:, s, :] * _done(order, j, m)) \
-                + plan.add[t, j]
-    return Y[:, L:]
-
-
-def _done(order: list[int], j: int, m: int) -> np.ndarray:
-    """Mask of the variables computed before ``j`` in this week (its possible same-period parents)."""
-    mask = np.zeros(m)
-    mask[order[:order.index(j)]] = 1.0
-    return mask
+                val = np.full_like(val, plan.set_to[t, j])
+            if any_pin[j]:
+                val = np.where(pins[:, j][:, None], pinned_path[None, :, t, j], val)
+            Y[:, :, s, j] = val
+    return Y[:, :, L:] if batch else Y[0, :, L:]
 
 
 def no_shock(horizon: int, m: int) -> Plan:

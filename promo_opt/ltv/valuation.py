@@ -124,13 +124,17 @@ def value_arms(fit: FittedSystem, start: Start, ltv: LtvConfig, arm_names: list[
         if groups:
             players = list(groups)
 
-            def value(s: frozenset[int], plan=plan, path=path) -> np.ndarray:
-                keep = {v for i in s for v in groups[players[i]]}
-                pinned = np.array([v in ltv.surrogates and v not in keep for v in V])
-                cf = simulate(fit, start, plan, pinned, path.baseline)
-                return (cf - path.baseline)[:, :, V.index(o)].sum(axis=1)
+            def value_many(coalitions: list[frozenset[int]], plan=plan, path=path) -> np.ndarray:
+                """Long-term outcome change with the surrogates of every player outside the coalition blocked."""
+                pins = np.zeros((len(coalitions), len(V)), dtype=bool)
+                for c, s in enumerate(coalitions):
+                    keep = {v for i in s for v in groups[players[i]]}
+                    pins[c] = [v in ltv.surrogates and v not in keep for v in V]
+                cf = simulate(fit, start, plan, pins, path.baseline)  # (C, R, H, m)
+                return (cf - path.baseline[None])[..., V.index(o)].sum(axis=2)
 
-            val.shapley = shapley(value, players, ltv.shapley_exact_max, ltv.shapley_permutations, seed)
+            val.shapley = shapley(lambda s: value_many([s])[0], players, ltv.shapley_exact_max,
+                                  ltv.shapley_permutations, seed, value_many=value_many)
         out.append(val)
     return out
 
