@@ -57,7 +57,7 @@ class LtvConfig(_Strict):
     boot: int = Field(default=200, ge=0, le=100_000)  # bootstrap-by-customer replicates (0: no intervals)
     shocks: list[ShockConfig] = []  # extra shocks valued in ltv.json
     shapley_exact_max: int = Field(default=10, ge=1, le=16)  # exact Shapley up to this many players
-    shapley_permutations: int = Field(default=2000, ge=10)  # sampled Shapley beyond it
+    shapley_permutations: int = Field(default=200, ge=10)  # sampled Shapley beyond it (std_error in ltv.json)
     values: Path | None = None  # an ltv.json to read (objective: long_term_value) instead of fitting the panel
 
     @field_validator("surrogates", "controls")
