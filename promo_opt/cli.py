@@ -297,7 +297,10 @@ def effect(config: Path = ConfigArg,
 @_guard
 def ltv(config: Path = ConfigArg, out: Path = OutOpt,
         boot: Optional[int] = typer.Option(None, "--boot", help="override ltv.boot (bootstrap replicates)"),
-        engine: str = typer.Option("local", "--engine", help="local (spark: not yet available for ltv)")) -> None:
+        engine: str = typer.Option("local", "--engine", help="local (spark: not yet available for ltv)"),
+        track: bool = typer.Option(False, "--track", help="log the fitted model, weights and values to MLflow"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                                   "$MLFLOW_TRACKING_URI, else a local file store ./mlruns)")) -> None:
     """Long-term value of every promotion arm from the weekly customer panel (ltv:): ltv.json + report.html."""
     from promo_opt.ltv.valuation import estimate_ltv, write_ltv
 
@@ -317,6 +320,20 @@ def ltv(config: Path = ConfigArg, out: Path = OutOpt,
     for note in d["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"written to {out}")
+    if track:
+        from promo_opt.ltv.tracking import log_ltv, tracking_uri as resolve_uri
+
+        typer.echo(f"logged to MLflow run {log_ltv(result, cfg, out, tracking_uri)} ({resolve_uri(tracking_uri)})")
+
+
+@app.command("ltv-runs")
+@_guard
+def ltv_runs(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI")) -> None:
+    """List the long-term-value runs logged with 'promo-opt ltv --track'."""
+    from promo_opt.ltv.tracking import list_ltv_runs
+
+    runs = list_ltv_runs(tracking_uri)
+    typer.echo("no ltv runs logged" if runs.empty else runs.to_string(index=False, float_format="%.4g"))
 
 
 # ---- issue 5: off-policy evaluation and measurement ----

@@ -474,3 +474,27 @@ def test_long_term_objective_from_a_fitted_panel(habit_campaign, tmp_path):
     assert m[2] == pytest.approx(d["arms"]["discount_20"]["long_term"]["estimate"]
                                  / d["arms"]["discount_20"]["immediate"]["estimate"])
     assert m[2] > 1.5  # the habit world: the long run is worth well over the first week
+
+
+# -------------------------------------------------------------------------------- MLflow registry
+def test_ltv_runs_logged_to_mlflow_and_read_back(habit_campaign, tmp_path, monkeypatch):
+    from promo_opt.ltv.tracking import read_ltv_run
+
+    monkeypatch.chdir(tmp_path)  # the default store is ./mlruns
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    r = invoke("ltv", habit_campaign, "--out", tmp_path / "o", "--boot", 10, "--track")
+    assert r.exit_code == 0, r.output
+    run_id = r.output.split("logged to MLflow run ")[1].split()[0]
+    assert (tmp_path / "mlruns").is_dir()
+    logged = read_ltv_run(run_id, str(tmp_path / "mlruns"))
+    d = json.loads((tmp_path / "o" / "ltv.json").read_text())
+    assert logged.ltv == d
+    assert logged.params["lags"] == "4" and logged.params["outcome"] == "bookings"
+    assert logged.metrics["long_term.discount_20.estimate"] == pytest.approx(d["arms"]["discount_20"]["long_term"]["estimate"])
+    assert logged.model["lag"].shape == (4, 3, 3)
+    assert logged.model["lag"][0, 2, 2] == pytest.approx(d["model"]["weights"]["bookings"]["bookings[t-1]"])
+    assert len(logged.weights) == len(pd.read_csv(tmp_path / "o" / "weights.csv"))
+    listed = invoke("ltv-runs", "--tracking-uri", tmp_path / "mlruns")
+    assert run_id in listed.output
+    with pytest.raises(DataError, match="no MLflow run 'nope'"):
+        read_ltv_run("nope", str(tmp_path / "mlruns"))
