@@ -297,7 +297,7 @@ def effect(config: Path = ConfigArg,
 @_guard
 def ltv(config: Path = ConfigArg, out: Path = OutOpt,
         boot: Optional[int] = typer.Option(None, "--boot", help="override ltv.boot (bootstrap replicates)"),
-        engine: str = typer.Option("local", "--engine", help="local (spark: not yet available for ltv)"),
+        engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
         track: bool = typer.Option(False, "--track", help="log the fitted model, weights and values to MLflow"),
         tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                    "$MLFLOW_TRACKING_URI, else a local file store ./mlruns)")) -> None:
@@ -306,8 +306,11 @@ def ltv(config: Path = ConfigArg, out: Path = OutOpt,
 
     cfg = _config(config)
     if _use_spark(engine):
-        raise PromoOptError("--engine spark: the long-term model has no Spark engine yet; use --engine local")
-    result = estimate_ltv(cfg, boot=boot)
+        from promo_opt.spark.ltv import estimate_ltv_spark
+
+        result = estimate_ltv_spark(cfg, boot=boot)
+    else:
+        result = estimate_ltv(cfg, boot=boot)
     write_ltv(result, out, cfg.name)
     d = result.to_dict()
     typer.echo(f"{d['model']['n_customers']:,} customers, {d['model']['n_rows']:,} customer-weeks fitted; "

@@ -58,15 +58,15 @@ class Design:
         return self.q - len(self.variables) + v
 
 
-def make_design(ltv: LtvConfig, panel: Panel) -> Design:
-    V, A, L = panel.variables, panel.arm_names[1:], ltv.lags
+def make_design(ltv: LtvConfig, arm_names: list[str], control_names: list[str]) -> Design:
+    """The shared design of every equation; ``arm_names`` control first, ``control_names`` as encoded."""
+    V, A, L = ltv.variables, arm_names[1:], ltv.lags
     names = ["intercept"]
     names += [f"{v}[t-{lag}]" for lag in range(1, L + 1) for v in V]
     names += [f"arm={a}[t]" if lag == 0 else f"arm={a}[t-{lag}]" for lag in range(L + 1) for a in A]
-    names += [f"control:{c}" for c in panel.control_names]
+    names += [f"control:{c}" for c in control_names]
     names += [f"{v}[t]" for v in V]
-    return Design(regressors=names, variables=list(V), promo_arms=list(A), control_names=list(panel.control_names),
-                  lags=L)
+    return Design(regressors=names, variables=list(V), promo_arms=list(A), control_names=list(control_names), lags=L)
 
 
 def equation_columns(ltv: LtvConfig, design: Design) -> dict[str, np.ndarray]:
@@ -238,13 +238,17 @@ def solve_equations(G: np.ndarray, design: Design, columns: dict[str, np.ndarray
 def fit_system(ltv: LtvConfig, panel: Panel, seed: int = 0, boot: int | None = None) -> FittedSystem:
     """Fit every equation on the panel, with ``boot`` (default ``ltv.boot``) bootstrap-by-customer replicates."""
     boot = ltv.boot if boot is None else boot
-    design = make_design(ltv, panel)
+    design = make_design(ltv, panel.arm_names, panel.control_names)
     _check_identifiable(panel, design)
+    return fit_from_grams(ltv, design, gram_matrices(panel, design, boot, seed))
+
+
+def fit_from_grams(ltv: LtvConfig, design: Design, grams: Grams) -> FittedSystem:
+    """The fitted system from the Gram matrices (local or summed over Spark partitions)."""
     columns = equation_columns(ltv, design)
-    grams = gram_matrices(panel, design, boot, seed)
     G = np.concatenate([grams.G[None], grams.G_boot], axis=0)
     coef = solve_equations(G, design, columns, ltv.alpha)
-    R, m, L, K, p = G.shape[0], len(design.variables), design.lags, len(panel.arm_names), len(design.control_names)
+    R, m, L, K, p = G.shape[0], len(design.variables), design.lags, len(design.promo_arms) + 1, len(design.control_names)
     const, lag = np.zeros((R, m)), np.zeros((R, L, m, m))
     arm, control, same = np.zeros((R, L + 1, m, K)), np.zeros((R, m, p)), np.zeros((R, m, m))
     r2 = {}
@@ -276,14 +280,21 @@ def _r_squared(G: np.ndarray, cols: np.ndarray, t: int, beta: np.ndarray) -> flo
 
 
 def _check_identifiable(panel: Panel, design: Design) -> None:
-    given = np.bincount(panel.arm, minlength=len(panel.arm_names))
-    never = [a for k, a in enumerate(panel.arm_names) if given[k] == 0]
+    check_identifiable(np.bincount(panel.arm, minlength=len(design.promo_arms) + 1), np.ptp(panel.y, axis=0),
+                       np.ptp(panel.controls, axis=0) if len(panel.controls) else np.zeros(len(design.control_names)),
+                       design, [panel.arm_names[0], *design.promo_arms])
+
+
+def check_identifiable(arm_counts: np.ndarray, y_range: np.ndarray, control_range: np.ndarray, design: Design,
+                       arm_names: list[str]) -> None:
+    """Refuse an arm never given, a constant variable or a constant control (from panel-wide summaries)."""
+    never = [a for k, a in enumerate(arm_names) if arm_counts[k] == 0]
     if never:
         raise DataError(f"ltv panel: arm(s) {never} never appear in the treatment column; the model cannot learn "
                         "their effect (remove them from arms: or supply weeks where they were given)")
     for j, v in enumerate(design.variables):
-        if np.ptp(panel.y[:, j]) == 0:
+        if y_range[j] == 0:
             raise DataError(f"ltv panel: column '{v}' is constant; a variable that never changes cannot be modelled")
     for c, name in enumerate(design.control_names):
-        if len(panel.controls) and np.ptp(panel.controls[:, c]) == 0:
+        if control_range[c] == 0:
             raise DataError(f"ltv panel: control '{name}' is the same for every customer; drop it from ltv.controls")

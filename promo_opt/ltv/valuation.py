@@ -152,7 +152,13 @@ def estimate_ltv(config: CampaignConfig, boot: int | None = None, panel: pd.Data
     arm_names = config.arm_names
     panel = read_panel(ltv, arm_names) if panel is None else check_panel(panel, ltv, arm_names)
     fit = fit_system(ltv, panel, seed=config.seed, boot=boot)
-    start = average_start(panel, ltv.lags)
+    return value_fit(config, fit, average_start(panel, ltv.lags))
+
+
+def value_fit(config: CampaignConfig, fit: FittedSystem, start: Start) -> LtvResult:
+    """Every valuation of a fitted system (the engines differ only in how they fit)."""
+    ltv = config.ltv
+    arm_names = config.arm_names
     plans = {s.label: plan_shocks(fit, [s], ltv.horizon, arm_names, ltv.groups) for s in ltv.shocks}
     res = LtvResult(outcome=ltv.outcome, horizon=ltv.horizon, control=arm_names[0], fit=fit, start=start,
                     arms=value_arms(fit, start, ltv, arm_names, config.seed),
