@@ -114,7 +114,10 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="output direct
 
 @app.command()
 @_guard
-def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
+def train(config: Path = ConfigArg, out: Path = OutOpt,
+          track: bool = typer.Option(False, "--track", help="log the training run and the model to MLflow"),
+          tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                                     "$MLFLOW_TRACKING_URI, else a local file store ./mlruns)")) -> None:
     """Fit the uplift and order-value models on the past campaign; save them to a model directory."""
     cfg = _config(config)
     with _training_progress() as progress:
@@ -122,6 +125,10 @@ def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     model.save(out, cfg)
     sel = model.metrics["selection"]
     typer.echo(f"learner {sel['chosen']} ({sel['reason']}); model saved to {out}")
+    if track:  # issue 13: model registry
+        from promo_opt.tracking import log_training, tracking_uri as resolve_uri
+
+        typer.echo(f"logged to MLflow run {log_training(out, cfg, model.metrics, tracking_uri)} ({resolve_uri(tracking_uri)})")
 
 
 @app.command()

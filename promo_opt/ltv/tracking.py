@@ -3,16 +3,13 @@
 ``log_ltv(result, config, out_dir)`` logs one run: the model's settings as parameters, every
 valuation (immediate, long_term, multiplier with their intervals; R^2; stability) as metrics, and
 ``ltv.json``, ``weights.csv``, ``report.html`` and ``model.npz`` (the fitted coefficient arrays)
-as artifacts. ``read_ltv_run(run_id)`` reads a run back. The tracking URI is the argument, else
-``$MLFLOW_TRACKING_URI``, else a local file store ``./mlruns`` (MLflow 3 keeps the file store
-behind an opt-in, which is given here for local paths only); teams point it at their server.
+as artifacts. ``read_ltv_run(run_id)`` reads a run back. Where runs go: ``promo_opt.tracking.tracking_uri``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +18,10 @@ import numpy as np
 import pandas as pd
 
 from promo_opt.config import CampaignConfig
-from promo_opt.errors import DataError
+from promo_opt.tracking import client as _client
+from promo_opt.tracking import experiment_id, get_run, tracking_uri  # noqa: F401 (tracking_uri: re-exported)
 
 EXPERIMENT = "promo-opt-ltv"
-
-
-def tracking_uri(uri: str | None = None) -> str:
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or (Path.cwd() / "mlruns").resolve().as_uri()
-    if "://" not in uri and not uri.startswith("file:"):
-        uri = Path(uri).resolve().as_uri()  # a plain path is a local file store
-    if uri.startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return uri
-
-
-def _client(uri: str | None):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri(uri))
 
 
 def model_arrays(result) -> bytes:
@@ -55,8 +38,7 @@ def log_ltv(result, config: CampaignConfig, out_dir: str | Path, uri: str | None
             experiment: str = EXPERIMENT) -> str:
     """Log a valuation run (the files ``write_ltv`` put in ``out_dir``); returns the MLflow run id."""
     client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = experiment_id(client, experiment)
     d = result.to_dict()
     ltv = config.ltv
     run = client.create_run(exp_id, tags={"promo_opt.kind": "ltv", "campaign": config.name}, run_name=config.name)
@@ -103,15 +85,8 @@ class LoggedLtv:
 
 def read_ltv_run(run_id: str, uri: str | None = None) -> LoggedLtv:
     """A logged valuation run: its parameters, metrics, ltv.json, weights and coefficient arrays."""
-    from mlflow.exceptions import MlflowException
-
     client = _client(uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise DataError(f"no MLflow run '{run_id}' in the tracking store {tracking_uri(uri)}") from None
-    if run.data.tags.get("promo_opt.kind") != "ltv":
-        raise DataError(f"MLflow run '{run_id}' is not a promo-opt ltv run")
+    run = get_run(client, run_id, "ltv", uri)
     with tempfile.TemporaryDirectory() as tmp:
         d = json.loads(Path(client.download_artifacts(run_id, "ltv.json", tmp)).read_text())
         w = pd.read_csv(client.download_artifacts(run_id, "weights.csv", tmp))

@@ -150,9 +150,21 @@ def estimate_ltv(config: CampaignConfig, boot: int | None = None, panel: pd.Data
     if ltv.panel is None and panel is None:
         raise ConfigError("ltv.panel is not set: 'promo-opt ltv' fits the weekly customer panel")
     arm_names = config.arm_names
+    check_shock_targets(ltv, arm_names)  # before reading anything
     panel = read_panel(ltv, arm_names) if panel is None else check_panel(panel, ltv, arm_names)
     fit = fit_system(ltv, panel, seed=config.seed, boot=boot)
     return value_fit(config, fit, average_start(panel, ltv.lags))
+
+
+def check_shock_targets(ltv: LtvConfig, arm_names: list[str]) -> None:
+    """Every configured shock names a variable, a group or an arm (ConfigError naming it otherwise)."""
+    known = set(ltv.variables) | set(ltv.groups) | set(arm_names)
+    for i, s in enumerate(ltv.shocks):
+        if s.target not in known:
+            raise ConfigError(f"ltv.shocks.{i}: shock target '{s.target}' is not a surrogate, the outcome, a group or "
+                              f"an arm; known: variables {ltv.variables}, groups {sorted(ltv.groups)}, arms {arm_names}")
+        if s.target in arm_names and s.kind != "set":
+            raise ConfigError(f"ltv.shocks.{i}: an arm can only be given ('set'), not raised")
 
 
 def value_fit(config: CampaignConfig, fit: FittedSystem, start: Start) -> LtvResult:

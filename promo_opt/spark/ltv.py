@@ -17,7 +17,7 @@ from promo_opt.config import CampaignConfig
 from promo_opt.errors import ConfigError, DataError
 from promo_opt.ltv.model import Grams, check_identifiable, fit_from_grams, make_design
 from promo_opt.ltv.shocks import Start
-from promo_opt.ltv.valuation import LtvResult, value_fit
+from promo_opt.ltv.valuation import LtvResult, check_shock_targets, value_fit
 from promo_opt.spark.session import read_input, spark_session, user_errors
 
 
@@ -27,6 +27,7 @@ def estimate_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=No
     if ltv is None or ltv.panel is None:
         raise ConfigError("ltv.panel is not set: 'promo-opt ltv' fits the weekly customer panel")
     boot = ltv.boot if boot is None else boot
+    check_shock_targets(ltv, config.arm_names)
     spark = spark or spark_session(config.spark, "promo-opt ltv")
     path = str(ltv.panel)
     if not (path.lower().endswith((".csv", ".parquet", ".pq")) or path.startswith("table:")):
