@@ -15,7 +15,7 @@ import numpy as np
 
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import ConfigError, DataError
-from promo_opt.ltv.model import Grams, check_identifiable, fit_from_grams, make_design
+from promo_opt.ltv.model import FittedSystem, Grams, check_identifiable, fit_from_grams, make_design
 from promo_opt.ltv.shocks import Start
 from promo_opt.ltv.valuation import LtvResult, check_shock_targets, value_fit
 from promo_opt.spark.session import read_input, spark_session, user_errors
@@ -23,6 +23,11 @@ from promo_opt.spark.session import read_input, spark_session, user_errors
 
 def estimate_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -> LtvResult:
     """``promo-opt ltv --engine spark``: the same result as :func:`promo_opt.ltv.valuation.estimate_ltv`."""
+    return value_fit(config, *fit_ltv_spark(config, boot, spark))
+
+
+def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -> tuple[FittedSystem, Start]:
+    """The fitted system and the average customer's start, from the panel on Spark."""
     ltv = config.ltv
     if ltv is None or ltv.panel is None:
         raise ConfigError("ltv.panel is not set: 'promo-opt ltv' fits the weekly customer panel")
@@ -93,7 +98,7 @@ def estimate_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=No
     check_identifiable(arm_counts, y_max - y_min, c_max - c_min, design, arm_names)
     fit = fit_from_grams(ltv, design, Grams(G=G, G_boot=G_boot, n_rows=int(used_rows), n_customers=int(used_customers)))
     start = Start(lags=np.tile(y_sum / n_rows, (ltv.lags, 1)), controls=c_sum / n_customers)
-    return value_fit(config, fit, start)
+    return fit, start
 
 
 def _has_rows(panel, lags: int) -> bool:
