@@ -240,7 +240,10 @@ def fit_system(ltv: LtvConfig, panel: Panel, seed: int = 0, boot: int | None = N
     boot = ltv.boot if boot is None else boot
     design = make_design(ltv, panel.arm_names, panel.control_names)
     _check_identifiable(panel, design)
-    return fit_from_grams(ltv, design, gram_matrices(panel, design, boot, seed))
+    grams = gram_matrices(panel, design, boot, seed)
+    log.info("ltv: %d customer-weeks of %d customers, %d regressors, %d bootstrap replicates",
+             grams.n_rows, grams.n_customers, design.q, boot)
+    return fit_from_grams(ltv, design, grams)
 
 
 def fit_from_grams(ltv: LtvConfig, design: Design, grams: Grams) -> FittedSystem:

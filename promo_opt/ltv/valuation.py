@@ -176,6 +176,7 @@ def value_fit(config: CampaignConfig, fit: FittedSystem, start: Start) -> LtvRes
                     arms=value_arms(fit, start, ltv, arm_names, config.seed),
                     shocks={name: propagate(fit, start, p) for name, p in plans.items()})
     rho = fit.spectral_radius()
+    log.info("ltv: valued %d arm(s) over %d weeks; spectral radius %.3f", len(res.arms), ltv.horizon, rho)
     if rho >= 1:
         res.notes.append(f"the fitted dynamics are not stable (spectral radius {rho:.3f} >= 1): effects do not die out "
                          "and long-term values grow with the horizon; do not trust them beyond a few weeks")
