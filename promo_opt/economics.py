@@ -111,6 +111,10 @@ def build_problem(econ: Economics, config: CampaignConfig, *, budget: float | No
                   min_roi: float | None = None, segment: np.ndarray | None = None,
                   segment_names: Sequence[str] | None = None) -> AllocationProblem:
     """The allocation problem of a campaign: gains by objective, constraints from the config."""
+    if config.objective == "long_term_value":  # issue 13: the arms' long-term multipliers
+        from promo_opt.ltv.objective import ensure_long_term
+
+        econ = ensure_long_term(econ, config)
     arms = config.ordered_arms
     caps = tuple(
         ArmCap(arm=k, max_users=a.max_users, max_spend=a.max_spend)

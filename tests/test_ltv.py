@@ -541,3 +541,24 @@ def _an_ltv_run(tmp_path, store) -> str:
     res = estimate_ltv(cfg)
     write_ltv(res, tmp_path / "nc" / "out")
     return log_ltv(res, cfg, tmp_path / "nc" / "out", str(store))
+
+
+def test_run_with_long_term_objective_end_to_end(small_campaign, tmp_path):
+    """'promo-opt run' (train, score, allocate, plan, truth, policy comparison) with objective long_term_value."""
+    raw = yaml.safe_load(small_campaign.read_text())
+    for k in ("train", "candidates", "truth"):
+        if raw["data"].get(k):
+            raw["data"][k] = str((small_campaign.parent / raw["data"][k]).resolve())
+    promos = [a["name"] for a in raw["arms"] if not a.get("control")]
+    _ltv_json(tmp_path / "ltv.json", {a: (0.1, 0.25 if i == 0 else 0.05) for i, a in enumerate(promos)})
+    raw.update(objective="long_term_value", ltv={"values": "ltv.json"},
+               model={"learner": "pooled", "folds": 2, "calibrate": False})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = invoke("run", tmp_path / "c.yaml", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["objective"] == "long_term_value"
+    assert s["long_term"]["multipliers"][promos[0]] == pytest.approx(2.5)
+    assert s["long_term"]["multipliers"][promos[1]] == pytest.approx(0.5)
+    assert s["users_per_arm"][promos[0]] > 0
+    assert "policy_comparison" in s and "truth" in s

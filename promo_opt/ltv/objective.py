@@ -73,6 +73,13 @@ def with_long_term(econ: Economics, config: CampaignConfig) -> Economics:
     return dataclasses.replace(econ, long_term_multiplier=long_term_multipliers(config))
 
 
+def ensure_long_term(econ: Economics, config: CampaignConfig) -> Economics:
+    """``econ`` with the multipliers attached when the objective needs them and they are missing."""
+    if config.objective != "long_term_value" or econ.long_term_multiplier is not None:
+        return econ
+    return with_long_term(econ, config)
+
+
 def long_term_totals(econ: Economics, arm: np.ndarray, arm_names: list[str]) -> dict:
     """Immediate and long-term figures of a policy side by side (``arm`` (n,) per user)."""
     rows = np.arange(len(arm))
