@@ -40,6 +40,7 @@ class Design:
     promo_arms: list[str]  # the non-control arms
     control_names: list[str]
     lags: int
+    first_row: int  # a customer's first week fitted (0-based): after its lags (and level weeks)
 
     @property
     def q(self) -> int:
@@ -66,7 +67,8 @@ def make_design(ltv: LtvConfig, arm_names: list[str], control_names: list[str]) 
     names += [f"arm={a}[t]" if lag == 0 else f"arm={a}[t-{lag}]" for lag in range(L + 1) for a in A]
     names += [f"control:{c}" for c in control_names]
     names += [f"{v}[t]" for v in V]
-    return Design(regressors=names, variables=list(V), promo_arms=list(A), control_names=list(control_names), lags=L)
+    return Design(regressors=names, variables=list(V), promo_arms=list(A), control_names=list(control_names), lags=L,
+                  first_row=ltv.first_row)
 
 
 def equation_columns(ltv: LtvConfig, design: Design) -> dict[str, np.ndarray]:
@@ -116,10 +118,10 @@ def gram_matrices(panel: Panel, design: Design, boot: int, seed: int) -> Grams:
     q = design.q
     starts = np.r_[0, np.flatnonzero(np.diff(panel.customer)) + 1]
     pos = np.arange(panel.n_rows) - np.repeat(starts, np.diff(np.r_[starts, panel.n_rows]))
-    used = np.flatnonzero(pos >= design.lags)
+    used = np.flatnonzero(pos >= design.first_row)
     if len(used) == 0:
-        raise DataError(f"ltv panel: no customer has more than ltv.lags={design.lags} weeks; the model needs the "
-                        "lags plus at least one week to fit")
+        raise DataError(f"ltv panel: no customer has more than {design.first_row} weeks (ltv.lags, ltv.level_weeks); "
+                        "the model needs those weeks plus at least one week to fit")
     G = np.zeros((q, q))
     G_boot = np.zeros((boot, q * q))
     cust = panel.customer[used]

@@ -106,7 +106,18 @@ def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: 
             raise DataError(f"{source}: control '{c}' changes within {ltv.customer}={_show(cust_ids[cust[i]])}; "
                             "ltv.controls must be time-invariant (model a changing quantity as a surrogate)")
     X, names = _encode_controls(ctrl, source)
-    return Panel(customer=cust, week=w, arm=arm, y=df[variables].to_numpy(dtype=np.float64), controls=X,
+    y = df[variables].to_numpy(dtype=np.float64)
+    if ltv.customer_levels:
+        # each customer's mean over its first L weeks: they only ever serve as lags, so the level is
+        # predetermined for every row fitted (a mean over all weeks would include each row's own noise)
+        pos = np.arange(len(w)) - np.repeat(starts, np.diff(np.r_[starts, len(w)]))
+        pre = pos < (ltv.level_weeks or ltv.lags)
+        counts = np.bincount(cust[pre], minlength=len(cust_ids))
+        levels = np.column_stack([np.bincount(cust[pre], weights=y[pre, j], minlength=len(cust_ids)) / counts
+                                  for j in range(y.shape[1])])
+        X = np.column_stack([X, levels])
+        names = [*names, *(f"level:{v}" for v in variables)]
+    return Panel(customer=cust, week=w, arm=arm, y=y, controls=X,
                  control_names=names, variables=list(variables), arm_names=list(arm_names), customer_ids=cust_ids)
 
 

@@ -53,6 +53,11 @@ class LtvConfig(_Strict):
     structure: Path | None = None  # a JSON/YAML file with surrogates/same_period/groups/equations/lags
     groups: dict[str, list[str]] = {}  # named groups of surrogates: shock targets and Shapley players
     equations: dict[str, EquationConfig] = {}  # per-equation restrictions, keyed by variable
+    # each customer's mean of every variable over its first `level_weeks` weeks (default: lags) as extra
+    # controls, those weeks then serving only as lags and levels: adjusts for persistent customer
+    # differences the controls miss (see the README)
+    customer_levels: bool = True
+    level_weeks: int | None = Field(default=None, ge=1, le=104)
     alpha: float = Field(default=1e-4, ge=0.0)  # ridge penalty, relative to each regressor's sum of squares
     boot: int = Field(default=200, ge=0, le=100_000)  # bootstrap-by-customer replicates (0: no intervals)
     shocks: list[ShockConfig] = []  # extra shocks valued in ltv.json
@@ -67,6 +72,11 @@ class LtvConfig(_Strict):
         if dup:
             raise ValueError(f"names must be unique; repeated: {dup}")
         return v
+
+    @property
+    def first_row(self) -> int:
+        """A customer's first week (0-based position) fitted as an outcome: after its lags and level weeks."""
+        return max(self.lags, self.level_weeks or self.lags) if self.customer_levels else self.lags
 
     @property
     def variables(self) -> list[str]:

@@ -51,6 +51,8 @@ class PanelWorld(_Strict):
     same_period: list[tuple[str, str, float]] = []  # (from, to, weight) inside one week
     control_effects: dict[str, dict[str, float]] = {}
     noise: dict[str, float] = {}  # sd of each variable's noise (default 1)
+    # sd of an unobserved, persistent customer intercept of each variable (heterogeneity the controls miss)
+    customer_effects: dict[str, float] = {}
     fit_lags: int = Field(default=4, ge=1)  # ltv.lags of the written campaign config
     horizon: int = Field(default=26, ge=1)
 
@@ -59,7 +61,7 @@ class PanelWorld(_Strict):
         V, A = self.variables, [a.name for a in self.arms]
         for key, table in (("lags", self.lags), ("arm_effects", self.arm_effects),
                            ("control_effects", self.control_effects), ("intercept", self.intercept),
-                           ("noise", self.noise)):
+                           ("noise", self.noise), ("customer_effects", self.customer_effects)):
             for var in table:
                 if var not in V:
                     raise ValueError(f"{key}.{var}: not a variable {V}")
@@ -113,6 +115,8 @@ class PanelWorld(_Strict):
             val = np.full(n, self.intercept.get(var, 0.0))
             for c, w in self.control_effects.get(var, {}).items():
                 val += w * X[c]
+            if f"_u_{var}" in X:  # the unobserved customer intercept
+                val += X[f"_u_{var}"]
             for src, ws in self.lags.get(var, {}).items():
                 for lag, w in enumerate(ws, start=1):
                     if t - lag >= 0:
@@ -136,6 +140,8 @@ class PanelWorld(_Strict):
         rng = np.random.default_rng([seed, 2024])
         T = self.burn_in + self.weeks
         X = {c: rng.normal(s.mean, s.sd, n) for c, s in self.controls.items()}
+        hidden = np.random.default_rng([seed, 2025])  # its own stream: worlds without it draw as before
+        X.update({f"_u_{v}": hidden.normal(0, sd, n) for v, sd in self.customer_effects.items()})
         probs = np.array([1 - sum(self.assignment.values())] + [self.assignment.get(a, 0.0) for a in self.arm_names[1:]])
         arms = rng.choice(len(self.arm_names), size=(T, n), p=probs)
         noise = {v: rng.normal(0, self.noise.get(v, 1.0), (n, T)) for v in self.variables}

@@ -48,8 +48,9 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
         raise DataError(f"{path}: control(s) {text} are not numeric; the Spark engine takes numeric controls "
                         "(encode categories as 0/1 columns, or use --engine local)")
     arm_names = config.arm_names
-    design = make_design(ltv, arm_names, list(ltv.controls))
-    q, m, p, K = design.q, len(design.variables), len(ltv.controls), len(arm_names)
+    levels = [f"level:{v}" for v in ltv.variables] if ltv.customer_levels else []
+    design = make_design(ltv, arm_names, [*ltv.controls, *levels])
+    q, m, p, K = design.q, len(design.variables), len(design.control_names), len(arm_names)
     seed = config.seed
 
     def partition(frames):
@@ -65,7 +66,7 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
         pdf = pd.concat(parts, ignore_index=True)
         panel = check_panel(pdf, ltv, arm_names, source=path)
         pid = TaskContext.get().partitionId()
-        grams = gram_matrices(panel, design, boot, seed * 100_003 + pid) if _has_rows(panel, ltv.lags) else None
+        grams = gram_matrices(panel, design, boot, seed * 100_003 + pid) if _has_rows(panel, design.first_row) else None
         stats = np.concatenate([
             [panel.n_rows, panel.n_customers, grams.n_rows if grams else 0, grams.n_customers if grams else 0],
             np.bincount(panel.arm, minlength=K), panel.y.sum(axis=0), panel.y.min(axis=0), panel.y.max(axis=0),
@@ -93,14 +94,14 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
     c_min, c_max = S[:, c0 + p:c0 + 2 * p].min(axis=0), S[:, c0 + 2 * p:c0 + 3 * p].max(axis=0)
     n_rows, n_customers, used_rows, used_customers = S[:, :4].sum(axis=0)
     if used_rows == 0:
-        raise DataError(f"ltv panel: no customer has more than ltv.lags={ltv.lags} weeks; the model needs the "
-                        "lags plus at least one week to fit")
+        raise DataError(f"ltv panel: no customer has more than {design.first_row} weeks (ltv.lags, ltv.level_weeks); "
+                        "the model needs those weeks plus at least one week to fit")
     check_identifiable(arm_counts, y_max - y_min, c_max - c_min, design, arm_names)
     fit = fit_from_grams(ltv, design, Grams(G=G, G_boot=G_boot, n_rows=int(used_rows), n_customers=int(used_customers)))
     start = Start(lags=np.tile(y_sum / n_rows, (ltv.lags, 1)), controls=c_sum / n_customers)
     return fit, start
 
 
-def _has_rows(panel, lags: int) -> bool:
+def _has_rows(panel, first_row: int) -> bool:
     counts = np.bincount(panel.customer)
-    return bool((counts > lags).any())
+    return bool((counts > first_row).any())
