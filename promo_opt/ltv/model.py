@@ -30,7 +30,7 @@ from promo_opt.ltv.settings import LtvConfig
 
 log = logging.getLogger(__name__)
 
-_CHUNK_FLOATS = 2e7  # rows x regressors^2 per chunk of the per-customer Gram matrices (~160 MB)
+_CHUNK_FLOATS = 2e7  # floats per chunk (~160 MB): rows x regressors^2 with a bootstrap, rows x regressors without
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def gram_matrices(panel: Panel, design: Design, boot: int, seed: int) -> Grams:
     G_boot = np.zeros((boot, q * q))
     cust = panel.customer[used]
     bounds = np.r_[0, np.flatnonzero(np.diff(cust)) + 1, len(used)]  # customer runs in `used`
-    chunk_rows = max(int(_CHUNK_FLOATS / (q * q)) if boot else 500_000, 1)
+    chunk_rows = max(int(_CHUNK_FLOATS / (q * q)) if boot else int(_CHUNK_FLOATS / q), 1)
     rng = np.random.default_rng([seed, 1313])
     i = 0
     n_runs = len(bounds) - 1
