@@ -577,3 +577,19 @@ def test_customer_levels_reduce_the_bias_of_unobserved_heterogeneity():
         err[levels] = estimate_ltv(parse_config(raw), panel=panel).arm("discount_20").long_term[0] / truth - 1
     assert err[False] > 0.3  # the bias is real
     assert abs(err[True]) < 0.6 * err[False]
+
+
+def test_multipliers_given_in_the_config(tmp_path):
+    from promo_opt import pipeline
+
+    raw = {"data": {}, "objective": "long_term_value", "constraints": {"budget": 150.0},
+           "arms": [{"name": "control", "control": True}, {"name": "habit", "cost_per_conversion": 5.0},
+                    {"name": "pull", "cost_per_conversion": 5.0}], "ltv": {"multipliers": {"habit": 3.0, "pull": 0.3}}}
+    out = pipeline.allocate(parse_config(raw), _two_arm_scores())
+    assert out.summary["long_term"]["multipliers"] == {"control": 1.0, "habit": 3.0, "pull": 0.3}
+    raw["ltv"] = {"multipliers": {"habit": 3.0}}
+    with pytest.raises(ConfigError, match=r"ltv.multipliers: give one number per promotion arm .*missing \['pull'\]"):
+        pipeline.allocate(parse_config(raw), _two_arm_scores())
+    raw["ltv"] = {"multipliers": {"habit": 3.0, "pull": 1.0}, "values": "x.json"}
+    with pytest.raises(ConfigError, match="give 'values' or 'multipliers', not both"):
+        parse_config(raw)

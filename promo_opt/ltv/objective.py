@@ -53,10 +53,17 @@ def _fitted(config_json: str) -> tuple[float, ...]:
 
 
 def long_term_multipliers(config: CampaignConfig) -> np.ndarray:
-    """The config's multipliers: from ``ltv.values`` when given, else from fitting ``ltv.panel``."""
+    """The config's multipliers: ``ltv.multipliers``, else from ``ltv.values``, else from fitting ``ltv.panel``."""
     ltv = config.ltv
     if ltv is None:
         raise ConfigError("objective 'long_term_value' needs an ltv: section (ltv.values or ltv.panel)")
+    if ltv.multipliers is not None:
+        missing = [a for a in config.arm_names[1:] if a not in ltv.multipliers]
+        unknown = sorted(set(ltv.multipliers) - set(config.arm_names[1:]))
+        if missing or unknown:
+            raise ConfigError(f"ltv.multipliers: give one number per promotion arm {config.arm_names[1:]}"
+                              + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+        return np.array([1.0] + [float(ltv.multipliers[a]) for a in config.arm_names[1:]])
     if ltv.values is not None:
         if not ltv.values.is_file():
             raise DataError(f"ltv.values: file not found: {ltv.values}")

@@ -64,6 +64,8 @@ class LtvConfig(_Strict):
     shapley_exact_max: int = Field(default=10, ge=1, le=16)  # exact Shapley up to this many players
     shapley_permutations: int = Field(default=200, ge=10)  # sampled Shapley beyond it (std_error in ltv.json)
     values: Path | None = None  # an ltv.json to read (objective: long_term_value) instead of fitting the panel
+    # or the multipliers themselves, per promotion arm (e.g. copied from an ltv.json; for the HTTP service)
+    multipliers: dict[str, float] | None = None
 
     @field_validator("surrogates", "controls")
     @classmethod
@@ -85,8 +87,14 @@ class LtvConfig(_Strict):
 
     @model_validator(mode="after")
     def _structure(self):
-        if self.panel is None and self.values is None:
-            raise ValueError("ltv: give 'panel' (the weekly customer panel to fit) or 'values' (an ltv.json)")
+        if self.panel is None and self.values is None and self.multipliers is None:
+            raise ValueError("ltv: give 'panel' (the weekly customer panel to fit), 'values' (an ltv.json) or "
+                             "'multipliers' (long_term / immediate per arm)")
+        if sum(x is not None for x in (self.values, self.multipliers)) > 1:
+            raise ValueError("ltv: give 'values' or 'multipliers', not both")
+        for arm, v in (self.multipliers or {}).items():
+            if not v == v or abs(v) == float("inf"):
+                raise ValueError(f"ltv.multipliers.{arm}: expected a finite number, got {v}")
         if self.panel is not None and self.outcome is None:
             raise ValueError("ltv.outcome: name the weekly quantity whose long-run change is valued")
         if self.panel is None:
