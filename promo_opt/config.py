@@ -168,7 +168,8 @@ class CampaignConfig(_Strict):
     @model_validator(mode="after")
     def _long_term_needs_ltv(self):
         if self.objective == "long_term_value" and self.ltv is None:
-            raise ValueError("objective 'long_term_value' needs an ltv: section (ltv.values: an ltv.json, or a panel)")
+            raise ValueError("objective 'long_term_value' needs an ltv: section (ltv.multipliers, ltv.values: an "
+                             "ltv.json, or ltv.panel to fit)")
         return self
 
     # -- derived views ---------------------------------------------------------------------
