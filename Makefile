@@ -33,6 +33,9 @@ bench: $(STAMP)
 	nice $(BIN)/python benchmarks/bench_learners.py
 	nice $(BIN)/python benchmarks/winners_curse.py
 	nice $(BIN)/python benchmarks/learners_worlds.py
+	nice $(BIN)/python benchmarks/ltv_coverage.py --seeds 20 --customers 20000 --boot 200
+	nice $(BIN)/python benchmarks/ltv_objective.py --seeds 5
+	nice $(BIN)/python benchmarks/ltv_scale.py --customers 100000
 
 # the issue-8 size: 20M users x 5 arms through both engines (~20 min on 2 idle cores, ~10 GB)
 bench-spark-20m: $(STAMP)

@@ -72,6 +72,11 @@ def _print_summary(summary: dict, out: Path) -> None:
                      f"{ot[key]:,.1f}; spend {pt['spend']:,.0f}"
                      + (f" = {truth['true_spend_vs_budget']:.1%} of budget" if "true_spend_vs_budget" in truth else "")
                      + (f"; ROI {pt['roi']:.3g} = {truth['true_roi_vs_floor']:.1%} of floor" if "true_roi_vs_floor" in truth else ""))
+    lt = summary.get("long_term")
+    if lt:  # objective long_term_value (issue 13)
+        lines.insert(3, f"long term       +{lt['incremental_revenue_long_term']:,.0f} revenue over the ltv horizon "
+                        f"(immediate +{lt['incremental_revenue_immediate']:,.0f}), net long-term value "
+                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})")
     lines.append(f"written to      {out}")
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
@@ -120,7 +125,10 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="output direct
 
 @app.command()
 @_guard
-def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
+def train(config: Path = ConfigArg, out: Path = OutOpt,
+          track: bool = typer.Option(False, "--track", help="log the training run and the model to MLflow"),
+          tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                                     "$MLFLOW_TRACKING_URI, else a local file store ./mlruns)")) -> None:
     """Fit the uplift and order-value models on the past campaign; save them to a model directory."""
     cfg = _config(config)
     with _training_progress() as progress:
@@ -128,6 +136,10 @@ def train(config: Path = ConfigArg, out: Path = OutOpt) -> None:
     model.save(out, cfg)
     sel = model.metrics["selection"]
     typer.echo(f"learner {sel['chosen']} ({sel['reason']}); model saved to {out}")
+    if track:  # issue 13: model registry
+        from promo_opt.tracking import log_training, tracking_uri as resolve_uri
+
+        typer.echo(f"logged to MLflow run {log_training(out, cfg, model.metrics, tracking_uri)} ({resolve_uri(tracking_uri)})")
 
 
 @app.command()
@@ -296,6 +308,53 @@ def effect(config: Path = ConfigArg,
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"{result.method} ({result.estimand}) written to {out}")
+
+
+# ---- issue 13: long-term value ----
+@app.command()
+@_guard
+def ltv(config: Path = ConfigArg, out: Path = OutOpt,
+        boot: Optional[int] = typer.Option(None, "--boot", help="override ltv.boot (bootstrap replicates)"),
+        engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
+        track: bool = typer.Option(False, "--track", help="log the fitted model, weights and values to MLflow"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                                   "$MLFLOW_TRACKING_URI, else a local file store ./mlruns)")) -> None:
+    """Long-term value of every promotion arm from the weekly customer panel (ltv:): ltv.json + report.html."""
+    from promo_opt.ltv.valuation import estimate_ltv, write_ltv
+
+    cfg = _config(config)
+    if _use_spark(engine):
+        from promo_opt.spark.ltv import estimate_ltv_spark
+
+        result = estimate_ltv_spark(cfg, boot=boot)
+    else:
+        result = estimate_ltv(cfg, boot=boot)
+    write_ltv(result, out, cfg.name)
+    d = result.to_dict()
+    typer.echo(f"{d['model']['n_customers']:,} customers, {d['model']['n_rows']:,} customer-weeks fitted; "
+               f"'{d['outcome']}' over {d['horizon']} weeks vs '{d['control']}'")
+    for arm, a in d["arms"].items():
+        i, lt, m = a["immediate"], a["long_term"], a["multiplier"]
+        ci = (lambda v: f" [{v['ci_low']:+.4g}, {v['ci_high']:+.4g}]" if v["ci_low"] is not None else "")
+        typer.echo(f"  {arm:<16} immediate {i['estimate']:+.4g}{ci(i)}  long_term {lt['estimate']:+.4g}{ci(lt)}  "
+                   f"multiplier {m['estimate']:.3g}")
+    for note in d["notes"]:
+        typer.echo(f"note: {note}")
+    typer.echo(f"written to {out}")
+    if track:
+        from promo_opt.ltv.tracking import log_ltv, tracking_uri as resolve_uri
+
+        typer.echo(f"logged to MLflow run {log_ltv(result, cfg, out, tracking_uri)} ({resolve_uri(tracking_uri)})")
+
+
+@app.command("ltv-runs")
+@_guard
+def ltv_runs(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI")) -> None:
+    """List the long-term-value runs logged with 'promo-opt ltv --track'."""
+    from promo_opt.ltv.tracking import list_ltv_runs
+
+    runs = list_ltv_runs(tracking_uri)
+    typer.echo("no ltv runs logged" if runs.empty else runs.to_string(index=False, float_format="%.4g"))
 
 
 # ---- issue 5: off-policy evaluation and measurement ----

@@ -13,8 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promo_opt.errors import ConfigError
+from promo_opt.ltv.settings import LtvConfig, expand_structure
 
-Objective = Literal["conversions", "net_revenue"]
+# long_term_value: net revenue with each arm's incremental revenue scaled by its long-term multiplier (ltv:)
+Objective = Literal["conversions", "net_revenue", "long_term_value"]
 # binary: 0/1 conversions; count: a non-negative integer per user (bookings, nights); amount: a
 # non-negative number (e.g. spend). For count/amount "conversions" everywhere means the expected
 # outcome, and a discount's trigger cost scales with it.
@@ -164,6 +166,7 @@ class CampaignConfig(_Strict):
     spark: SparkConfig = SparkConfig()  # used only with --engine spark
     observational: ObservationalConfig = ObservationalConfig()
     drift: DriftConfig = DriftConfig()
+    ltv: LtvConfig | None = None  # long-term value: promo-opt ltv, objective: long_term_value
 
     @field_validator("arms")
     @classmethod
@@ -191,6 +194,13 @@ class CampaignConfig(_Strict):
     def _segments(self):
         if (self.data.segment is None) != (self.constraints.segment_budgets is None):
             raise ValueError("data.segment and constraints.segment_budgets go together: give both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _long_term_needs_ltv(self):
+        if self.objective == "long_term_value" and self.ltv is None:
+            raise ValueError("objective 'long_term_value' needs an ltv: section (ltv.multipliers, ltv.values: an "
+                             "ltv.json, or ltv.panel to fit)")
         return self
 
     # -- derived views ---------------------------------------------------------------------
@@ -241,6 +251,7 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
     """Validate a config mapping; data paths are made absolute against ``base_dir``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of keys, got {type(raw).__name__}")
+    raw = expand_structure(raw, base_dir, source)  # ltv.structure: a separate file of the model's equations
     try:
         cfg = CampaignConfig.model_validate(raw)
     except ValidationError as err:
@@ -257,6 +268,11 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
               if (v := getattr(cfg.spark, k)) and "://" not in v and not v.startswith("table:") and not Path(v).is_absolute()}
         if sp:  # relative local Spark paths, like data paths, are relative to the config file
             cfg = cfg.model_copy(update={"spark": cfg.spark.model_copy(update=sp)})
+        if cfg.ltv is not None:
+            lp = {k: (base_dir / v).resolve() for k in ("panel", "values", "structure")
+                  if (v := getattr(cfg.ltv, k)) is not None and not v.is_absolute()}
+            if lp:
+                cfg = cfg.model_copy(update={"ltv": cfg.ltv.model_copy(update=lp)})
     return cfg
 
 

@@ -31,6 +31,8 @@ class Economics:
     incremental_conversions: np.ndarray  # (n, K)
     incremental_revenue: np.ndarray  # (n, K)
     spend: np.ndarray  # (n, K) expected promotion spend
+    # (K,) long_term / immediate of each arm (objective long_term_value; see promo_opt.ltv.objective)
+    long_term_multiplier: np.ndarray | None = None
 
     @property
     def net_revenue(self) -> np.ndarray:
@@ -41,13 +43,19 @@ class Economics:
             return self.incremental_conversions
         if objective == "net_revenue":
             return self.net_revenue
-        raise ValueError(f"unknown objective {objective!r}; expected 'conversions' or 'net_revenue'")
+        if objective == "long_term_value":
+            if self.long_term_multiplier is None:
+                raise ValueError("objective 'long_term_value' needs the arms' long-term multipliers "
+                                 "(promo_opt.ltv.objective.with_long_term)")
+            return self.incremental_revenue * self.long_term_multiplier[None, :] - self.spend
+        raise ValueError(f"unknown objective {objective!r}; expected 'conversions', 'net_revenue' or 'long_term_value'")
 
     def subset(self, rows: np.ndarray) -> "Economics":
         """The economics of some users (a boolean mask or indices), without recomputing anything."""
         return Economics(p=self.p[rows], value=self.value[rows],
                          incremental_conversions=self.incremental_conversions[rows],
-                         incremental_revenue=self.incremental_revenue[rows], spend=self.spend[rows])
+                         incremental_revenue=self.incremental_revenue[rows], spend=self.spend[rows],
+                         long_term_multiplier=self.long_term_multiplier)
 
     def pick(self, arm: np.ndarray) -> dict[str, np.ndarray]:
         """Per-user columns of a policy: the chosen arm's p, increments and spend."""
@@ -115,6 +123,10 @@ def build_problem(econ: Economics, config: CampaignConfig, *, budget: float | No
                   min_roi: float | None = None, segment: np.ndarray | None = None,
                   segment_names: Sequence[str] | None = None) -> AllocationProblem:
     """The allocation problem of a campaign: gains by objective, constraints from the config."""
+    if config.objective == "long_term_value":  # issue 13: the arms' long-term multipliers
+        from promo_opt.ltv.objective import ensure_long_term
+
+        econ = ensure_long_term(econ, config)
     arms = config.ordered_arms
     caps = tuple(
         ArmCap(arm=k, max_users=a.max_users, max_spend=a.max_spend)

@@ -260,7 +260,12 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     ids = scores[config.data.id].to_numpy()
     if pd.Series(ids).duplicated().any():
         raise DataError(f"scores: column '{config.data.id}' has repeated ids")
-    return ids, campaign_economics(config, p, value)
+    econ = campaign_economics(config, p, value)
+    if config.objective == "long_term_value":  # issue 13: each arm's long-term multiplier from ltv:
+        from promo_opt.ltv.objective import with_long_term
+
+        econ = with_long_term(econ, config)
+    return ids, econ
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +367,10 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     }
     if guarantee is not None:
         summary["roi_guarantee"] = guarantee.as_dict()
+    if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
+        from promo_opt.ltv.objective import long_term_totals
+
+        summary["long_term"] = long_term_totals(econ, arm, config.arm_names)
     forecast = corrected_forecast(totals, correction)
     if forecast is not None:
         summary["forecast"] = forecast

@@ -50,6 +50,10 @@ def _single_arm(econ: Economics, objective: str, k: int, budget, min_roi) -> np.
 def baseline_policies(econ: Economics, config: CampaignConfig, optimized: np.ndarray, budget: float | None,
                       min_roi: float | None, seed: int = 0) -> dict[str, np.ndarray]:
     """Arm per user (``econ``'s users) of every strategy in the module doc; ``optimized`` is given."""
+    if config.objective == "long_term_value":  # issue 13: the arms' long-term multipliers
+        from promo_opt.ltv.objective import ensure_long_term
+
+        econ = ensure_long_term(econ, config)
     n, K = econ.p.shape
     names = config.arm_names
     rng = np.random.default_rng(seed)
