@@ -19,6 +19,22 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 UPLOADED_TABLES = ("train", "candidates")
 
 
+class UploadError(PromoOptError):
+    """A campaign upload refused; ``field`` is the form field it is about (config, train, candidates)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def upload_field(message: str) -> str:
+    """The upload field a validation message is about: its first word names the table, else the config."""
+    first = message.split(" ", 1)[0].rstrip(":")
+    if first in UPLOADED_TABLES or message.startswith(tuple(f"data.{t} " for t in UPLOADED_TABLES)):
+        return first if first in UPLOADED_TABLES else message.split(" ", 1)[0][len("data."):]
+    return "config"
+
+
 def parse_uploaded_yaml(text: bytes) -> dict:
     try:
         raw = yaml.safe_load(text.decode("utf-8"))
