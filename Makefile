@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench bench-spark-20m clean
+.PHONY: demo test test-slow test-all screenshots bench bench-spark-20m clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# the tests marked slow (schemathesis fuzzing, PostgreSQL end to end, ...); .ci/run runs them after `test`
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the web app's screenshots in docs/web-app (taken by the browser tests; needs Chromium)
+screenshots: $(STAMP)
+	PROMO_OPT_SCREENSHOTS=docs/web-app $(BIN)/python -m pytest -q tests/test_web_app.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
