@@ -211,6 +211,8 @@ def test_drag_the_budget_and_compare(planner, server, shots):
     users = page.locator("#point-arms tbody tr").all_inner_texts()
     assert [u.split("\t")[0].strip() for u in users] == list(pt["users_per_arm"])
     assert [int(u.split("\t")[1].replace(",", "")) for u in users] == list(pt["users_per_arm"].values())
+    assert all(same(u.split("\t")[2], s) for u, s in zip(users, pt["spend_per_arm"].values()))
+    assert sum(pt["spend_per_arm"].values()) == pytest.approx(pt["spend"], rel=1e-9)
     assert page.locator("#curve circle.marker").count() == 1
     # x tick labels: thousands separators, none overlapping
     ticks = page.locator("#curve text.xtick")

@@ -322,11 +322,13 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     else:
         cols = plans.answer(cfg, cached, budgets, body.n_points)
     users = [cols[f"users_{a}"] for a in cfg.arm_names]
+    spend = [cols.get(f"spend_{a}") for a in cfg.arm_names]
     fields = ("budget", "spend", "incremental_conversions", "incremental_revenue", "objective",
               "marginal_gain_per_unit", "resolved")
     points = [PlanPoint(**{f: cols[f][i] for f in fields},
                         roi=cols["roi"][i] if np.isfinite(cols["roi"][i]) else None,
-                        users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)})
+                        users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)},
+                        spend_per_arm={a: float(v[i]) for a, v in zip(cfg.arm_names, spend) if v is not None})
               for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, objective=cfg.objective, points=points)
 

@@ -101,6 +101,7 @@ class PlanPoint(BaseModel):
     roi: float | None
     marginal_gain_per_unit: float
     users_per_arm: dict[str, int]
+    spend_per_arm: dict[str, float] = Field(default_factory=dict, description="expected spend on each arm")
     resolved: bool
 
 

@@ -386,7 +386,7 @@ function showPoint() {
   if (document.activeElement !== $("budget-input")) $("budget-input").value = String(Math.round(p.budget * 100) / 100);
   facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"],
     ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
-  armRows($("point-arms").querySelector("tbody"), p.users_per_arm);
+  armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
   drawCurve();
   showCompare();
 }
