@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from promo_opt.cli import app as cli_app
 from promo_opt.simulation import load_world
-from tests.service_harness import Server
+from tests.service_harness import Receiver, Server
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
@@ -278,6 +278,22 @@ def test_create_download_and_check(planner, server, shots, tmp_path):
         page.get_by_role("button", name="Parquet").click()
     d.value.save_as(tmp_path / "t.parquet")
     assert len(pd.read_parquet(tmp_path / "t.parquet")) == 1500
+    # push to a campaign tool (a webhook on loopback that fails the first try of batch 1): the delivery log
+    receiver = Receiver(fail_batches=(1,))
+    try:
+        page.fill("#push-url", receiver.url)
+        page.fill("#push-batch", "100")
+        page.get_by_role("button", name="Push").click()
+        page.wait_for_selector("#deliveries:not([hidden])", timeout=JOB_TIMEOUT_MS)
+        log = [r.split("\t") for r in page.locator("#deliveries tbody tr").all_inner_texts()]
+    finally:
+        receiver.close()
+    rows = [(x[0].strip(), x[1].strip(), x[2].strip()) for x in log]
+    assert rows[:2] == [("0", "1", "200"), ("1", "1", "503")] and ("1", "2", "200") in rows, rows
+    treated = int((got["arm"] != "control").sum())
+    assert {r[0] for r in rows if r[2] == "200"} == {str(b) for b in range(-(-treated // 100))}
+    assert sum(len(body["rows"]) for _, body in receiver.received) == treated
+    assert "done" in page.locator("#push-progress").inner_text()
     # the model's checks: the learner comparison of the chosen learner and its Qini curves
     assert page.locator("#check-panel").is_visible()
     assert "pooled" in page.locator("#learners tbody").inner_text()
@@ -363,6 +379,15 @@ def test_no_serious_accessibility_violations(planner, browser, server):
     finally:
         ctx3.close()
     assert page is not None
+    # the check can fail: an input without a label is reported
+    ctx4, bad = open_page(browser, server, bypass_csp=True)
+    try:
+        bad.goto(server.url + "/")
+        bad.wait_for_selector("body[data-ready=true]")
+        bad.evaluate("() => document.querySelector('main').appendChild(document.createElement('input'))")
+        assert "label" in [v["id"] for v in axe(bad) if v["impact"] in ("serious", "critical")]
+    finally:
+        ctx4.close()
     for violations in results:
         serious = [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
                    for v in violations if v["impact"] in ("serious", "critical")]
