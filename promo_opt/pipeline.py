@@ -208,8 +208,6 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     missing = [c for c in need if c not in scores.columns]
     if missing:
         raise DataError(f"scores: missing column(s) {missing}; expected {need} (from 'promo-opt score')")
-    if len(scores) == 0:
-        raise DataError("scores: the file has no rows; expected one row per candidate (from 'promo-opt score')")
     p = numeric_columns(scores, [f"p_{a}" for a in config.arm_names], "scores")  # text: a DataError, not a ValueError
     bad = ~np.isfinite(p) | (p < 0) | (p > 1)
     if bad.any():
@@ -372,7 +370,10 @@ def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    return read_table(path, "scores")
+    scores = read_table(path, "scores")
+    if len(scores) == 0:  # (an empty Spark partition is fine: this is the file a user gave)
+        raise DataError(f"scores {path}: the file has no rows; expected one row per candidate (from 'promo-opt score')")
+    return scores
 
 
 # --------------------------------------------------------------------------------------------
