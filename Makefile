@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench bench-spark-20m clean
+.PHONY: demo test test-slow test-all screenshots bench bench-spark-20m clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# the tests marked slow (schemathesis fuzzing, PostgreSQL end to end, ...); .ci/run runs them after `test`
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the web app's screenshots in docs/web-app (taken by the browser tests; needs Chromium)
+screenshots: $(STAMP)
+	PROMO_OPT_SCREENSHOTS=docs/web-app $(BIN)/python -m pytest -q tests/test_web_app.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/load_service.py --candidates 100000 --seconds 10 --out reports/load_service_quick.json
+	$(BIN)/python benchmarks/bench_web_slider.py --candidates 100000 --moves 100 --min-roi 1.5 --out reports/bench_web_slider_quick.json
 	nice $(BIN)/python benchmarks/observational.py
 	$(BIN)/python benchmarks/ope_coverage.py --reps 200 --n 4000 --boot 300
 	$(BIN)/python benchmarks/hillstrom_email.py

@@ -91,7 +91,8 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except PromoOptError as err:
-            typer.echo(f"error: {err}", err=True)
+            one_line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+            typer.echo(f"error: {one_line}", err=True)
             raise typer.Exit(code=2)
     return wrapper
 

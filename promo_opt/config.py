@@ -236,6 +236,13 @@ def format_validation_error(err: ValidationError, source: str, what: str = "camp
     return f"{source}: invalid {what}: " + "; ".join(lines)
 
 
+def yaml_problem(err: "yaml.YAMLError") -> str:
+    """A YAML parser's complaint in one line: what is wrong and where (line, column; 1-based)."""
+    mark = getattr(err, "problem_mark", None)
+    what = " ".join(str(getattr(err, "problem", None) or err).split())
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else what
+
+
 def read_yaml(path: str | Path, what: str = "config") -> object:
     """The parsed YAML of a file, or a ConfigError saying it is missing or malformed."""
     path = Path(path)
@@ -244,7 +251,7 @@ def read_yaml(path: str | Path, what: str = "config") -> object:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
 
 
 def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config") -> CampaignConfig:

@@ -135,6 +135,20 @@ def _require(df: pd.DataFrame, cols: list[str], what: str, path) -> None:
         )
 
 
+def numeric_columns(df: pd.DataFrame, cols: list[str], what: str) -> np.ndarray:
+    """The columns as a float array ``(n_rows, len(cols))``; text where a number belongs is a DataError
+    naming the column, the row and the value (empty cells stay NaN for the caller's own range check)."""
+    out = np.empty((len(df), len(cols)), dtype=np.float64)
+    for j, c in enumerate(cols):
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = (v.isna() & df[c].notna()).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{what}: column '{c}' row {i} is {df[c].iloc[i]!r}; expected a number")
+        out[:, j] = v.to_numpy(dtype=np.float64)
+    return out
+
+
 def _check_ids(df: pd.DataFrame, col: str, what: str, path) -> np.ndarray:
     ids = df[col]
     if ids.isna().any():
@@ -191,7 +205,7 @@ def prepare_training(config: CampaignConfig, df: pd.DataFrame, features: list[st
     d = config.data
     path = d.train if path is None else path
     need = [d.id, d.treatment, d.outcome] + ([d.value] if d.value else []) + ([d.propensity] if d.propensity else [])
-    _require(df, need, what, path)
+    _require(df, need + [f for f in features if f not in need], what, path)  # features too: X is taken below
     ids = _check_ids(df, d.id, what, path)
     if len(df) == 0:
         raise DataError(f"{what} {path}: the file has no rows")

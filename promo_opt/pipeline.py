@@ -17,7 +17,7 @@ import pandas as pd
 from promo_opt.allocation import Allocation, AllocationProblem, solve
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
-from promo_opt.data import (Candidates, load_candidates, load_training, read_table, segment_labels,
+from promo_opt.data import (Candidates, load_candidates, load_training, numeric_columns, read_table, segment_labels,
                             write_json, write_table)
 from promo_opt.economics import Economics, build_problem, campaign_economics
 from promo_opt.errors import DataError, InfeasibleError, PromoOptError
@@ -247,14 +247,14 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     missing = [c for c in need if c not in scores.columns]
     if missing:
         raise DataError(f"scores: missing column(s) {missing}; expected {need} (from 'promo-opt score')")
-    p = scores[[f"p_{a}" for a in config.arm_names]].to_numpy(dtype=np.float64)
+    p = numeric_columns(scores, [f"p_{a}" for a in config.arm_names], "scores")  # text: a DataError, not a ValueError
     binary = config.data.outcome_type == "binary"
     bad = ~np.isfinite(p) | (p < 0) | ((p > 1) if binary else False)
     if bad.any():
         i, k = np.argwhere(bad)[0]
         expected = "a probability in [0, 1]" if binary else f"an expected {config.data.outcome_type} >= 0"
         raise DataError(f"scores: column 'p_{config.arm_names[k]}' row {i} is {p[i, k]}; expected {expected}")
-    value = scores["value"].to_numpy(dtype=np.float64)
+    value = numeric_columns(scores, ["value"], "scores")[:, 0]
     if (~np.isfinite(value) | (value < 0)).any():
         raise DataError("scores: column 'value' must hold finite numbers >= 0")
     ids = scores[config.data.id].to_numpy()
@@ -451,7 +451,10 @@ def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    return read_table(path, "scores")
+    scores = read_table(path, "scores")
+    if len(scores) == 0:  # (an empty Spark partition is fine: this is the file a user gave)
+        raise DataError(f"scores {path}: the file has no rows; expected one row per candidate (from 'promo-opt score')")
+    return scores
 
 
 # --------------------------------------------------------------------------------------------

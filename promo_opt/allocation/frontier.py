@@ -66,6 +66,11 @@ class FrontierPath:
     da: np.ndarray  # revenue increments
     to: np.ndarray
     frm: np.ndarray
+    # per-arm spend (optional; ``SortedFrontier`` reports spend per arm from them): the spend of each
+    # segment's user on the arm it moves to / from, and the spend per arm before any segment (K,)
+    spend_to: np.ndarray | None = None
+    spend_frm: np.ndarray | None = None
+    start_spend: np.ndarray | None = None
 
     @property
     def max_useful_spend(self) -> float:
@@ -199,6 +204,8 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
         base={"spend": base(c), "gain": base(g), "conversions": base(conversions), "revenue": base(r)},
         start_counts=np.bincount(start, minlength=problem.n_arms), key=-seg.slope,
         dc=seg.dc, dg=seg.dg, dconv=dconv, da=seg.da, to=seg.to, frm=seg.frm,  # ... and da the revenue
+        spend_to=c[seg.user, seg.to], spend_frm=c[seg.user, seg.frm],
+        start_spend=np.bincount(start, weights=c[np.arange(n), start], minlength=problem.n_arms),
     )
 
 
@@ -225,9 +232,11 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     def resolve(budget: float) -> dict:
         sub = AllocationProblem(problem.gain, problem.spend, problem.revenue, budget=budget, min_roi=problem.min_roi)
         res = solve_dual(sub, reason="plan point re-solved under the ROI floor")
-        return {"spend": res.spend, "conversions": float(conversions[np.arange(problem.n_users), res.arm].sum()),
+        rows = np.arange(problem.n_users)
+        return {"spend": res.spend, "conversions": float(conversions[rows, res.arm].sum()),
                 "revenue": res.revenue, "gain": res.objective, "marginal": res.multipliers.get("lambda_budget", 0.0),
-                "counts": np.bincount(res.arm, minlength=K)}
+                "counts": np.bincount(res.arm, minlength=K),
+                "spend_per_arm": np.bincount(res.arm, weights=problem.spend[rows, res.arm], minlength=K)}
 
     return curve_frame(budgets, pts, names, problem.min_roi, resolve)
 
@@ -249,6 +258,9 @@ def curve_frame(budgets: np.ndarray, pts: dict[str, np.ndarray], names: list[str
     })
     for k, name in enumerate(names):
         df[f"users_{name}"] = pts["counts"][:, k]
+    spend_cols = [f"spend_{n}" for n in names] if "spend_per_arm" in pts else []
+    for k, col in enumerate(spend_cols):  # when the path knows them (SortedFrontier)
+        df[col] = pts["spend_per_arm"][:, k]
     df["resolved"] = False
     if min_roi is not None:
         roi_ok = df["incremental_revenue"] >= min_roi * df["spend"] - 1e-9 * df["spend"].abs()
@@ -258,6 +270,8 @@ def curve_frame(budgets: np.ndarray, pts: dict[str, np.ndarray], names: list[str
                 r["spend"], r["conversions"], r["revenue"], r["gain"]]
             df.loc[i, "marginal_gain_per_unit"] = r["marginal"]
             df.loc[i, [f"users_{n}" for n in names]] = r["counts"]
+            if spend_cols:
+                df.loc[i, spend_cols] = r["spend_per_arm"] if "spend_per_arm" in r else np.nan
             df.loc[i, "resolved"] = True
     with np.errstate(divide="ignore", invalid="ignore"):
         df.insert(5, "roi", np.where(df["spend"] > 0, df["incremental_revenue"] / df["spend"], np.nan))

@@ -29,6 +29,12 @@ class SortedFrontier:
     frm: np.ndarray  # (m,) arm it moves the user from
     checkpoints: np.ndarray  # (m // step + 1, K) users moved per arm after every ``step`` segments
     step: int
+    # spend per arm (when the path carries it): start (K,), per segment in path order (m,), and the
+    # net spend moved per arm after every ``step`` segments (m // step + 1, K)
+    start_spend: np.ndarray | None = None
+    spend_to: np.ndarray | None = None
+    spend_frm: np.ndarray | None = None
+    spend_checkpoints: np.ndarray | None = None
 
     @classmethod
     def from_path(cls, path: FrontierPath, step: int = 1024) -> "SortedFrontier":
@@ -46,8 +52,19 @@ class SortedFrontier:
             np.add.at(moves, (blocks, to[:whole]), 1)
             np.add.at(moves, (blocks, frm[:whole]), -1)
             checkpoints[1:] = np.cumsum(moves, axis=0)
+        spend = {}
+        if path.spend_to is not None:
+            s_to, s_frm = path.spend_to[order], path.spend_frm[order]
+            spend_chk = np.zeros((n_chk, K))
+            if n_chk > 1:
+                net = np.zeros((n_chk - 1, K))
+                np.add.at(net, (blocks, to[:whole]), s_to[:whole])
+                np.add.at(net, (blocks, frm[:whole]), -s_frm[:whole])
+                spend_chk[1:] = np.cumsum(net, axis=0)
+            spend = {"start_spend": np.asarray(path.start_spend, dtype=np.float64), "spend_to": s_to,
+                     "spend_frm": s_frm, "spend_checkpoints": spend_chk}
         return cls(base=dict(path.base), start_counts=path.start_counts.astype(np.int64), key=path.key[order],
-                   cum=cum, to=to, frm=frm, checkpoints=checkpoints, step=step)
+                   cum=cum, to=to, frm=frm, checkpoints=checkpoints, step=step, **spend)
 
     @property
     def max_useful_spend(self) -> float:
@@ -58,8 +75,10 @@ class SortedFrontier:
         return int(sum(a.nbytes for a in self.cum.values()) + self.key.nbytes + self.to.nbytes + self.frm.nbytes
                    + self.checkpoints.nbytes)
 
-    def points(self, budgets: np.ndarray) -> dict[str, np.ndarray]:
-        """Totals of the greedy path at each budget: the longest prefix whose spend fits."""
+    def points(self, budgets: np.ndarray, spend_per_arm: bool = False) -> dict[str, np.ndarray]:
+        """Totals of the greedy path at each budget: the longest prefix whose spend fits.
+
+        ``spend_per_arm``: also ``spend_per_arm`` (len(budgets), K), when the path carries per-arm spend."""
         budgets = np.asarray(budgets, dtype=np.float64)
         m = self.key.size
         room = budgets - self.base["spend"]
@@ -73,9 +92,17 @@ class SortedFrontier:
             counts[i] += (self.checkpoints[ti // self.step] + np.bincount(self.to[c0:ti], minlength=K)
                           - np.bincount(self.frm[c0:ti], minlength=K))
         out["counts"] = counts
+        if spend_per_arm and self.spend_to is not None:  # the same prefix, weighted by each move's spend
+            spend = np.tile(self.start_spend, (len(t), 1))
+            for i, ti in enumerate(t):
+                c0 = (ti // self.step) * self.step
+                spend[i] += (self.spend_checkpoints[ti // self.step]
+                             + np.bincount(self.to[c0:ti], weights=self.spend_to[c0:ti], minlength=K)
+                             - np.bincount(self.frm[c0:ti], weights=self.spend_frm[c0:ti], minlength=K))
+            out["spend_per_arm"] = spend
         return out
 
-    def curve(self, budgets, arm_names: list[str]) -> dict[str, np.ndarray]:
+    def curve(self, budgets, arm_names: list[str], spend_per_arm: bool = False) -> dict[str, np.ndarray]:
         """``frontier.plan``'s columns without an ROI floor, as arrays (no DataFrame: a hot service path).
 
         budget (sorted), spend, incremental_conversions, incremental_revenue, objective, roi (NaN at
@@ -85,7 +112,7 @@ class SortedFrontier:
         budgets = np.sort(np.asarray(budgets, dtype=np.float64))
         if (budgets < 0).any():
             raise InfeasibleError(f"budgets must be >= 0; got {budgets[budgets < 0][:3].tolist()}")
-        pts = self.points(budgets)
+        pts = self.points(budgets, spend_per_arm=spend_per_arm)
         with np.errstate(divide="ignore", invalid="ignore"):
             roi = np.where(pts["spend"] > 0, pts["revenue"] / pts["spend"], np.nan)
         out = {"budget": budgets, "spend": pts["spend"], "incremental_conversions": pts["conversions"],
@@ -93,4 +120,7 @@ class SortedFrontier:
                "marginal_gain_per_unit": pts["marginal"]}
         for k, name in enumerate(arm_names):
             out[f"users_{name}"] = pts["counts"][:, k]
+        if "spend_per_arm" in pts:
+            for k, name in enumerate(arm_names):
+                out[f"spend_{name}"] = pts["spend_per_arm"][:, k]
         return out

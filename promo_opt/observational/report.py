@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from promo_opt.report.html import _CSS, _png, _table, plt
+from promo_opt.report.style import arm_color
 
 
 def propensity_histograms(e: np.ndarray, arm: np.ndarray, arm_names: list[str]):
@@ -21,8 +22,8 @@ def propensity_histograms(e: np.ndarray, arm: np.ndarray, arm_names: list[str]):
     fig, axes = plt.subplots(1, K - 1, figsize=(3.8 * (K - 1), 3), squeeze=False)
     bins = np.linspace(0, 1, 41)
     for ax, k in zip(axes[0], range(1, K)):
-        ax.hist(e[arm == k, k], bins=bins, alpha=.6, density=True, label=arm_names[k], color="#dd8452")
-        ax.hist(e[arm == 0, k], bins=bins, alpha=.6, density=True, label=arm_names[0], color="#4c72b0")
+        ax.hist(e[arm == k, k], bins=bins, alpha=.6, density=True, label=arm_names[k], color=arm_color(k))
+        ax.hist(e[arm == 0, k], bins=bins, alpha=.6, density=True, label=arm_names[0], color=arm_color(0))
         ax.set_title(f"P({arm_names[k]} | x)")
         ax.set_xlabel("propensity")
         ax.legend(fontsize=8)

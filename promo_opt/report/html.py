@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from promo_opt.report.style import arm_color, fit_ticks, readable_axes  # noqa: E402
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -29,6 +31,7 @@ th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
 
 def png_bytes(fig) -> bytes:
     """The figure as PNG bytes (no timestamp metadata, so output is reproducible); closes it."""
+    fit_ticks(fig)  # no overlapping tick labels on the numeric axes
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -70,19 +73,22 @@ def budget_curve_figure(curve: pd.DataFrame, budget: float | None = None, chosen
     ax.set_ylabel("expected incremental conversions")
     ax.set_title("What each budget buys (optimal policy per budget)")
     ax.grid(alpha=.3)
+    readable_axes(ax)
     return fig
 
 
 def per_arm_plot(users: dict[str, int], spend: dict[str, float]) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    names = list(users)
-    axes[0].bar(names, [users[n] for n in names], color="#4c72b0")
+    names = list(users)  # the config's order, control first: one colour per arm, as in the web app
+    colors = [arm_color(i) for i in range(len(names))]
+    axes[0].bar(names, [users[n] for n in names], color=colors)
     axes[0].set_title("users per arm")
-    axes[1].bar(names, [spend[n] for n in names], color="#dd8452")
+    axes[1].bar(names, [spend[n] for n in names], color=colors)
     axes[1].set_title("expected spend per arm")
     for ax in axes:
         ax.tick_params(axis="x", rotation=30)
         ax.grid(axis="y", alpha=.3)
+        readable_axes(ax, x=False)
     return _png(fig)
 
 
@@ -90,11 +96,12 @@ def decile_plot(deciles: list[dict]) -> str:
     df = pd.DataFrame(deciles)
     arms = list(dict.fromkeys(df["arm"]))
     fig, axes = plt.subplots(1, len(arms), figsize=(3.6 * len(arms), 3), sharey=True, squeeze=False)
-    for ax, arm in zip(axes[0], arms):
+    for i, (ax, arm) in enumerate(zip(axes[0], arms)):  # the promotion arms, in the config's order
         d = df[df["arm"] == arm].sort_values("decile")
         x = np.arange(len(d))
-        ax.bar(x - .2, d["predicted_uplift"], .4, label="predicted", color="#4c72b0")
-        ax.bar(x + .2, d["observed_uplift"], .4, label="observed", color="#55a868")
+        ax.bar(x - .2, d["predicted_uplift"], .4, label="predicted", color=arm_color(i + 1), alpha=.45)
+        ax.bar(x + .2, d["observed_uplift"], .4, label="observed", color=arm_color(i + 1))
+        readable_axes(ax, x=False)
         ax.set_xticks(x, d["decile"].astype(int))
         ax.set_title(f"{arm} vs control")
         ax.set_xlabel("predicted-uplift decile (1 = top)")

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from promo_opt.report.style import readable_axes
+
 
 def policy_comparison_figure(comparison: dict, objective: str):
     rows = pd.DataFrame(comparison["rows"])
@@ -28,6 +30,7 @@ def policy_comparison_figure(comparison: dict, objective: str):
     for ax in axes:
         ax.axvline(0, color="k", lw=.5)
         ax.grid(axis="x", alpha=.3)
+        readable_axes(ax, y=False)
     fig.suptitle(f"Strategies at the same budget ({comparison['scored_by'].split(';')[0]})", fontsize=10)
     fig.tight_layout()
     return fig
@@ -46,6 +49,7 @@ def budget_band_figure(bands: list[dict], budget: float):
     ax.set_title("Budget curve with confidence band (policies rebuilt on held-out folds)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=.3)
+    readable_axes(ax)
     return fig
 
 

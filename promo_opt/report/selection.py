@@ -33,10 +33,13 @@ def qini_figure(curves: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from promo_opt.report.style import arm_color, readable_axes
+
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for arm, c in curves.items():
-        line, = ax.plot(c["fraction"], c["qini"], label=arm)
+    for i, (arm, c) in enumerate(curves.items()):  # the promotion arms in the config's order (control is 0)
+        line, = ax.plot(c["fraction"], c["qini"], label=arm, color=arm_color(i + 1))
         ax.plot([0, 1], [0, c["qini"][-1]], ls="--", lw=0.8, color=line.get_color())
+    readable_axes(ax, x=False)
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("share of users, ranked by predicted uplift")
     ax.set_ylabel("incremental conversions (Qini)")

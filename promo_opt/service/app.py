@@ -25,7 +25,7 @@ from fastapi.security import APIKeyHeader
 
 from promo_opt import __version__
 from promo_opt.errors import PromoOptError
-from promo_opt.service import campaigns, plans
+from promo_opt.service import campaigns, plans, ui
 from promo_opt.service.artefacts import Artefacts
 from promo_opt.service.auth import verify_key
 from promo_opt.service.jobs import SCORES_FILE, TARGETS_FILE, Worker
@@ -124,15 +124,20 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="an API key from 'promo-opt keys create'")
 
 
+async def key_scopes(request: Request, key: str | None = Security(api_key_header)) -> set[str]:
+    """The presented key's scopes; 401 when it is missing or not valid."""
+    if not key:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header "
+                                 "(create one with 'promo-opt keys create')")
+    svc = request.app.state.services
+    scopes = svc.known_scopes(key) or await run_in_threadpool(svc.scopes, key)
+    if scopes is None:
+        raise HTTPException(401, "invalid API key")
+    return scopes
+
+
 def require(scope: str):
-    async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
-        if not key:
-            raise HTTPException(401, "missing API key: send it in the X-API-Key header "
-                                     "(create one with 'promo-opt keys create')")
-        svc = request.app.state.services
-        scopes = svc.known_scopes(key) or await run_in_threadpool(svc.scopes, key)
-        if scopes is None:
-            raise HTTPException(401, "invalid API key")
+    async def check(scopes: set[str] = Depends(key_scopes)) -> None:
         if scope not in scopes:
             raise HTTPException(403, f"this API key lacks the '{scope}' scope")
     return Depends(check)
@@ -142,7 +147,9 @@ READ, WRITE = require("read"), require("write")
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(**vars(job))
+    end = job.finished_at if job.finished_at is not None else time.time()
+    elapsed = None if job.started_at is None else max(end - job.started_at, 0.0)
+    return JobOut(**vars(job), elapsed_seconds=elapsed)
 
 
 def id_path(what: str):
@@ -182,6 +189,12 @@ def metrics(svc: Services = Depends(services)) -> Response:
     return Response(svc.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
+@router.get("/session", tags=["operations"])
+def session(scopes: set[str] = Depends(key_scopes)) -> dict:
+    """What the presented key may do (the web app asks this at sign-in): its scopes."""
+    return {"scopes": [s for s in ("read", "write") if s in scopes]}
+
+
 # ----------------------------------------------------------------------------------------------
 # campaigns
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +204,10 @@ def create_campaign(config: UploadFile = File(..., description="campaign config 
                     candidates: UploadFile | None = File(None, description="users to decide for (.csv or .parquet)"),
                     svc: Services = Depends(services)) -> Campaign:
     """Upload a campaign: its config and tables, checked by the same code as the CLI."""
-    raw = campaigns.parse_uploaded_yaml(config.file.read())
+    try:
+        raw = campaigns.parse_uploaded_yaml(config.file.read())
+    except PromoOptError as err:
+        raise campaigns.UploadError(str(err), "config") from None
     cid = new_id("campaign")
     d = svc.artefacts.partial_dir(cid, "campaigns")
     try:
@@ -208,7 +224,8 @@ def create_campaign(config: UploadFile = File(..., description="campaign config 
         checked = campaigns.validate_tables(cfg)
     except PromoOptError as err:
         svc.artefacts.discard(cid, "campaigns")
-        raise PromoOptError(str(err).replace(f"{d}{os.sep}", "")) from None  # no server paths in messages
+        message = str(err).replace(f"{d}{os.sep}", "")  # no server paths in messages
+        raise campaigns.UploadError(message, campaigns.upload_field(message)) from None
     except BaseException:
         svc.artefacts.discard(cid, "campaigns")
         raise
@@ -305,11 +322,13 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     else:
         cols = plans.answer(cfg, cached, budgets, body.n_points)
     users = [cols[f"users_{a}"] for a in cfg.arm_names]
+    spend = [cols.get(f"spend_{a}") for a in cfg.arm_names]
     fields = ("budget", "spend", "incremental_conversions", "incremental_revenue", "objective",
               "marginal_gain_per_unit", "resolved")
     points = [PlanPoint(**{f: cols[f][i] for f in fields},
                         roi=cols["roi"][i] if np.isfinite(cols["roi"][i]) else None,
-                        users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)})
+                        users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)},
+                        spend_per_arm={a: float(v[i]) for a, v in zip(cfg.arm_names, spend) if v is not None})
               for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, objective=cfg.objective, points=points)
 
@@ -412,7 +431,7 @@ def push(body: PushRequestBody, allocation_id: str = id_path("allocation"),
 def get_push(push_id: str = id_path("push"), svc: Services = Depends(services)) -> PushOut:
     """The push job and its delivery log (every attempt of every batch)."""
     job = svc.job(push_id, "push")
-    return PushOut(**vars(job), deliveries=svc.store.list_deliveries(job.id))
+    return PushOut(**job_out(job).model_dump(), deliveries=svc.store.list_deliveries(job.id))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -451,9 +470,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.exception_handler(PromoOptError)
     async def _user_error(request: Request, err: PromoOptError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+        body = {"detail": str(err)}
+        if getattr(err, "field", None):  # an upload's message, placed next to its field by the web app
+            body["field"] = err.field
+        return JSONResponse(body, status_code=422)
 
     app.include_router(router)
+    app.include_router(ui.router)
     return app
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from promo_opt.config import CampaignConfig, parse_config
+from promo_opt.config import CampaignConfig, parse_config, yaml_problem
 from promo_opt.data import load_candidates, load_training, prepare_candidates, read_table, resolve_features
 from promo_opt.errors import ConfigError, PromoOptError
 
@@ -19,11 +19,29 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 UPLOADED_TABLES = ("train", "candidates")
 
 
+class UploadError(PromoOptError):
+    """A campaign upload refused; ``field`` is the form field it is about (config, train, candidates)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def upload_field(message: str) -> str:
+    """The upload field a validation message is about: its first word names the table, else the config."""
+    first = message.split(" ", 1)[0].rstrip(":")
+    if first in UPLOADED_TABLES or message.startswith(tuple(f"data.{t} " for t in UPLOADED_TABLES)):
+        return first if first in UPLOADED_TABLES else message.split(" ", 1)[0][len("data."):]
+    return "config"
+
+
 def parse_uploaded_yaml(text: bytes) -> dict:
     try:
         raw = yaml.safe_load(text.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"config: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config: not UTF-8 text: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config: the config must be a YAML mapping of keys, got {type(raw).__name__}")
     return raw

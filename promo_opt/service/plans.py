@@ -75,14 +75,29 @@ def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | N
     return CachedFrontier(problem=problem, conversions=conversions, frontier=path)
 
 
+class _WithArmSpend:
+    """The cached frontier as ``frontier.plan`` reads a path, answering spend per arm too."""
+
+    def __init__(self, frontier: SortedFrontier):
+        self.frontier = frontier
+
+    @property
+    def max_useful_spend(self) -> float:
+        return self.frontier.max_useful_spend
+
+    def points(self, budgets):
+        return self.frontier.points(budgets, spend_per_arm=True)
+
+
 def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
-    """The plan's columns as lists: ``frontier.plan`` (ROI floor: re-solves) or the frontier's arrays."""
+    """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: re-solves) or
+    the frontier's arrays."""
     if cached.problem.min_roi is not None:
         df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
-                        arm_names=config.arm_names, path=cached.frontier)
+                        arm_names=config.arm_names, path=_WithArmSpend(cached.frontier))
         return {c: df[c].to_numpy().tolist() for c in df.columns}
     if budgets is None:
         budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
-    cols = {c: v.tolist() for c, v in cached.frontier.curve(budgets, config.arm_names).items()}
+    cols = {c: v.tolist() for c, v in cached.frontier.curve(budgets, config.arm_names, spend_per_arm=True).items()}
     cols["resolved"] = [False] * len(cols["budget"])
     return cols

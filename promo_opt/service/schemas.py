@@ -36,6 +36,7 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    elapsed_seconds: float | None = Field(default=None, description="seconds running so far (or in all, once finished)")
 
 
 # the registry's names, so the API offers exactly what a campaign config accepts
@@ -100,6 +101,7 @@ class PlanPoint(BaseModel):
     roi: float | None
     marginal_gain_per_unit: float
     users_per_arm: dict[str, int]
+    spend_per_arm: dict[str, float] = Field(default_factory=dict, description="expected spend on each arm")
     resolved: bool
 
 

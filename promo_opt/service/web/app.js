@@ -1,0 +1,623 @@
+// The planners' app: every number on the page comes from the JSON API of this server.
+// The API key lives in the variable `session.key` only: never in a URL, a cookie or web storage.
+import { armColor, fmt, hideHover, lineChart, showHover } from "./chart.js";
+
+const $ = (id) => document.getElementById(id);
+const session = { key: null, scopes: [] };
+const state = {
+  campaign: null, arms: [], scores: null, curve: null, point: null, pinned: null, minRoi: null,
+  allocation: null, polls: new Set(), chart: null,
+};
+
+// ------------------------------------------------------------------------------------------
+// the API
+// ------------------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, detail, field) { super(detail); this.status = status; this.field = field; }
+}
+
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return JSON.stringify(detail);
+}
+
+async function api(path, { method = "GET", json, form, raw = false, key = session.key } = {}) {
+  const headers = { "X-API-Key": key || "" };
+  let body;
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+  if (form !== undefined) body = form;
+  const r = await fetch(path, { method, headers, body, cache: "no-store", credentials: "omit" });
+  if (!r.ok) {
+    let detail = `${r.status} ${r.statusText}`, field;
+    try { const j = await r.json(); detail = detailText(j.detail); field = j.field; } catch (e) { /* not JSON */ }
+    throw new ApiError(r.status, detail, field);
+  }
+  return raw ? r : r.json();
+}
+
+function notice(text, isError = false) {
+  const n = $("notice");
+  n.textContent = text;
+  n.classList.toggle("error", isError);
+}
+
+function sleep(ms) { return new Promise((res) => setTimeout(res, ms)); }
+
+// ------------------------------------------------------------------------------------------
+// sign in / out
+// ------------------------------------------------------------------------------------------
+async function signIn(ev) {
+  ev.preventDefault();
+  const input = $("api-key");
+  const key = input.value.trim();
+  $("signin-error").textContent = "";
+  if (!key) { $("signin-error").textContent = "Enter an API key."; return; }
+  try {
+    const s = await api("/session", { key });
+    session.key = key;
+    session.scopes = s.scopes;
+  } catch (err) {
+    $("signin-error").textContent = err.status === 401 ? `Not signed in: ${err.message}.` : err.message;
+    input.setAttribute("aria-invalid", "true");
+    return;
+  }
+  input.value = "";
+  input.removeAttribute("aria-invalid");
+  $("signin-panel").hidden = true;
+  $("app").hidden = false;
+  $("who").hidden = false;
+  const readOnly = !session.scopes.includes("write");
+  $("who-scopes").textContent = readOnly ? "Signed in: read only (you can look, not start jobs)" : "Signed in: read and write";
+  document.body.classList.toggle("read-only", readOnly);
+  await Promise.all([loadCampaigns(), loadLearners()]);
+  document.body.dataset.signedIn = "true";
+}
+
+function signOut() {
+  session.key = null;
+  session.scopes = [];
+  for (const p of state.polls) p.cancelled = true;
+  window.location.reload(); // drops every number the key fetched
+}
+
+// ------------------------------------------------------------------------------------------
+// campaigns
+// ------------------------------------------------------------------------------------------
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function when(t) { return t ? new Date(t * 1000).toLocaleString() : "–"; }
+
+async function loadCampaigns() {
+  const list = await api("/campaigns");
+  const body = $("campaigns").querySelector("tbody");
+  body.replaceChildren();
+  $("campaigns-empty").hidden = list.length > 0;
+  $("upload-box").open = list.length === 0;
+  for (const c of list.slice().reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, c.name);
+    cell(tr, c.id, "mono");
+    cell(tr, fmt(c.files.train_rows ?? NaN), "num");
+    cell(tr, fmt(c.files.candidates_rows ?? NaN), "num");
+    cell(tr, when(c.created_at));
+    const td = cell(tr, "");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = "Open";
+    b.setAttribute("aria-label", `Open campaign ${c.name} (${c.id})`);
+    b.addEventListener("click", () => openCampaign(c.id));
+    td.appendChild(b);
+    body.appendChild(tr);
+  }
+  return list;
+}
+
+async function loadLearners() {
+  const sel = $("train-learner");
+  let names = ["auto"];
+  try {
+    const spec = await (await fetch("/openapi.json", { credentials: "omit" })).json();
+    const learner = spec.components.schemas.ModelSettings.properties.learner;
+    names = (learner.anyOf || [learner]).flatMap((x) => x.enum || []);
+  } catch (e) { /* keep auto */ }
+  sel.replaceChildren(new Option("the config's learner", ""), ...names.map((n) => new Option(n, n)));
+}
+
+function clearUploadErrors() {
+  for (const f of ["config", "train", "candidates"]) {
+    $(`up-${f}-error`).textContent = "";
+    $(`up-${f}`).removeAttribute("aria-invalid");
+  }
+  $("upload-error").textContent = "";
+}
+
+async function upload(ev) {
+  ev.preventDefault();
+  clearUploadErrors();
+  const form = new FormData();
+  for (const f of ["config", "train", "candidates"]) {
+    const file = $(`up-${f}`).files[0];
+    if (file) form.append(f, file, file.name);
+  }
+  $("upload-submit").disabled = true;
+  try {
+    const c = await api("/campaigns", { method: "POST", form });
+    notice(`Campaign ${c.name} uploaded (${c.id}).`);
+    $("upload").reset();
+    await loadCampaigns();
+    await openCampaign(c.id);
+  } catch (err) {
+    if (err.field && $(`up-${err.field}-error`)) {
+      $(`up-${err.field}-error`).textContent = err.message;
+      $(`up-${err.field}`).setAttribute("aria-invalid", "true");
+      $(`up-${err.field}`).focus();
+    } else {
+      $("upload-error").textContent = err.message;
+    }
+  } finally {
+    $("upload-submit").disabled = false;
+  }
+}
+
+async function campaignJobs(cid) {
+  const [models, scores] = await Promise.all([api("/models?limit=1000"), api("/scores?limit=1000")]);
+  return { models: models.filter((j) => j.campaign_id === cid), scores: scores.filter((j) => j.campaign_id === cid) };
+}
+
+async function openCampaign(cid) {
+  const c = await api(`/campaigns/${cid}`);
+  state.campaign = c;
+  state.arms = (c.config.arms || []).map((a) => a.name);
+  $("campaign-panel").hidden = false;
+  $("campaign-title").textContent = `Campaign: ${c.name}`;
+  const cons = c.config.constraints || {};
+  $("campaign-facts").textContent = `${c.id} · arms ${state.arms.join(", ")} · budget ${fmt(cons.budget ?? NaN)}`
+    + (cons.min_roi != null ? ` · ROI floor ${fmt(cons.min_roi)}` : "")
+    + ` · ${fmt(c.files.train_rows ?? NaN)} past rows, ${fmt(c.files.candidates_rows ?? NaN)} candidates`;
+  $("progress").textContent = "";
+  buildCaps();
+  await refreshJobs();
+}
+
+function jobDetail(j) {
+  if (j.error) return j.error;
+  if (j.kind === "train" && j.result) return `learner ${j.result.learner}, ${fmt(j.result.n_train)} rows`;
+  if (j.kind === "score" && j.result) return `${fmt(j.result.n_candidates)} candidates scored`;
+  return "";
+}
+
+async function refreshJobs(selectScores = null) {
+  const { models, scores } = await campaignJobs(state.campaign.id);
+  const body = $("jobs").querySelector("tbody");
+  body.replaceChildren();
+  for (const j of [...models, ...scores].sort((a, b) => b.created_at - a.created_at)) {
+    const tr = document.createElement("tr");
+    cell(tr, j.kind === "train" ? "model" : "scores");
+    cell(tr, j.id, "mono");
+    cell(tr, j.status, `status-${j.status}`);
+    cell(tr, j.elapsed_seconds != null ? `${j.elapsed_seconds.toFixed(1)} s` : "–", "num");
+    cell(tr, jobDetail(j));
+    body.appendChild(tr);
+  }
+  const done = scores.filter((s) => s.status === "done").sort((a, b) => b.created_at - a.created_at);
+  const sel = $("scores-select");
+  sel.replaceChildren(...done.map((s) => new Option(`${s.id} (${fmt(s.result.n_candidates)} candidates)`, s.id)));
+  $("whatif-panel").hidden = done.length === 0;
+  $("decide-panel").hidden = done.length === 0;
+  if (done.length) {
+    sel.value = selectScores || done[0].id;
+    await openScores(sel.value);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// jobs: start and follow
+// ------------------------------------------------------------------------------------------
+async function follow(path, label, region) {
+  const poll = { cancelled: false };
+  state.polls.add(poll);
+  try {
+    for (;;) {
+      const j = await api(path);
+      if (poll.cancelled) throw new Error("cancelled");
+      const secs = j.elapsed_seconds != null ? `, ${j.elapsed_seconds.toFixed(1)} s` : "";
+      region.textContent = `${label}: ${j.status}${secs}` + (j.error ? ` — ${j.error}` : "");
+      region.className = `progress status-${j.status}`;
+      if (j.status === "done" || j.status === "failed") return j;
+      await sleep(400);
+    }
+  } finally {
+    state.polls.delete(poll);
+  }
+}
+
+function refusal(err, region) {
+  region.textContent = err.status === 403 ? `Refused: ${err.message}. Ask for a key with write access.` : err.message;
+  region.className = "progress status-failed";
+}
+
+async function train(ev) {
+  ev.preventDefault();
+  const region = $("progress");
+  const model = {};
+  if ($("train-learner").value) model.learner = $("train-learner").value;
+  if ($("train-folds").value) model.folds = Number($("train-folds").value);
+  $("train-submit").disabled = true;
+  try {
+    const job = await api("/models", { method: "POST", json: { campaign_id: state.campaign.id, model } });
+    const m = await follow(`/models/${job.id}`, `Training ${job.id}`, region);
+    if (m.status !== "done") { await refreshJobs(); return; }
+    const sjob = await api("/scores", { method: "POST", json: { model_id: m.id } });
+    const s = await follow(`/scores/${sjob.id}`, `Scoring the candidates with ${m.id} (learner ${m.result.learner})`, region);
+    await refreshJobs(s.status === "done" ? s.id : null);
+  } catch (err) {
+    refusal(err, region);
+  } finally {
+    $("train-submit").disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// what-if: the curve and the point under the slider
+// ------------------------------------------------------------------------------------------
+function roiFloor() {
+  const v = $("roi-input").value;
+  return v === "" ? null : Number(v);
+}
+
+async function openScores(sid) {
+  state.scores = await api(`/scores/${sid}`);
+  state.allocation = null;
+  $("alloc-result").hidden = true;
+  $("alloc-progress").textContent = "";
+  await loadCurve(true);
+  loadCheck(state.scores.parent_id);
+}
+
+async function loadCurve(resetBudget = false) {
+  $("whatif-error").textContent = "";
+  let plan;
+  try {
+    plan = await api("/plans", { method: "POST", json: { scores_id: state.scores.id, n_points: 80, min_roi: roiFloor() } });
+  } catch (err) {
+    $("whatif-error").textContent = err.message;
+    return;
+  }
+  state.curve = plan;
+  state.minRoi = plan.min_roi;
+  const top = plan.points[plan.points.length - 1].budget;
+  const slider = $("budget-slider");
+  slider.max = String(Math.max(top, 1));
+  slider.step = String(Math.max(top / 1000, 1e-6));
+  if (resetBudget || Number(slider.value) > top) {
+    const want = (state.campaign.config.constraints || {}).budget;
+    slider.value = String(Math.min(want ?? top / 2, top));
+  }
+  $("roi-input").placeholder = plan.min_roi != null ? `campaign's: ${fmt(plan.min_roi)}` : "none";
+  await askPoint(Number(slider.value));
+}
+
+// one request in flight; while it runs only the latest slider value waits
+let inFlight = false, pending = null;
+async function askPoint(budget) {
+  if (inFlight) { pending = budget; return; }
+  inFlight = true;
+  const t0 = performance.now();
+  try {
+    const plan = await api("/plans", { method: "POST", json: { scores_id: state.scores.id, budgets: [budget], min_roi: roiFloor() } });
+    state.point = plan.points[0];
+    $("whatif-error").textContent = "";
+    showPoint();
+    const svg = $("curve");
+    svg.dataset.roundtripMs = (performance.now() - t0).toFixed(2);
+    svg.dataset.budget = String(budget);
+  } catch (err) {
+    $("whatif-error").textContent = err.message;
+  } finally {
+    inFlight = false;
+    if (pending !== null) { const b = pending; pending = null; askPoint(b); }
+  }
+}
+
+const METRIC_LABELS = {
+  incremental_conversions: "incremental conversions", incremental_revenue: "incremental revenue", roi: "ROI",
+};
+
+function drawCurve() {
+  const metric = $("metric-select").value;
+  const pts = state.curve.points;
+  const p = state.point;
+  state.chart = lineChart($("curve"), {
+    series: [{ name: metric, xs: pts.map((q) => q.budget), ys: pts.map((q) => q[metric] ?? NaN), color: armColor(1) }],
+    xLabel: "budget", yLabel: METRIC_LABELS[metric],
+    marker: p ? { x: p.budget, y: p[metric] ?? NaN } : null,
+  });
+  $("curve-desc").textContent = `Budget curve of ${METRIC_LABELS[metric]} from 0 to ${fmt(pts[pts.length - 1].budget)}`
+    + (p ? `; chosen budget ${fmt(p.budget)} gives ${fmt(p[metric])}.` : ".");
+}
+
+function facts(dl, rows) {
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = k; dd.textContent = v;
+    dd.dataset.key = k;
+    dl.append(dt, dd);
+  }
+}
+
+function armRows(tbody, perArm, extra = null) {
+  tbody.replaceChildren();
+  state.arms.forEach((arm, i) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.backgroundColor = armColor(i); // CSSOM, allowed by the CSP (no inline style attribute)
+    th.append(sw, arm);
+    tr.appendChild(th);
+    cell(tr, fmt(perArm[arm] ?? 0), "num");
+    if (extra) cell(tr, fmt(extra[arm] ?? 0), "num");
+    tbody.appendChild(tr);
+  });
+}
+
+function pointRows(p) {
+  return [
+    ["budget", fmt(p.budget)], ["spend", fmt(p.spend)],
+    ["incremental conversions", fmt(p.incremental_conversions)],
+    ["incremental revenue", fmt(p.incremental_revenue)], ["ROI", fmt(p.roi)],
+    ["marginal gain per unit", fmt(p.marginal_gain_per_unit, 4)],
+  ];
+}
+
+function showPoint() {
+  const p = state.point;
+  const slider = $("budget-slider");
+  slider.setAttribute("aria-valuetext", `budget ${fmt(p.budget)}: ${fmt(p.incremental_conversions)} incremental conversions`);
+  if (document.activeElement !== $("budget-input")) $("budget-input").value = String(Math.round(p.budget * 100) / 100);
+  facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"],
+    ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
+  armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
+  drawCurve();
+  showCompare();
+}
+
+function pin() {
+  state.pinned = { label: `${state.campaign.name} @ ${fmt(state.point.budget)}`, point: state.point };
+  showCompare();
+}
+
+function showCompare() {
+  const t = $("compare");
+  if (!state.pinned || !state.point) { t.hidden = true; return; }
+  t.hidden = false;
+  $("compare-a").textContent = `Pinned: ${state.pinned.label}`;
+  $("compare-b").textContent = `Now: ${state.campaign.name} @ ${fmt(state.point.budget)}`;
+  const a = pointRows(state.pinned.point), b = pointRows(state.point);
+  const tbody = t.querySelector("tbody");
+  tbody.replaceChildren();
+  a.forEach(([k, v], i) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row"; th.textContent = k; tr.appendChild(th);
+    cell(tr, v, "num"); cell(tr, b[i][1], "num");
+    tbody.appendChild(tr);
+  });
+  const arms = new Set([...Object.keys(state.pinned.point.users_per_arm), ...Object.keys(state.point.users_per_arm)]);
+  for (const arm of arms) {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row"; th.textContent = `users on ${arm}`; tr.appendChild(th);
+    cell(tr, fmt(state.pinned.point.users_per_arm[arm] ?? NaN), "num");
+    cell(tr, fmt(state.point.users_per_arm[arm] ?? NaN), "num");
+    tbody.appendChild(tr);
+  }
+}
+
+function hover(ev) {
+  if (!state.chart || !state.curve) return;
+  const svg = $("curve");
+  const box = svg.getBoundingClientRect();
+  const px = ((ev.clientX - box.left) / box.width) * state.chart.W;
+  const x = state.chart.invertX(px);
+  const pts = state.curve.points;
+  let best = pts[0];
+  for (const q of pts) if (Math.abs(q.budget - x) < Math.abs(best.budget - x)) best = q;
+  const metric = $("metric-select").value;
+  showHover(state.chart, best.budget, best[metric] ?? NaN);
+  const tip = $("tooltip");
+  tip.hidden = false;
+  tip.textContent = `budget ${fmt(best.budget)} · conversions ${fmt(best.incremental_conversions)} · `
+    + `revenue ${fmt(best.incremental_revenue)} · ROI ${fmt(best.roi)}`;
+  tip.style.left = `${Math.min(ev.clientX - box.left + 12, box.width - 260)}px`;
+  tip.style.top = `${ev.clientY - box.top + 12}px`;
+}
+
+function unhover() {
+  if (state.chart) hideHover(state.chart);
+  $("tooltip").hidden = true;
+}
+
+// ------------------------------------------------------------------------------------------
+// decide: the targeting list
+// ------------------------------------------------------------------------------------------
+function buildCaps() {
+  const fs = $("caps");
+  fs.querySelectorAll(".cap").forEach((e) => e.remove());
+  const control = (state.campaign.config.control || {}).name || state.arms[0];
+  for (const arm of state.arms) {
+    if (arm === control) continue;
+    const div = document.createElement("div");
+    div.className = "cap field";
+    const id = `cap-${arm.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const label = document.createElement("label");
+    label.htmlFor = id; label.textContent = `${arm}: most users`;
+    const input = document.createElement("input");
+    input.type = "number"; input.min = "0"; input.step = "1"; input.id = id; input.dataset.arm = arm;
+    input.placeholder = "no cap";
+    div.append(label, input);
+    fs.appendChild(div);
+  }
+}
+
+async function allocate(ev) {
+  ev.preventDefault();
+  const region = $("alloc-progress");
+  const caps = {};
+  for (const input of $("caps").querySelectorAll("input")) {
+    if (input.value !== "") caps[input.dataset.arm] = { max_users: Number(input.value) };
+  }
+  const budget = state.point ? state.point.budget : Number($("budget-slider").value);
+  const body = { scores_id: state.scores.id, budget, min_roi: roiFloor() };
+  if (Object.keys(caps).length) body.arm_caps = caps;
+  $("allocate-submit").disabled = true;
+  try {
+    const job = await api("/allocations", { method: "POST", json: body });
+    const a = await follow(`/allocations/${job.id}`, `Targeting list ${job.id}`, region);
+    if (a.status === "done") showAllocation(a);
+  } catch (err) {
+    refusal(err, region);
+  } finally {
+    $("allocate-submit").disabled = false;
+  }
+}
+
+function showAllocation(a) {
+  state.allocation = a;
+  const s = a.result;
+  $("alloc-result").hidden = false;
+  facts($("certificate"), [
+    ["solver", `${s.solver} (${s.solver_status})`], ["objective", s.objective],
+    ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
+    ["budget", fmt(s.budget ?? NaN)], ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
+  ]);
+  const e = s.expected, f = s.forecast;
+  facts($("forecast"), [
+    ["expected incremental conversions", fmt(e.incremental_conversions)],
+    ["expected spend", fmt(e.spend)], ["expected incremental revenue", fmt(e.incremental_revenue)],
+    ["expected ROI", fmt(e.roi)],
+    ...(f ? [["forecast conversions (winner's curse corrected)", fmt(f.incremental_conversions)],
+      ["forecast spend (corrected)", fmt(f.spend)]] : [["forecast", "no correction saved with the model"]]),
+    ["holdout (kept untreated)", `${fmt(s.holdout_size)} of ${fmt(s.n_candidates)} users`],
+  ]);
+  armRows($("alloc-arms").querySelector("tbody"), s.users_per_arm, s.spend_per_arm);
+}
+
+async function download(ev) {
+  const format = ev.currentTarget.dataset.format;
+  const a = state.allocation;
+  try {
+    const r = await api(`/allocations/${a.id}/targets?format=${format}`, { raw: true });
+    const blob = await r.blob();
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `targets-${a.id}.${format}`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    notice(`Downloaded targets-${a.id}.${format} (${fmt(blob.size)} bytes).`);
+  } catch (err) {
+    notice(err.message, true);
+  }
+}
+
+async function push(ev) {
+  ev.preventDefault();
+  const region = $("push-progress");
+  try {
+    const job = await api(`/allocations/${state.allocation.id}/push`, { method: "POST",
+      json: { url: $("push-url").value, batch_size: Number($("push-batch").value || 1000) } });
+    await follow(`/pushes/${job.id}`, `Push ${job.id}`, region);
+    const p = await api(`/pushes/${job.id}`);
+    const t = $("deliveries");
+    t.hidden = false;
+    const tbody = t.querySelector("tbody");
+    tbody.replaceChildren();
+    for (const d of p.deliveries) {
+      const tr = document.createElement("tr");
+      cell(tr, String(d.batch), "num"); cell(tr, String(d.attempt), "num");
+      cell(tr, d.status_code != null ? String(d.status_code) : "–", "num"); cell(tr, d.error || "");
+      tbody.appendChild(tr);
+    }
+  } catch (err) {
+    refusal(err, region);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// check: the model's learner comparison and Qini curves
+// ------------------------------------------------------------------------------------------
+async function loadCheck(modelId) {
+  let m;
+  try { m = await api(`/models/${modelId}/metrics`); } catch (err) { $("check-panel").hidden = true; return; }
+  const sel = m.selection;
+  if (!sel) { $("check-panel").hidden = true; return; }
+  $("check-panel").hidden = false;
+  $("check-reason").textContent = sel.reason || "";
+  const learners = Object.keys(sel.transformed_outcome_risk || {});
+  const arms = [...new Set(learners.flatMap((n) => Object.keys((sel.uplift_metrics || {})[n] || {})))];
+  const head = ["learner", "chosen", "transformed-outcome risk", "log loss", ...arms.map((a) => `Qini ${a}`)];
+  const thead = $("learners").querySelector("thead");
+  const tr0 = document.createElement("tr");
+  for (const h of head) { const th = document.createElement("th"); th.scope = "col"; th.textContent = h; tr0.appendChild(th); }
+  thead.replaceChildren(tr0);
+  const tbody = $("learners").querySelector("tbody");
+  tbody.replaceChildren();
+  for (const n of learners) {
+    const tr = document.createElement("tr");
+    cell(tr, n); cell(tr, n === sel.chosen ? "yes" : "");
+    cell(tr, fmt(sel.transformed_outcome_risk[n], 4), "num");
+    cell(tr, fmt((sel.oof_log_loss || {})[n] ?? NaN, 4), "num");
+    for (const a of arms) cell(tr, fmt((((sel.uplift_metrics || {})[n] || {})[a] || {}).qini ?? NaN, 3), "num");
+    tbody.appendChild(tr);
+  }
+  const curves = sel.qini_curves || {};
+  const series = [];
+  Object.entries(curves).forEach(([arm, c]) => {
+    const color = armColor(Math.max(state.arms.indexOf(arm), 1));
+    series.push({ name: arm, xs: c.fraction, ys: c.qini, color });
+    series.push({ name: `${arm} random`, xs: [0, 1], ys: [0, c.qini[c.qini.length - 1]], color, dashed: true });
+  });
+  if (series.length) {
+    lineChart($("qini"), { series, xLabel: "share of users, ranked by predicted uplift", yLabel: "incremental conversions (Qini)" });
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// wiring
+// ------------------------------------------------------------------------------------------
+function init() {
+  $("signin").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", signOut);
+  $("upload").addEventListener("submit", upload);
+  $("train").addEventListener("submit", train);
+  $("scores-select").addEventListener("change", (e) => openScores(e.target.value));
+  $("budget-slider").addEventListener("input", (e) => askPoint(Number(e.target.value)));
+  $("budget-input").addEventListener("change", (e) => {
+    const b = Math.max(0, Number(e.target.value));
+    $("budget-slider").value = String(b);
+    askPoint(b);
+  });
+  $("roi-input").addEventListener("change", () => loadCurve(false));
+  $("metric-select").addEventListener("change", drawCurve);
+  $("pin").addEventListener("click", pin);
+  $("curve").addEventListener("mousemove", hover);
+  $("curve").addEventListener("mouseleave", unhover);
+  $("allocate").addEventListener("submit", allocate);
+  for (const b of document.querySelectorAll(".download")) b.addEventListener("click", download);
+  $("push").addEventListener("submit", push);
+  document.body.dataset.ready = "true";
+}
+
+init();
