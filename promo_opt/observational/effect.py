@@ -15,6 +15,7 @@ propensity of the arm each row received (the logged probability is better than a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class EffectResult:
     balance: dict[str, pd.DataFrame] = field(default_factory=dict)
     did: dict[str, did_mod.DIDResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    adjustment: dict | None = None  # --adjust graph: the backdoor set read from the graph and how
 
     def effect(self, arm: str) -> ArmEffect:
         return next(e for e in self.effects if e.arm == arm)
@@ -82,6 +84,9 @@ class EffectResult:
                               "pretrend": r.pretrend_note,
                               "event_study": None if r.event_study is None else r.event_study.to_dict(orient="records")}
                           for a, r in self.did.items()}
+        if self.adjustment is not None:
+            out["adjustment_set"] = self.adjustment["adjustment_set"]
+            out["adjustment"] = self.adjustment
         out["notes"] = self.notes
         return out
 
@@ -152,6 +157,16 @@ def propensity_matrix(config: CampaignConfig, data: ObservationalData) -> np.nda
     return np.clip(e, FLOOR, 1.0)
 
 
+def _marginal(arm: np.ndarray, k: int) -> np.ndarray:
+    """(n, K) propensities without covariates: every row gets the arms' shares."""
+    return np.tile(np.bincount(arm, minlength=k) / len(arm), (len(arm), 1))
+
+
+def _arm_means(y: np.ndarray, arm: np.ndarray, k: int) -> np.ndarray:
+    means = np.array([y[arm == j].mean() if (arm == j).any() else 0.0 for j in range(k)])
+    return np.tile(means, (len(y), 1))
+
+
 def _balance_weights(estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
     t, c = arm == k, arm == 0
     if estimand == "ate":
@@ -159,17 +174,60 @@ def _balance_weights(estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
     return np.ones(int(t.sum())), e[c, k] / e[c, 0]
 
 
+def graph_adjustment(config: CampaignConfig, data: ObservationalData, graph_path: str | Path | None = None):
+    """``--adjust graph``: the covariates restricted to a valid backdoor set of the treatment -> outcome
+    effect read from ``graph_path`` (a graph.json of ``promo-opt drivers``) or the config's ``graph.edges``."""
+    import json
+
+    from promo_opt.graph.adjustment import backdoor_set
+    from promo_opt.graph.model import CausalGraph
+
+    if graph_path is not None:
+        path = Path(graph_path)
+        if not path.is_file():
+            raise ConfigError(f"--graph: file not found: {path}")
+        try:
+            raw = json.loads(path.read_text())
+        except ValueError as err:
+            raise ConfigError(f"--graph {path}: not valid JSON: {err}") from None
+        graph = CausalGraph.from_dict(raw, str(path))
+    elif config.graph is not None:
+        graph = CausalGraph.from_edges(config.graph.edges, "graph.edges")
+    else:
+        raise ConfigError("--adjust graph needs a causal graph: --graph graph.json (from 'promo-opt drivers') or "
+                          "graph: {edges: [[from, to], ...]} in the config")
+    adj = backdoor_set(graph, config.data.treatment, config.data.outcome, set(data.X.columns))
+    info = {"adjustment_set": adj.adjustment_set, "rule": adj.rule, "causal_path": adj.causal_path,
+            "graph": str(graph_path) if graph_path is not None else "config graph.edges",
+            "left_out": sorted(set(data.X.columns) - set(adj.adjustment_set))}
+    return adj.adjustment_set, info
+
+
 def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
-                    data: ObservationalData | None = None) -> EffectResult:
-    """Effect of every non-control arm on ``data.outcome``; see the module doc."""
+                    data: ObservationalData | None = None, adjust: str | None = None,
+                    graph_path: str | Path | None = None) -> EffectResult:
+    """Effect of every non-control arm on ``data.outcome``; see the module doc.
+
+    ``adjust="graph"``: adjust only for a valid backdoor set read from a causal graph
+    (:func:`graph_adjustment`) instead of every feature; recorded in ``adjustment``."""
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}'; expected one of {list(METHODS)}")
     if estimand not in ESTIMANDS:
         raise ConfigError(f"unknown estimand '{estimand}'; expected one of {list(ESTIMANDS)}")
+    if adjust not in (None, "graph"):
+        raise ConfigError(f"--adjust {adjust!r}: expected 'graph' (or leave it out to adjust for every feature)")
     o = config.observational
     data = data or load_observational(config, need_time=(method == "did"))
+    adjustment = None
+    if adjust == "graph":
+        zset, adjustment = graph_adjustment(config, data, graph_path)
+        data = dataclasses.replace(data, X=data.X[zset])
     names, arm, y = data.arm_names, data.arm, data.y
-    res = EffectResult(method, "att" if method == "did" else estimand, config.data.outcome, names, [], len(y), arm=arm)
+    res = EffectResult(method, "att" if method == "did" else estimand, config.data.outcome, names, [], len(y), arm=arm,
+                       adjustment=adjustment)
+    if adjustment is not None:
+        res.notes.append(f"adjusted for the backdoor set {adjustment['adjustment_set']} read from the graph "
+                         f"({adjustment['rule']}); left out: {adjustment['left_out']}")
     if data.dropped_missing_outcome:
         res.notes.append(f"{data.dropped_missing_outcome} row(s) with an empty outcome left out")
     arms = [k for k in range(1, len(names)) if (arm == k).any()]
@@ -182,7 +240,8 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
         res.effects = [weighting.naive(y, arm, k, names[k]) for k in arms]
         return res
 
-    e = propensity_matrix(config, data)
+    empty = adjustment is not None and data.X.shape[1] == 0  # the graph says: nothing to adjust for
+    e = _marginal(arm, len(names)) if empty else propensity_matrix(config, data)
     ov = overlap(e, arm, o.trim)
     res.propensity, res.overlap = e, ov.to_dict(names)
     if ov.share_outside > 0.1:
@@ -192,7 +251,8 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
     if method in ("ipw", "aipw"):
         mu = None
         if method == "aipw":
-            mu = cross_fitted_outcomes(data.X, arm, y, len(names), o.outcome_model, o.folds, config.seed)
+            mu = (_arm_means(y, arm, len(names)) if empty else
+                  cross_fitted_outcomes(data.X, arm, y, len(names), o.outcome_model, o.folds, config.seed))
         for k in arms:
             if method == "ipw":
                 eff = weighting.ipw(y, arm, e, k, estimand, o.trim, names[k], names[0])
