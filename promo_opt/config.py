@@ -131,9 +131,12 @@ class DriversConfig(_Strict):
     tiers: list[list[str]] = []  # a variable can only be caused by variables of its own or earlier tiers
     required: list[tuple[str, str]] = []  # [[from, to], ...]
     forbidden: list[tuple[str, str]] = []
-    method: Literal["hc", "pc"] = "hc"  # score-based hill climbing or constraint-based PC (pgmpy)
+    # hybrid: hill climbing on the score inside the skeleton of a PC search (MMHC-style); hc: hill climbing
+    # alone; pc: constraint-based (pgmpy)
+    method: Literal["hybrid", "hc", "pc"] = "hybrid"
     score: Literal["bic", "k2"] = "bic"  # hc: degenerate-Gaussian BIC (mixed data) or K2 (discrete data only)
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0)  # pc: level of the conditional independence tests
+    skeleton_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)  # hybrid: level of its PC skeleton
     max_parents: int | None = Field(default=None, ge=1)
     bootstrap: int = Field(default=50, ge=0, le=1000)  # resampled searches for the edge frequencies
     bootstrap_rows: int | None = Field(default=100_000, ge=10)  # rows per resample (subsample above this)
@@ -150,6 +153,12 @@ class DriversConfig(_Strict):
             if len(set(v)) != len(v):
                 raise ValueError("variable names must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _k2_is_hill_climbing(self):
+        if self.score == "k2" and self.method != "hc":
+            raise ValueError(f"drivers.score 'k2' is a score of method 'hc' (got method '{self.method}')")
+        return self
 
     @field_validator("contrast")
     @classmethod

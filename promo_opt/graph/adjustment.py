@@ -58,7 +58,7 @@ def backdoor_set(graph: CausalGraph, x: str, y: str, observed: set[str] | None =
     dag = graph.dag_extension()
     backdoor = dag.copy()
     backdoor.remove_edges_from(list(dag.out_edges(x)))
-    allowed = (observed - forbidden) - {y}
+    allowed = (observed & set(graph.nodes)) - forbidden - {y}
     anc = (graph.possible_ancestors(x) | graph.possible_ancestors(y))
     first = sorted((anc & allowed))
     if nx.is_d_separator(backdoor, {x}, {y}, set(first)):

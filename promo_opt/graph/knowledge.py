@@ -22,10 +22,23 @@ class Knowledge:
     forbidden: set[tuple[str, str]] = field(default_factory=set)  # user's plus those the tiers imply
     tier: dict[str, int] = field(default_factory=dict)
 
-    def to_pgmpy(self):
+    def to_pgmpy(self, search_space: set[tuple[str, str]] | None = None):
         from pgmpy.causal_discovery import ExpertKnowledge
 
-        return ExpertKnowledge(forbidden_edges=set(self.forbidden), required_edges=set(self.required))
+        return ExpertKnowledge(forbidden_edges=set(self.forbidden), required_edges=set(self.required),
+                               search_space=search_space or None)
+
+    def to_pgmpy_skeleton(self):
+        """For PC: required edges only. pgmpy's PC drops the adjacency of any forbidden direction (which
+        would delete every edge across tiers) and then fails orienting it without a separating set, so
+        directions and adjacencies forbidden both ways are applied to its result (``search._orient``)."""
+        from pgmpy.causal_discovery import ExpertKnowledge
+
+        return ExpertKnowledge(required_edges=set(self.required))
+
+    def absent(self, u: str, v: str) -> bool:
+        """Both directions forbidden: no adjacency."""
+        return (u, v) in self.forbidden and (v, u) in self.forbidden
 
     def orient(self, u: str, v: str) -> tuple[str, str] | None:
         """The direction the knowledge forces on an adjacency u -- v, or None."""
@@ -62,8 +75,11 @@ def build_knowledge(cfg: DriversConfig, variables: list[str]) -> Knowledge:
         raise ConfigError(f"drivers.required and drivers.forbidden both list {both[0][0]} -> {both[0][1]}")
     g = nx.DiGraph(list(required))
     try:
-        cyc = nx.find_cycle(g)
-        path = " -> ".join([u for u, _ in cyc] + [cyc[0][0]])
+        cyc = [u for u, _ in nx.find_cycle(g)]
+        first = [u for u, _ in cfg.required]
+        i = min(range(len(cyc)), key=lambda j: first.index(cyc[j]))  # start where the user's list does
+        cyc = cyc[i:] + cyc[:i]
+        path = " -> ".join(cyc + [cyc[0]])
         raise ConfigError(f"drivers.required: the required edges form a cycle {path}; a causal graph is acyclic")
     except nx.NetworkXNoCycle:
         pass

@@ -1,5 +1,11 @@
 """Structure learning with pgmpy: hill climbing on a BIC/K2 score, or PC; bootstrap frequencies.
 
+Methods: ``hybrid`` (default): hill climbing on the score restricted to the adjacencies of a PC
+search at ``skeleton_alpha`` (the max-min hill-climbing idea of Tsamardinos et al. 2006: greedy
+search from the empty graph alone gets stuck with extra edges where early orientations were wrong;
+on the 25-node benchmark worlds its precision fell to 0.5-0.8); ``hc``: hill climbing alone;
+``pc``: PC (stable variant) at ``alpha``.
+
 Why pgmpy: one maintained library with both a score-based search (``HillClimbSearch``, tabu list,
 max in-degree) and PC (stable variant), both taking background knowledge (required and forbidden
 edges) and accepting our own score and test, so the degenerate-Gaussian BIC and its CI test run
@@ -55,7 +61,7 @@ def _check_discrete(data: DriversData) -> None:
 def learn_once(data: DriversData, knowledge: Knowledge, cfg: DriversConfig,
                weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> CausalGraph:
     """One search on all rows, on bootstrap ``weights`` (counts per row) or on ``rows`` (indices)."""
-    from pgmpy.causal_discovery import PC, HillClimbSearch
+    from pgmpy.causal_discovery import HillClimbSearch
 
     names = data.variables
     if cfg.method == "hc" and cfg.score == "k2":
@@ -70,17 +76,28 @@ def learn_once(data: DriversData, knowledge: Knowledge, cfg: DriversConfig,
     design = data.design if rows is None else data.design[rows]
     stats = SufficientStats(design, data.blocks, weights)
     frame = pd.DataFrame(np.zeros((2, len(names))), columns=names)  # pgmpy checks the names only
-    if cfg.method == "hc":
-        est = HillClimbSearch(scoring_method=BlockGaussianBIC(stats), expert_knowledge=knowledge.to_pgmpy(),
+    if cfg.method in ("hc", "hybrid"):
+        space = None
+        if cfg.method == "hybrid":  # the score decides only among the adjacencies a PC search keeps
+            skeleton = _pc(stats, frame, knowledge, cfg, cfg.skeleton_alpha).adjacencies()
+            space = {(u, v) for a in skeleton for u, v in (tuple(a), tuple(a)[::-1])} | knowledge.required
+        est = HillClimbSearch(scoring_method=BlockGaussianBIC(stats), expert_knowledge=knowledge.to_pgmpy(space),
                               max_indegree=cfg.max_parents, return_type="dag", show_progress=False)
         est = est.fit(frame)
         return _to_pdag(names, est.causal_graph_.edges(), knowledge)
-    est = PC(variant="stable", ci_test=GaussianCITest(stats), significance_level=cfg.alpha,
-             max_cond_vars=cfg.max_parents or 5, expert_knowledge=knowledge.to_pgmpy(),
+    return _pc(stats, frame, knowledge, cfg, cfg.alpha)
+
+
+def _pc(stats: SufficientStats, frame: pd.DataFrame, knowledge: Knowledge, cfg: DriversConfig,
+        alpha: float) -> CausalGraph:
+    from pgmpy.causal_discovery import PC
+
+    est = PC(variant="stable", ci_test=GaussianCITest(stats), significance_level=alpha,
+             max_cond_vars=cfg.max_parents or 5, expert_knowledge=knowledge.to_pgmpy_skeleton(),
              enforce_expert_knowledge=True, return_type="pdag", n_jobs=1, show_progress=False)
-    est = est.fit(frame)
-    pdag = est.causal_graph_
-    return _orient(names, set(pdag.directed_edges), {frozenset(e) for e in pdag.undirected_edges}, knowledge)
+    pdag = est.fit(frame).causal_graph_
+    return _orient(list(frame.columns), set(pdag.directed_edges), {frozenset(e) for e in pdag.undirected_edges},
+                   knowledge)
 
 
 def _to_pdag(names: list[str], dag_edges, knowledge: Knowledge) -> CausalGraph:
@@ -98,8 +115,14 @@ def _orient(names, directed: set, undirected: set, knowledge: Knowledge) -> Caus
     """Orient undirected edges the knowledge decides, then propagate with Meek's rules (pgmpy)."""
     from pgmpy.base import PDAG
 
-    directed = {(u, v) for u, v in directed if frozenset((u, v)) not in undirected}
+    directed = {(u, v) for u, v in directed if frozenset((u, v)) not in undirected and not knowledge.absent(u, v)}
+    undirected = {e for e in undirected if not knowledge.absent(*tuple(e))}
     changed = False
+    for u, v in list(directed):  # PC's colliders may point against the knowledge: the knowledge wins
+        if knowledge.orient(u, v) == (v, u):
+            directed.discard((u, v))
+            directed.add((v, u))
+            changed = True
     for e in list(undirected):
         u, v = sorted(e)
         o = knowledge.orient(u, v)
