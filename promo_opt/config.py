@@ -107,7 +107,8 @@ class SparkConfig(_Strict):
 class ObservationalConfig(_Strict):
     """Options of ``promo-opt effect`` and of estimated propensities (see ``promo_opt.observational``)."""
 
-    propensity_model: Literal["logistic", "gbm"] = "logistic"
+    # auto: fit both, keep the one whose weights balance the covariates best (propensity.select_by_balance)
+    propensity_model: Literal["auto", "logistic", "gbm"] = "auto"
     calibrate: bool = True  # calibrate the gradient-boosting propensities (isotonic from 2,000 rows, else sigmoid)
     folds: int = Field(default=5, ge=2, le=20)  # cross-fitting of propensity and outcome models
     estimate_propensity: bool = False  # training fills P(logged arm) when data.propensity is not given

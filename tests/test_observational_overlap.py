@@ -57,3 +57,37 @@ def test_ate_still_refuses_without_overlap_on_both_sides(pooled):
 
     with pytest.raises(DataError, match="no overlap"):
         estimate_effect(lalonde_config(pooled), "ipw", "ate")
+
+
+# -- the propensity model chosen by balance ---------------------------------------------------
+def _nonlinear_selection(tmp_path, n=4000, seed=0):
+    from promo_opt.config import parse_config
+
+    rng = np.random.default_rng(seed)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    far = (np.abs(x) > 1).astype(float)
+    treat = (rng.random(n) < 1 / (1 + np.exp(-(-1.2 + 2.8 * far)))).astype(int)
+    y = 1.0 * treat + 2.0 * far + 0.3 * z + rng.normal(scale=0.5, size=n)
+    pd.DataFrame({"x": x, "z": z, "t": treat, "y": y}).to_csv(tmp_path / "nl.csv", index=False)
+    return lambda **o: parse_config({"data": {"train": str(tmp_path / "nl.csv"), "treatment": "t", "outcome": "y"},
+                                     "arms": [{"name": "0", "control": True}, {"name": "1"}],
+                                     "observational": {"folds": 3, **o}})
+
+
+def test_auto_propensity_picks_the_model_that_balances_and_reports_it(tmp_path):
+    cfg = _nonlinear_selection(tmp_path)
+    logistic = estimate_effect(cfg(propensity_model="logistic"), "ipw", "ate").effect("1")
+    assert not logistic.covers(1.0) and abs(logistic.estimate - 1.0) > 0.3  # selection on |x| is not linear in x
+    r = estimate_effect(cfg(), "ipw", "ate")  # the default is auto
+    sel = r.to_dict()["propensity_model"]
+    assert sel["chosen"] == "gbm" and sel["max_abs_smd_after"]["gbm"] < sel["max_abs_smd_after"]["logistic"]
+    assert abs(r.effect("1").estimate - 1.0) < abs(logistic.estimate - 1.0) / 3
+
+
+@needs_data
+def test_auto_propensity_on_lalonde_keeps_the_experimental_answer():
+    for method, estimand in (("ipw", "ate"), ("ipw", "att"), ("aipw", "att")):
+        r = estimate_effect(lalonde_config(LALONDE), method, estimand)
+        sel = r.propensity_model
+        assert sel["chosen"] == min(sel["max_abs_smd_after"], key=sel["max_abs_smd_after"].get)
+        assert r.effect("1").covers(LALONDE_EXPERIMENTAL), (method, estimand, sel, r.effect("1"))

@@ -65,6 +65,7 @@ class EffectResult:
     did: dict[str, did_mod.DIDResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     adjustment: dict | None = None  # --adjust graph: the backdoor set read from the graph and how
+    propensity_model: dict | None = None  # which propensity model, and why (balance after weighting)
 
     def effect(self, arm: str) -> ArmEffect:
         return next(e for e in self.effects if e.arm == arm)
@@ -84,6 +85,8 @@ class EffectResult:
                               "pretrend": r.pretrend_note,
                               "event_study": None if r.event_study is None else r.event_study.to_dict(orient="records")}
                           for a, r in self.did.items()}
+        if self.propensity_model is not None:
+            out["propensity_model"] = self.propensity_model
         if self.adjustment is not None:
             out["adjustment_set"] = self.adjustment["adjustment_set"]
             out["adjustment"] = self.adjustment
@@ -146,12 +149,17 @@ def load_observational(config: CampaignConfig, need_time: bool = False) -> Obser
 # --------------------------------------------------------------------------------------------
 # estimation
 # --------------------------------------------------------------------------------------------
-def propensity_matrix(config: CampaignConfig, data: ObservationalData) -> np.ndarray:
-    """(n, K) cross-fitted propensities; the logged arm's entry replaced by data.propensity when given."""
+def propensity_matrix(config: CampaignConfig, data: ObservationalData, estimand: str = "ate",
+                      selection: dict | None = None) -> np.ndarray:
+    """(n, K) cross-fitted propensities; the logged arm's entry replaced by data.propensity when given.
+    ``selection`` (a dict) receives the propensity model's choice (``PropensityModel.selection_``)."""
     if data.X.shape[1] == 0:
         raise DataError("no covariates: data.features is empty after removing the id/treatment/outcome columns, "
                         "so propensities cannot be estimated")
-    e = estimate_propensity(config, data.X, data.arm).oof_
+    model = estimate_propensity(config, data.X, data.arm, estimand)
+    if selection is not None:
+        selection.update(model.selection_)
+    e = model.oof_
     if data.logged_propensity is not None:
         e[np.arange(len(data.arm)), data.arm] = data.logged_propensity
     return np.clip(e, FLOOR, 1.0)
@@ -241,7 +249,10 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
         return res
 
     empty = adjustment is not None and data.X.shape[1] == 0  # the graph says: nothing to adjust for
-    e = _marginal(arm, len(names)) if empty else propensity_matrix(config, data)
+    selection: dict = {}
+    e = _marginal(arm, len(names)) if empty else propensity_matrix(config, data, estimand, selection)
+    if selection:
+        res.propensity_model = selection
     ov = overlap(e, arm, o.trim)
     res.propensity, res.overlap = e, ov.to_dict(names)
     if ov.share_outside > 0.1:
