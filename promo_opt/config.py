@@ -144,6 +144,7 @@ class DriversConfig(_Strict):
     stable: float = Field(default=0.8, gt=0.0, le=1.0)  # edges at or above this frequency are drawn solid
     effect_bootstrap: int = Field(default=200, ge=20, le=5000)  # resamples of the driver effects' intervals
     contrast: tuple[float, float] = (0.25, 0.75)  # do(low) / do(high) quantiles of a non-binary variable
+    funnel: list[str] = []  # ordered 0/1 actions (e.g. [entered_room, switched_room, add_to_cart]): funnel.csv
 
     @field_validator("variables")
     @classmethod

@@ -288,3 +288,22 @@ def test_report_draws_stable_edges_solid_and_unstable_dashed():
     fig = graph_figure(g, "c", stable=0.8)
     styles = [a.arrow_patch.get_linestyle() for a in fig.axes[0].texts if getattr(a, "arrow_patch", None)]
     assert sorted(styles) == ["--", "-"] or sorted(styles) == ["-", "--"] or set(styles) == {"solid", "dashed"}
+
+
+def test_funnel_counts_drop_off_and_attributes_of_earlier_tiers():
+    from promo_opt.graph.funnel import funnel_table
+
+    w = load_graph_world("promo_funnel")
+    df = w.sample(5000, seed=4)
+    cfg = _cfg(outcome="add_to_cart", tiers=FUNNEL_TIERS)
+    data = prepare_drivers_data(df, cfg)
+    steps = ["entered_room", "switched_room", "add_to_cart"]
+    t = funnel_table(data, steps, build_knowledge(cfg, data.variables).tier).set_index("step")
+    e, s = df["entered_room"] == 1, (df["entered_room"] == 1) & (df["switched_room"] == 1)
+    assert t.loc["entered_room", "users_step"] == e.sum() and t.loc["switched_room", "users_before"] == e.sum()
+    assert t.loc["add_to_cart", "users_step"] == (s & (df["add_to_cart"] == 1)).sum()
+    assert t.loc["add_to_cart", "conversion"] == pytest.approx(df.loc[s, "add_to_cart"].mean())
+    assert t["biggest_gap"].str.split(":").str[0].isin(["age", "homeowner", "new_user", "promo"]).all()
+    assert t.loc["add_to_cart", "biggest_gap"].startswith("homeowner: 1 vs 0")  # the attribute that drives the last step
+    with pytest.raises(DataError, match="must be 0/1 actions"):
+        funnel_table(data, ["age"])

@@ -93,6 +93,11 @@ def render_drivers_report(result) -> str:
         parts.append(_png(drivers_figure(table)))
     parts.append(_table(table))
     parts += [f"<p class='note'>{esc(n)}</p>" for n in result.notes]
+    if len(result.funnel):
+        parts += ["<h2>Funnel</h2>",
+                  "<p>Among the users who took the previous action: how many took this one, and the attribute whose "
+                  "levels differ most in that step's conversion (descriptive, 95% interval; the drivers above are "
+                  "the effects).</p>", _table(result.funnel)]
     parts += ["<h2>Graph</h2>",
               f"<p>Solid: edges found in at least {result.stable:.0%} of the bootstrap searches; dashed: less stable. "
               "The number on an edge is its bootstrap frequency; lines without an arrow are undirected.</p>",
