@@ -33,6 +33,9 @@ bench: $(STAMP)
 	nice $(BIN)/python benchmarks/bench_learners.py
 	nice $(BIN)/python benchmarks/winners_curse.py
 	nice $(BIN)/python benchmarks/learners_worlds.py
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_recovery.py
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/sachs.py
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_scale.py
 
 # the issue-8 size: 20M users x 5 arms through both engines (~20 min on 2 idle cores, ~10 GB)
 bench-spark-20m: $(STAMP)
