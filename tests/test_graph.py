@@ -106,6 +106,29 @@ def test_block_gaussian_bic_equals_pgmpy_bic_g_on_numbers():
         assert ours.local_score(node.name, parents) == pytest.approx(ref.local_score(node.name, parents), rel=1e-6)
 
 
+def test_gaussian_ci_test_equals_the_partial_correlation_test_on_residuals():
+    from scipy.stats import chi2
+
+    from promo_opt.graph.scores import GaussianCITest
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    X[:, 2] += 0.05 * X[:, 0] + X[:, 3]
+    X[:, 1] += X[:, 3]
+    test = GaussianCITest(SufficientStats(X, {"a": [0], "b": [1], "c": [2], "d": [3]}))
+
+    def by_residuals(i, j, Z):
+        D = np.column_stack([np.ones(len(X))] + [X[:, k] for k in Z])
+        rx = X[:, i] - D @ np.linalg.lstsq(D, X[:, i], rcond=None)[0]
+        ry = X[:, j] - D @ np.linalg.lstsq(D, X[:, j], rcond=None)[0]
+        r = np.corrcoef(rx, ry)[0, 1]
+        return chi2.sf(-(len(X) - len(Z) - 2.5) * np.log(1 - r * r), 1)
+
+    for (x, i), (y, j), z in ((("a", 0), ("c", 2), ["d"]), (("b", 1), ("c", 2), ["d"]), (("b", 1), ("c", 2), [])):
+        assert test.p_value(x, y, z) == pytest.approx(by_residuals(i, j, [3] if z else []), rel=1e-6)
+    assert test("b", "c", ["d"], significance_level=0.05) and not test("a", "c", ["d"], significance_level=0.05)
+
+
 # -- structure learning on known graphs -------------------------------------------------------
 @pytest.mark.parametrize("method", ["hybrid", "pc"])
 def test_skeleton_recovered_on_random_world(method):
