@@ -16,7 +16,9 @@ from promo_opt.report.html import _CSS, _png, _table, plt
 
 
 def _layers(graph) -> dict[str, int]:
-    g = graph.digraph()
+    """Longest-path layer of each node in a DAG of the class (undirected edges oriented without new
+    colliders), so that no edge joins two nodes of one column."""
+    g = graph.dag_extension()
     layer = {}
     for n in nx.topological_sort(g):
         preds = list(g.predecessors(n))
