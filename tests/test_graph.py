@@ -3,7 +3,6 @@ backdoor sets vs brute force, driver effects vs the structural truth, effect --a
 
 import itertools
 import json
-from pathlib import Path
 
 import networkx as nx
 import numpy as np

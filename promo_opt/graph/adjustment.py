@@ -60,7 +60,7 @@ def backdoor_set(graph: CausalGraph, x: str, y: str, observed: set[str] | None =
     backdoor.remove_edges_from(list(dag.out_edges(x)))
     allowed = (observed & set(graph.nodes)) - forbidden - {y}
     anc = (graph.possible_ancestors(x) | graph.possible_ancestors(y))
-    first = sorted((anc & allowed))
+    first = sorted(anc & allowed)
     if nx.is_d_separator(backdoor, {x}, {y}, set(first)):
         return Adjustment(x, y, first, causal, "observed ancestors of treatment and outcome, no descendant of the treatment")
     minimal = nx.find_minimal_d_separator(backdoor, {x}, {y}, restricted=allowed)
@@ -68,7 +68,7 @@ def backdoor_set(graph: CausalGraph, x: str, y: str, observed: set[str] | None =
         return Adjustment(x, y, sorted(minimal), causal, "minimal separating set of observed non-descendants")
     if not causal:  # e.g. x is caused by y: no set blocks x <- y, but the graph says do(x) leaves y alone
         return Adjustment(x, y, [], False, f"no directed path from '{x}' to '{y}': the effect is zero by the graph")
-    hidden = sorted((anc - observed - {x, y}))
+    hidden = sorted(anc - observed - {x, y})
     raise NoAdjustmentSet(
         f"no valid backdoor set for the effect of '{x}' on '{y}': "
         + (f"the unobserved variable(s) {hidden} open a backdoor path that no observed non-descendant of '{x}' blocks"

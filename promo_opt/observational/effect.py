@@ -26,7 +26,8 @@ import pandas as pd
 from promo_opt.config import CampaignConfig
 from promo_opt.data import arm_codes, read_table, write_bytes, write_json
 from promo_opt.errors import ConfigError, DataError
-from promo_opt.observational import balance, did as did_mod, matching, weighting
+from promo_opt.observational import balance, matching, weighting
+from promo_opt.observational import did as did_mod
 from promo_opt.observational.design import balance_frame
 from promo_opt.observational.outcome import cross_fitted_outcomes
 from promo_opt.observational.propensity import FLOOR, estimate_propensity, overlap
