@@ -48,7 +48,7 @@ def test_att_with_a_large_far_control_pool_is_estimated_not_refused(pooled, meth
     assert eff.n_arm >= 180
     if method != "psm":
         assert eff.details["trimmed_control_rows"] > 4000 and eff.details["trimmed_arm_rows"] < 10
-        assert any("outside the treated's propensity range" in n for n in r.notes)
+        assert any("far from every treated user" in n for n in r.notes)
 
 
 @needs_data

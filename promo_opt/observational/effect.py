@@ -272,10 +272,11 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
                 eff = weighting.aipw(y, arm, e, mu, k, estimand, o.trim, names[k], names[0])
             res.effects.append(eff)
             if estimand == "att" and eff.details.get("trimmed_control_rows"):
-                res.notes.append(f"{eff.details['trimmed_control_rows']:,} '{names[0]}' row(s) outside the treated's "
-                                 f"propensity range of '{names[k]}' left out (they would carry ~zero weight: the ATT "
-                                 f"needs overlap only where the treated are); {eff.details['trimmed_arm_rows']:,} "
-                                 f"'{names[k]}' row(s) without comparable controls left out")
+                res.notes.append(f"{eff.details['trimmed_control_rows']:,} '{names[0]}' row(s) far from every "
+                                 f"treated user (propensity of '{names[k]}' below {o.trim:g}) left out: they would carry "
+                                 f"~zero weight, and the ATT needs overlap only where the treated are; "
+                                 f"{eff.details['trimmed_arm_rows']:,} '{names[k]}' row(s) without comparable controls "
+                                 "left out")
             wt, wc = _balance_weights(estimand, e, arm, k)
             res.balance[names[k]] = balance.balance_table(B, arm == k, arm == 0, wt, wc)
         return res

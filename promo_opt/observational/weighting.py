@@ -11,11 +11,11 @@ for IPW is conservative).
   ATT: ``mean(y | arm k) - mean_w(y | control, w = e_k / e_0)``.
 - AIPW, ATE: ``psi = mu_k - mu_0 + 1[A=k](y - mu_k)/e_k - 1[A=0](y - mu_0)/e_0``;
   ATT: ``psi = (1[A=k](y - mu_0) - 1[A=0] e_k/e_0 (y - mu_0)) / P(A=k)``.
-- Trimming, ATE: rows with ``e_k`` or ``e_0`` below ``trim`` are dropped (Crump-style; the estimand
-  becomes the effect on the rows with overlap). ATT: only where the treated are -- treated rows with
-  ``e_0`` below ``trim`` and controls outside the treated's range of ``e_k`` (they would carry ~zero
-  weight) are dropped and counted (``trimmed_arm_rows``, ``trimmed_control_rows``). When almost
-  nothing is left the data have no overlap and a ``DataError`` says so instead of returning a number.
+- Trimming: rows with ``e_k`` or ``e_0`` below ``trim`` are dropped (Crump-style; the estimand
+  becomes the effect on the rows with overlap) and counted (``trimmed_arm_rows``,
+  ``trimmed_control_rows``). When almost nothing is left the data have no overlap and a ``DataError``
+  says so instead of returning a number -- for the ATT only when the *treated* lack overlap: controls
+  far from every treated user carry ~zero weight and are simply dropped, however many they are.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def overlap_rows(e: np.ndarray, arm: np.ndarray, k: int, trim: float, name: str 
                  control: str = "control", estimand: str = "ate") -> np.ndarray:
     """(n,) rows kept; raises when the arms do not overlap where the estimand needs it.
 
-    ATE: ``e_k >= trim`` and ``e_0 >= trim`` for every row, and both groups mostly inside the common
-    support. ATT: overlap is needed only where the treated are (Crump-style on the treated's support):
-    treated rows need ``e_0 >= trim`` (a treated user nobody like them was left untreated is dropped);
-    controls need ``e_k`` inside the treated's range -- a control far from every treated user would
-    carry ~zero weight, so it is dropped and counted, not a reason to refuse."""
+    Both estimands keep the rows with ``e_k >= trim`` and ``e_0 >= trim``. ATE: both groups must keep
+    most of their rows inside the common support. ATT: overlap is needed only where the treated are, so
+    only the treated can make it refuse (most treated trimmed, or above every control's ``e_k``); the
+    controls far from every treated user (``e_k < trim``: weight ``e_k / e_0`` ~ 0) are dropped and
+    counted, however many they are -- a large non-experimental control pool is not a reason to refuse."""
     t, c = arm == k, arm == 0
     if estimand == "att":
         return _att_rows(e, t, c, k, trim, name, control)
@@ -75,18 +75,20 @@ def _no_overlap(name: str, control: str, why: str):
 
 
 def _att_rows(e, t, c, k, trim, name, control) -> np.ndarray:
+    """The rows the ATE rule keeps (both propensities >= trim), but only the treated can make it refuse."""
     if not t.any() or not c.any():
         _no_overlap(name, control, f"arm '{name}' or the control has no rows")
-    keep_t = t & (e[:, 0] >= trim) & (e[:, k] <= e[c, k].max())
-    lo = e[keep_t, k].min() if keep_t.any() else 1.0
-    keep_c = c & (e[:, k] >= lo)
+    keep = (e[:, k] >= trim) & (e[:, 0] >= trim)
+    keep_t, keep_c = t & keep, c & keep
     lost = 1.0 - keep_t[t].mean()
     if keep_t.sum() < 2 or lost > MAX_TRIMMED:
-        _no_overlap(name, control, f"{lost:.0%} of the '{name}' rows have no comparable control (a propensity of "
-                                   f"'{control}' below {trim:g}, observational.trim, or above every control's)")
-    if keep_c.sum() < 2:
-        _no_overlap(name, control, f"fewer than 2 '{control}' rows have a propensity of '{name}' inside the treated "
-                                   f"rows' range (from {lo:.3g})")
+        _no_overlap(name, control, f"{lost:.0%} of the '{name}' rows have a propensity of '{name}' or '{control}' "
+                                   f"below {trim:g} (observational.trim): no comparable controls")
+    hi = e[keep_c, k].max() if keep_c.sum() >= 2 else -1.0
+    outside = (e[keep_t, k] > hi).mean()
+    if keep_c.sum() < 2 or outside > MAX_TRIMMED:
+        _no_overlap(name, control, f"{outside:.0%} of the '{name}' rows have a propensity of '{name}' above every "
+                                   f"kept '{control}' row's ({hi:.3g})")
     return ~(t | c) | keep_t | keep_c
 
 
