@@ -3,6 +3,7 @@ backdoor sets vs brute force, driver effects vs the structural truth, effect --a
 
 import itertools
 import json
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -24,6 +25,7 @@ from promo_opt.graph.search import learn_graph
 from promo_opt.graph.worlds import load_graph_world, random_world
 from promo_opt.observational.effect import estimate_effect
 
+SACHS = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sachs" / "sachs.2005.continuous.csv"
 FUNNEL_TIERS = [["age", "homeowner", "new_user"], ["promo"], ["entered_room", "switched_room"], ["add_to_cart"],
                 ["complaint"]]
 
@@ -329,3 +331,21 @@ def test_funnel_counts_drop_off_and_attributes_of_earlier_tiers():
     assert t.loc["add_to_cart", "biggest_gap"].startswith("homeowner: 1 vs 0")  # the attribute that drives the last step
     with pytest.raises(DataError, match="must be 0/1 actions"):
         funnel_table(data, ["age"])
+
+
+def test_search_does_not_depend_on_the_process_hash_seed(tmp_path):
+    """pgmpy draws hill-climbing moves from sets; without a fixed order, string hashing decided ties."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from promo_opt.config import DriversConfig; "
+              "from promo_opt.graph.data import prepare_drivers_data; from promo_opt.graph.knowledge import build_knowledge; "
+              "from promo_opt.graph.search import learn_graph; import numpy as np, pandas as pd; "
+              f"df = np.log1p(pd.read_csv('{SACHS}')); "
+              "cfg = DriversConfig(data='-', outcome='akt', method='hc', bootstrap=0); "
+              "d = prepare_drivers_data(df, cfg); g = learn_graph(d, build_knowledge(cfg, d.variables), cfg).graph; "
+              "print(json.dumps(g.edge_rows()))")
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(s)}).stdout for s in (0, 1, 2, 3)}
+    assert len(outs) == 1

@@ -51,6 +51,24 @@ class SearchResult:
     bootstrap_seconds: float = 0.0
 
 
+def _ordered_hill_climbing():
+    """pgmpy's HillClimbSearch with its candidate moves in a fixed order: it draws them from Python sets,
+    whose order follows the per-process string hashing, so equal-score moves (an edge and its reverse
+    are score-equivalent) were broken differently from run to run and the search ended in different
+    local optima. Sorted, the first of the best moves is always the same."""
+    from pgmpy.causal_discovery import HillClimbSearch
+
+    class OrderedHillClimbSearch(HillClimbSearch):
+        def _legal_operations_dag(self, *args, **kwargs):
+            ops = sorted(super()._legal_operations_dag(*args, **kwargs), key=lambda t: (t[0][0], t[0][1]))
+            best = max((t[1] for t in ops), default=None)
+            # float noise must not decide between moves that are equal up to rounding
+            return iter([(op, best if best is not None and abs(d - best) <= 1e-9 * max(1.0, abs(best)) else d)
+                         for op, d in ops])
+
+    return OrderedHillClimbSearch
+
+
 def _check_discrete(data: DriversData) -> None:
     cont = [v for v in data.variables if data.kinds[v] == "continuous"]
     if cont:
@@ -61,8 +79,7 @@ def _check_discrete(data: DriversData) -> None:
 def learn_once(data: DriversData, knowledge: Knowledge, cfg: DriversConfig,
                weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> CausalGraph:
     """One search on all rows, on bootstrap ``weights`` (counts per row) or on ``rows`` (indices)."""
-    from pgmpy.causal_discovery import HillClimbSearch
-
+    HillClimbSearch = _ordered_hill_climbing()
     names = data.variables
     if cfg.method == "hc" and cfg.score == "k2":
         _check_discrete(data)
