@@ -4,7 +4,9 @@ Methods: ``hybrid`` (default): hill climbing on the score restricted to the adja
 search at ``skeleton_alpha`` (the max-min hill-climbing idea of Tsamardinos et al. 2006: greedy
 search from the empty graph alone gets stuck with extra edges where early orientations were wrong;
 on the 25-node benchmark worlds its precision fell to 0.5-0.8); ``hc``: hill climbing alone;
-``pc``: PC (stable variant) at ``alpha``.
+``pc``: PC (stable variant) at ``alpha``. Known limit: when PC's collider orientations conflict,
+pgmpy resolves them in the order of Python sets (per-process string hashing), so ``pc``'s directions
+can differ between runs on the same data; the hybrid and hill climbing are deterministic.
 
 Why pgmpy: one maintained library with both a score-based search (``HillClimbSearch``, tabu list,
 max in-degree) and PC (stable variant), both taking background knowledge (required and forbidden
