@@ -237,6 +237,9 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
     if adjustment is not None:
         res.notes.append(f"adjusted for the backdoor set {adjustment['adjustment_set']} read from the graph "
                          f"({adjustment['rule']}); left out: {adjustment['left_out']}")
+        if not adjustment["causal_path"]:
+            res.notes.append(f"the graph has no directed path from '{config.data.treatment}' to "
+                             f"'{config.data.outcome}': by the graph the effect is zero, which the estimate checks")
     if data.dropped_missing_outcome:
         res.notes.append(f"{data.dropped_missing_outcome} row(s) with an empty outcome left out")
     arms = [k for k in range(1, len(names)) if (arm == k).any()]
