@@ -45,6 +45,11 @@ bench: $(STAMP)
 	nice $(BIN)/python benchmarks/ltv_coverage.py --seeds 20 --customers 20000 --boot 200
 	nice $(BIN)/python benchmarks/ltv_objective.py --seeds 5
 	nice $(BIN)/python benchmarks/ltv_scale.py --customers 100000
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_recovery.py
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/sachs.py
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_scale.py
+	$(BIN)/python benchmarks/bench_default.py --sizes 100000 --neighbour
+	nice $(BIN)/python benchmarks/generated_worlds.py --worlds 30 --sizes 20000,100000
 
 # the issue-8 size: 20M users x 5 arms through both engines (~20 min on 2 idle cores, ~10 GB)
 bench-spark-20m: $(STAMP)

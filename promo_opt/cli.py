@@ -296,12 +296,18 @@ def models_register(model_dir: Path = typer.Argument(..., help="model directory 
 def effect(config: Path = ConfigArg,
            method: str = typer.Option("aipw", help="naive | psm | ipw | aipw | did"),
            estimand: str = typer.Option("ate", help="ate | att (did always estimates the ATT)"),
-           out: Path = OutOpt) -> None:
+           out: Path = OutOpt,
+           adjust: Optional[str] = typer.Option(None, "--adjust", help="graph: adjust only for a valid backdoor set "
+                                                "of a causal graph (default: every feature)"),
+           graph: Optional[Path] = typer.Option(None, "--graph", help="graph.json from 'drivers' (default: the "
+                                                "config's graph: edges)")) -> None:
     """Effect of every promotion arm on the outcome from past (possibly non-randomized) data: effect.json + report.html."""
     from promo_opt.observational.effect import estimate_effect, write_effect
 
     cfg = _config(config)
-    result = estimate_effect(cfg, method, estimand)
+    if graph is not None and adjust != "graph":
+        raise PromoOptError("--graph is read only with --adjust graph")
+    result = estimate_effect(cfg, method, estimand, adjust=adjust, graph_path=graph)
     write_effect(result, out, cfg.name)
     for e in result.effects:
         typer.echo(f"{e.arm:<14} {e.estimate:+.4g}  95% CI [{e.ci_low:+.4g}, {e.ci_high:+.4g}]  "
@@ -356,6 +362,27 @@ def ltv_runs(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", 
 
     runs = list_ltv_runs(tracking_uri)
     typer.echo("no ltv runs logged" if runs.empty else runs.to_string(index=False, float_format="%.4g"))
+# ---- issue 14: causal graph and drivers ----
+@app.command()
+@_guard
+def drivers(config: Path = ConfigArg, out: Path = OutOpt) -> None:
+    """Learn the causal graph of the drivers: section; rank what drives the outcome: graph.json, drivers.csv, report.html."""
+    from promo_opt.config import load_drivers_config
+    from promo_opt.graph.run import run_drivers, write_drivers
+
+    result = run_drivers(load_drivers_config(config))
+    write_drivers(result, out)
+    g = result.search.graph
+    typer.echo(f"graph           {len(g.nodes)} variables, {len(g.adjacencies())} edges ({len(g.undirected)} undirected) "
+               f"by {result.search.method}; bootstrap {result.search.bootstrap} x {result.search.bootstrap_rows:,} rows")
+    for r in result.effects[:10]:
+        if r.effect == r.effect:  # not NaN
+            typer.echo(f"  {r.variable:<22} {r.effect:+.4g}  95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]")
+        else:
+            typer.echo(f"  {r.variable:<22} not identified: {r.note}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"written to      {out}")
 
 
 # ---- issue 5: off-policy evaluation and measurement ----

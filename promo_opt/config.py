@@ -139,7 +139,8 @@ class SparkConfig(_Strict):
 class ObservationalConfig(_Strict):
     """Options of ``promo-opt effect`` and of estimated propensities (see ``promo_opt.observational``)."""
 
-    propensity_model: Literal["logistic", "gbm"] = "logistic"
+    # auto: fit both, keep the one whose weights balance the covariates best (propensity.select_by_balance)
+    propensity_model: Literal["auto", "logistic", "gbm"] = "auto"
     calibrate: bool = True  # calibrate the gradient-boosting propensities (isotonic from 2,000 rows, else sigmoid)
     folds: int = Field(default=5, ge=2, le=20)  # cross-fitting of propensity and outcome models
     estimate_propensity: bool = False  # training fills P(logged arm) when data.propensity is not given
@@ -151,6 +152,60 @@ class ObservationalConfig(_Strict):
     exact: list[str] = []  # matching: columns matched exactly
     treatment_start: float | None = None  # DID: first post period (default: the later of two periods)
     controls: list[str] = []  # DID: covariates added to the regression
+
+
+class DriversConfig(_Strict):
+    """The ``drivers:`` section: causal graph and driver analysis (``promo-opt drivers``, promo_opt.graph)."""
+
+    data: Path  # one row per user; CSV or Parquet; relative to the config
+    id: str | None = None  # never a variable
+    outcome: str
+    variables: Literal["auto"] | list[str] = "auto"  # auto = every other column
+    tiers: list[list[str]] = []  # a variable can only be caused by variables of its own or earlier tiers
+    required: list[tuple[str, str]] = []  # [[from, to], ...]
+    forbidden: list[tuple[str, str]] = []
+    # hybrid: hill climbing on the score inside the skeleton of a PC search (MMHC-style); hc: hill climbing
+    # alone; pc: constraint-based (pgmpy)
+    method: Literal["hybrid", "hc", "pc"] = "hybrid"
+    score: Literal["bic", "k2"] = "bic"  # hc: degenerate-Gaussian BIC (mixed data) or K2 (discrete data only)
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0)  # pc: level of the conditional independence tests
+    skeleton_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)  # hybrid: level of its PC skeleton
+    max_parents: int | None = Field(default=None, ge=1)
+    bootstrap: int = Field(default=50, ge=0, le=1000)  # resampled searches for the edge frequencies
+    bootstrap_rows: int | None = Field(default=100_000, ge=10)  # rows per resample (subsample above this)
+    stable: float = Field(default=0.8, gt=0.0, le=1.0)  # edges at or above this frequency are drawn solid
+    effect_bootstrap: int = Field(default=200, ge=20, le=5000)  # resamples of the driver effects' intervals
+    contrast: tuple[float, float] = (0.25, 0.75)  # do(low) / do(high) quantiles of a non-binary variable
+    funnel: list[str] = []  # ordered 0/1 actions (e.g. [entered_room, switched_room, add_to_cart]): funnel.csv
+
+    @field_validator("variables")
+    @classmethod
+    def _variables_nonempty(cls, v):
+        if isinstance(v, list):
+            if len(v) < 1:
+                raise ValueError("an explicit variable list must not be empty (or use 'auto')")
+            if len(set(v)) != len(v):
+                raise ValueError("variable names must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _k2_is_hill_climbing(self):
+        if self.score == "k2" and self.method != "hc":
+            raise ValueError(f"drivers.score 'k2' is a score of method 'hc' (got method '{self.method}')")
+        return self
+
+    @field_validator("contrast")
+    @classmethod
+    def _contrast(cls, v):
+        if not 0.0 <= v[0] < v[1] <= 1.0:
+            raise ValueError("expected two quantiles 0 <= low < high <= 1")
+        return v
+
+
+class GraphConfig(_Strict):
+    """A causal graph declared by hand: ``graph: {edges: [[from, to], ...]}`` (``effect --adjust graph``)."""
+
+    edges: list[tuple[str, str]] = Field(min_length=1)
 
 
 class CampaignConfig(_Strict):
@@ -167,6 +222,8 @@ class CampaignConfig(_Strict):
     observational: ObservationalConfig = ObservationalConfig()
     drift: DriftConfig = DriftConfig()
     ltv: LtvConfig | None = None  # long-term value: promo-opt ltv, objective: long_term_value
+    drivers: DriversConfig | None = None  # promo-opt drivers
+    graph: GraphConfig | None = None  # effect --adjust graph
 
     @field_validator("arms")
     @classmethod
@@ -280,6 +337,7 @@ def parse_config(raw: dict, base_dir: Path | None = None, source: str = "config"
                   if (v := getattr(cfg.ltv, k)) is not None and not v.is_absolute()}
             if lp:
                 cfg = cfg.model_copy(update={"ltv": cfg.ltv.model_copy(update=lp)})
+        cfg = cfg.model_copy(update={"drivers": _resolve_drivers(cfg.drivers, base_dir)})
     return cfg
 
 
@@ -296,3 +354,37 @@ def load_config(path: str | Path, **overrides) -> CampaignConfig:
             node = node.setdefault(p, {}) if isinstance(node, dict) else node
         node[leaf] = value
     return parse_config(raw, base_dir=path.parent.resolve(), source=str(path))
+
+
+# ---- issue 14: the drivers section on its own ----
+class DriversFile(_Strict):
+    """A config holding only ``name`` and ``drivers:`` (plus ``seed``, ``graph``): enough for ``promo-opt drivers``."""
+
+    name: str = "campaign"
+    seed: int = 0
+    drivers: DriversConfig
+    graph: GraphConfig | None = None
+
+
+def _resolve_drivers(drivers: DriversConfig | None, base_dir: Path) -> DriversConfig | None:
+    if drivers is None or drivers.data.is_absolute():
+        return drivers
+    return drivers.model_copy(update={"data": (base_dir / drivers.data).resolve()})
+
+
+def load_drivers_config(path: str | Path) -> DriversFile:
+    """The ``drivers:`` section of a config: a campaign config (validated whole) or one with only name/drivers."""
+    path = Path(path)
+    raw = read_yaml(path, "config")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys, got {type(raw).__name__}")
+    if "data" in raw or "arms" in raw:  # a campaign config: every section is checked, then drivers taken
+        cfg = parse_config(raw, base_dir=path.parent.resolve(), source=str(path))
+        if cfg.drivers is None:
+            raise ConfigError(f"{path}: missing required key 'drivers' (the driver analysis section)")
+        return DriversFile(name=cfg.name, seed=cfg.seed, drivers=cfg.drivers, graph=cfg.graph)
+    try:
+        dfile = DriversFile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, str(path))) from None
+    return dfile.model_copy(update={"drivers": _resolve_drivers(dfile.drivers, path.parent.resolve())})

@@ -28,7 +28,7 @@ def _campaign(tmp_path, estimate: bool, keep_column: bool):
 def test_estimated_propensity_reaches_the_learner(tmp_path):
     cfg = _campaign(tmp_path, estimate=True, keep_column=False)
     model = pipeline.train(cfg)
-    assert model.metrics["propensity"] == "estimated (logistic, cross-fitted)"
+    assert model.metrics["propensity"] == "estimated (auto, cross-fitted)"  # auto: chosen by balance (issue 14)
     ov = model.metrics["selection"]["overlap"]
     # the logging policy of this world is far from uniform: the estimated P(logged arm) must show it
     assert 0 < ov["min_propensity"] < 0.25

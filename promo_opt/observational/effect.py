@@ -15,6 +15,7 @@ propensity of the arm each row received (the logged probability is better than a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ import pandas as pd
 from promo_opt.config import CampaignConfig
 from promo_opt.data import arm_codes, read_table, write_bytes, write_json
 from promo_opt.errors import ConfigError, DataError
-from promo_opt.observational import balance, did as did_mod, matching, weighting
+from promo_opt.observational import balance, matching, weighting
+from promo_opt.observational import did as did_mod
 from promo_opt.observational.design import balance_frame
 from promo_opt.observational.outcome import cross_fitted_outcomes
 from promo_opt.observational.propensity import FLOOR, estimate_propensity, overlap
@@ -63,6 +65,8 @@ class EffectResult:
     balance: dict[str, pd.DataFrame] = field(default_factory=dict)
     did: dict[str, did_mod.DIDResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    adjustment: dict | None = None  # --adjust graph: the backdoor set read from the graph and how
+    propensity_model: dict | None = None  # which propensity model, and why (balance after weighting)
 
     def effect(self, arm: str) -> ArmEffect:
         return next(e for e in self.effects if e.arm == arm)
@@ -82,6 +86,11 @@ class EffectResult:
                               "pretrend": r.pretrend_note,
                               "event_study": None if r.event_study is None else r.event_study.to_dict(orient="records")}
                           for a, r in self.did.items()}
+        if self.propensity_model is not None:
+            out["propensity_model"] = self.propensity_model
+        if self.adjustment is not None:
+            out["adjustment_set"] = self.adjustment["adjustment_set"]
+            out["adjustment"] = self.adjustment
         out["notes"] = self.notes
         return out
 
@@ -141,15 +150,30 @@ def load_observational(config: CampaignConfig, need_time: bool = False) -> Obser
 # --------------------------------------------------------------------------------------------
 # estimation
 # --------------------------------------------------------------------------------------------
-def propensity_matrix(config: CampaignConfig, data: ObservationalData) -> np.ndarray:
-    """(n, K) cross-fitted propensities; the logged arm's entry replaced by data.propensity when given."""
+def propensity_matrix(config: CampaignConfig, data: ObservationalData, estimand: str = "ate",
+                      selection: dict | None = None) -> np.ndarray:
+    """(n, K) cross-fitted propensities; the logged arm's entry replaced by data.propensity when given.
+    ``selection`` (a dict) receives the propensity model's choice (``PropensityModel.selection_``)."""
     if data.X.shape[1] == 0:
         raise DataError("no covariates: data.features is empty after removing the id/treatment/outcome columns, "
                         "so propensities cannot be estimated")
-    e = estimate_propensity(config, data.X, data.arm).oof_
+    model = estimate_propensity(config, data.X, data.arm, estimand)
+    if selection is not None:
+        selection.update(model.selection_)
+    e = model.oof_
     if data.logged_propensity is not None:
         e[np.arange(len(data.arm)), data.arm] = data.logged_propensity
     return np.clip(e, FLOOR, 1.0)
+
+
+def _marginal(arm: np.ndarray, k: int) -> np.ndarray:
+    """(n, K) propensities without covariates: every row gets the arms' shares."""
+    return np.tile(np.bincount(arm, minlength=k) / len(arm), (len(arm), 1))
+
+
+def _arm_means(y: np.ndarray, arm: np.ndarray, k: int) -> np.ndarray:
+    means = np.array([y[arm == j].mean() if (arm == j).any() else 0.0 for j in range(k)])
+    return np.tile(means, (len(y), 1))
 
 
 def _balance_weights(estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
@@ -159,17 +183,63 @@ def _balance_weights(estimand: str, e: np.ndarray, arm: np.ndarray, k: int):
     return np.ones(int(t.sum())), e[c, k] / e[c, 0]
 
 
+def graph_adjustment(config: CampaignConfig, data: ObservationalData, graph_path: str | Path | None = None):
+    """``--adjust graph``: the covariates restricted to a valid backdoor set of the treatment -> outcome
+    effect read from ``graph_path`` (a graph.json of ``promo-opt drivers``) or the config's ``graph.edges``."""
+    import json
+
+    from promo_opt.graph.adjustment import backdoor_set
+    from promo_opt.graph.model import CausalGraph
+
+    if graph_path is not None:
+        path = Path(graph_path)
+        if not path.is_file():
+            raise ConfigError(f"--graph: file not found: {path}")
+        try:
+            raw = json.loads(path.read_text())
+        except ValueError as err:
+            raise ConfigError(f"--graph {path}: not valid JSON: {err}") from None
+        graph = CausalGraph.from_dict(raw, str(path))
+    elif config.graph is not None:
+        graph = CausalGraph.from_edges(config.graph.edges, "graph.edges")
+    else:
+        raise ConfigError("--adjust graph needs a causal graph: --graph graph.json (from 'promo-opt drivers') or "
+                          "graph: {edges: [[from, to], ...]} in the config")
+    adj = backdoor_set(graph, config.data.treatment, config.data.outcome, set(data.X.columns))
+    info = {"adjustment_set": adj.adjustment_set, "rule": adj.rule, "causal_path": adj.causal_path,
+            "graph": str(graph_path) if graph_path is not None else "config graph.edges",
+            "left_out": sorted(set(data.X.columns) - set(adj.adjustment_set))}
+    return adj.adjustment_set, info
+
+
 def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
-                    data: ObservationalData | None = None) -> EffectResult:
-    """Effect of every non-control arm on ``data.outcome``; see the module doc."""
+                    data: ObservationalData | None = None, adjust: str | None = None,
+                    graph_path: str | Path | None = None) -> EffectResult:
+    """Effect of every non-control arm on ``data.outcome``; see the module doc.
+
+    ``adjust="graph"``: adjust only for a valid backdoor set read from a causal graph
+    (:func:`graph_adjustment`) instead of every feature; recorded in ``adjustment``."""
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}'; expected one of {list(METHODS)}")
     if estimand not in ESTIMANDS:
         raise ConfigError(f"unknown estimand '{estimand}'; expected one of {list(ESTIMANDS)}")
+    if adjust not in (None, "graph"):
+        raise ConfigError(f"--adjust {adjust!r}: expected 'graph' (or leave it out to adjust for every feature)")
     o = config.observational
     data = data or load_observational(config, need_time=(method == "did"))
+    adjustment = None
+    if adjust == "graph":
+        zset, adjustment = graph_adjustment(config, data, graph_path)
+        data = dataclasses.replace(data, X=data.X[zset])
     names, arm, y = data.arm_names, data.arm, data.y
-    res = EffectResult(method, "att" if method == "did" else estimand, config.data.outcome, names, [], len(y), arm=arm)
+    res = EffectResult(method, "att" if method == "did" else estimand, config.data.outcome, names, [], len(y), arm=arm,
+                       adjustment=adjustment)
+    if adjustment is not None:
+        res.notes.append(f"adjusted for the backdoor set {adjustment['adjustment_set']} read from the graph "
+                         f"({adjustment['rule']}); left out: {adjustment['left_out']}")
+        if not adjustment["causal_path"]:
+            res.notes.append(f"the graph has no directed path from '{config.data.treatment}' to "
+                             f"'{config.data.outcome}': by the graph the effect is zero, which the estimate checks")
     if data.dropped_missing_outcome:
         res.notes.append(f"{data.dropped_missing_outcome} row(s) with an empty outcome left out")
     arms = [k for k in range(1, len(names)) if (arm == k).any()]
@@ -182,7 +252,11 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
         res.effects = [weighting.naive(y, arm, k, names[k]) for k in arms]
         return res
 
-    e = propensity_matrix(config, data)
+    empty = adjustment is not None and data.X.shape[1] == 0  # the graph says: nothing to adjust for
+    selection: dict = {}
+    e = _marginal(arm, len(names)) if empty else propensity_matrix(config, data, estimand, selection)
+    if selection:
+        res.propensity_model = selection
     ov = overlap(e, arm, o.trim)
     res.propensity, res.overlap = e, ov.to_dict(names)
     if ov.share_outside > 0.1:
@@ -192,13 +266,20 @@ def estimate_effect(config: CampaignConfig, method: str, estimand: str = "ate",
     if method in ("ipw", "aipw"):
         mu = None
         if method == "aipw":
-            mu = cross_fitted_outcomes(data.X, arm, y, len(names), o.outcome_model, o.folds, config.seed)
+            mu = (_arm_means(y, arm, len(names)) if empty else
+                  cross_fitted_outcomes(data.X, arm, y, len(names), o.outcome_model, o.folds, config.seed))
         for k in arms:
             if method == "ipw":
                 eff = weighting.ipw(y, arm, e, k, estimand, o.trim, names[k], names[0])
             else:
                 eff = weighting.aipw(y, arm, e, mu, k, estimand, o.trim, names[k], names[0])
             res.effects.append(eff)
+            if estimand == "att" and eff.details.get("trimmed_control_rows"):
+                res.notes.append(f"{eff.details['trimmed_control_rows']:,} '{names[0]}' row(s) far from every "
+                                 f"treated user (propensity of '{names[k]}' below {o.trim:g}) left out: they would carry "
+                                 f"~zero weight, and the ATT needs overlap only where the treated are; "
+                                 f"{eff.details['trimmed_arm_rows']:,} '{names[k]}' row(s) without comparable controls "
+                                 "left out")
             wt, wc = _balance_weights(estimand, e, arm, k)
             res.balance[names[k]] = balance.balance_table(B, arm == k, arm == 0, wt, wc)
         return res

@@ -124,7 +124,7 @@ def psm(y: np.ndarray, arm: np.ndarray, e: np.ndarray, k: int, estimand: str = "
     """Matching estimate of arm ``k`` vs control; returns the effect and the matched sample."""
     if estimand not in ("ate", "att"):
         raise ValueError(f"estimand must be 'ate' or 'att', got {estimand!r}")
-    overlap_rows(e, arm, k, 0.0, name)  # raises when the groups' propensities barely overlap
+    overlap_rows(e, arm, k, 0.0, name, estimand=estimand)  # raises when the groups' propensities barely overlap
     rows = np.flatnonzero((arm == k) | (arm == 0))
     L, yy, tr = pair_logit(e[rows], k), y[rows].astype(np.float64), arm[rows] == k
     codes = np.zeros(len(rows), dtype=np.int64) if exact is None else exact[rows]

@@ -154,11 +154,66 @@ def overlap(e: np.ndarray, arm: np.ndarray, trim: float = 0.01) -> Overlap:
 # --------------------------------------------------------------------------------------------
 # the hook for training on logged data
 # --------------------------------------------------------------------------------------------
-def estimate_propensity(config, X: pd.DataFrame, arm: np.ndarray) -> PropensityModel:
-    """A :class:`PropensityModel` fitted with the config's ``observational`` options."""
+def estimate_propensity(config, X: pd.DataFrame, arm: np.ndarray, estimand: str = "ate") -> PropensityModel:
+    """A :class:`PropensityModel` fitted with the config's ``observational`` options (``auto``: the
+    candidate with the best covariate balance after weighting for ``estimand``; see ``selection_``)."""
     o = config.observational
-    return PropensityModel(o.propensity_model, o.calibrate, o.folds, config.seed,
-                           n_arms=len(config.arm_names)).fit(X, arm)
+    names = ["logistic", "gbm"] if o.propensity_model == "auto" else [o.propensity_model]
+    fitted = [PropensityModel(m, o.calibrate, o.folds, config.seed, n_arms=len(config.arm_names)).fit(X, arm)
+              for m in names]
+    if len(fitted) == 1:
+        fitted[0].selection_ = {"chosen": names[0], "rule": "observational.propensity_model"}
+        return fitted[0]
+    return select_by_balance(fitted, X, arm, estimand, o.trim)
+
+
+def weighted_imbalance(B: np.ndarray, e: np.ndarray, arm: np.ndarray, estimand: str, trim: float) -> float:
+    """Worst |standardized mean difference| after weighting, over every non-control arm and every column
+    of ``B`` (covariates and the squares of the numeric ones), on the rows the estimators keep."""
+    from promo_opt.observational.weighting import overlap_rows
+
+    worst = 0.0
+    for k in range(1, e.shape[1]):
+        if not (arm == k).any():
+            continue
+        try:
+            keep = overlap_rows(e, arm, k, trim, estimand=estimand)
+        except DataError:
+            return float("inf")
+        t, c = keep & (arm == k), keep & (arm == 0)
+        if estimand == "ate":
+            wt, wc = 1.0 / e[t, k], 1.0 / e[c, 0]
+        else:
+            wt, wc = np.ones(int(t.sum())), e[c, k] / e[c, 0]
+        xt, xc = B[arm == k], B[arm == 0]
+        sd = np.sqrt((xt.var(0) + xc.var(0)) / 2)
+        sd = np.where(sd > 0, sd, 1.0)
+        smd = (wt @ B[t] / wt.sum() - wc @ B[c] / wc.sum()) / sd
+        worst = max(worst, float(np.abs(smd).max()))
+    return worst
+
+
+def balance_design(X: pd.DataFrame) -> np.ndarray:
+    """Covariates for the balance check: the balance frame plus squares of non-binary numeric columns."""
+    from promo_opt.observational.design import balance_frame
+
+    B = balance_frame(X).to_numpy(dtype=np.float64)
+    wide = [j for j in range(B.shape[1]) if len(np.unique(B[:, j])) > 2]
+    Bs = (B[:, wide] - B[:, wide].mean(0)) ** 2
+    return np.column_stack([B, Bs]) if wide else B
+
+
+def select_by_balance(models: list[PropensityModel], X: pd.DataFrame, arm: np.ndarray, estimand: str,
+                      trim: float) -> PropensityModel:
+    """The model whose cross-fitted propensities balance the covariates best after weighting;
+    ``selection_`` records every candidate's worst |SMD| and the choice."""
+    B = balance_design(X)
+    scores = {m.model: weighted_imbalance(B, np.clip(m.oof_, FLOOR, 1.0), arm, estimand, trim) for m in models}
+    best = min(models, key=lambda m: scores[m.model])
+    best.selection_ = {"chosen": best.model, "rule": f"smallest worst |SMD| after {estimand.upper()} weighting "
+                       "(covariates and squares of numeric ones)", "max_abs_smd_after": scores}
+    log.info("propensity model by balance: %s (%s)", best.model, scores)
+    return best
 
 
 def with_estimated_propensity(config, data):
