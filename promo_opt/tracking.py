@@ -7,6 +7,7 @@ only); teams point it at their tracking server. Long-term-value runs: ``promo_op
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -63,13 +64,24 @@ def flat_metrics(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def new_run(c, experiment: str, kind: str, name: str):
+    """A run of ``experiment`` tagged with its kind and campaign; yields its id; marked FAILED when the
+    block raises, finished otherwise."""
+    run = c.create_run(experiment_id(c, experiment), run_name=name, tags={"promo_opt.kind": kind, "campaign": name})
+    rid = run.info.run_id
+    try:
+        yield rid
+    except BaseException:
+        c.set_terminated(rid, status="FAILED")
+        raise
+    c.set_terminated(rid)
+
+
 def log_training(model_dir: str | Path, config: CampaignConfig, metrics: dict, uri: str | None = None) -> str:
     """Log a training run of the uplift models (``promo-opt train --track``): the model directory as artifacts."""
     c = client(uri)
-    run = c.create_run(experiment_id(c, TRAINING_EXPERIMENT), run_name=config.name,
-                       tags={"promo_opt.kind": "training", "campaign": config.name})
-    rid = run.info.run_id
-    try:
+    with new_run(c, TRAINING_EXPERIMENT, "training", config.name) as rid:
         sel = metrics.get("selection", {})
         params = {"learner": config.model.learner, "chosen_learner": sel.get("chosen"), "folds": config.model.folds,
                   "calibrate": config.model.calibrate, "objective": config.objective, "seed": config.seed,
@@ -79,10 +91,6 @@ def log_training(model_dir: str | Path, config: CampaignConfig, metrics: dict, u
         for k, v in flat_metrics({k: v for k, v in metrics.items() if k != "uplift_by_decile"}).items():
             c.log_metric(rid, k, v)
         c.log_artifacts(rid, str(model_dir), artifact_path="model")
-    except BaseException:
-        c.set_terminated(rid, status="FAILED")
-        raise
-    c.set_terminated(rid)
     return rid
 
 

@@ -335,3 +335,22 @@ def test_compiled_pooled_scoring_equals_lightgbm(kind):
         assert m.forest_ is not None and 0 < m.forest_.arm_tree_share <= 1
         slow = np.column_stack([predict_outcome(m.model_, m._design(X, np.full(n, k))) for k in range(3)])
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_count_calibration_keeps_heterogeneity_that_scales_with_the_level():
+    """Counts: the uplift grows with the level (multiplicative effects). The BLP on the control and arm
+    rows keeps a right model's slope at 1 and finds the mean uplift; a model whose uplift is noise gets
+    its slope shrunk toward 0."""
+    from promo_opt.learners.honest import UpliftCalibration
+
+    rng = np.random.default_rng(3)
+    n = 60000
+    mu0 = np.exp(rng.normal(0, 0.8, n))
+    mu1 = mu0 * 1.3
+    arm = rng.integers(0, 2, n)
+    y = rng.poisson(np.where(arm == 1, mu1, mu0)).astype(float)
+    right = np.column_stack([mu0, mu1])
+    cal = UpliftCalibration.fit(right, arm, y, outcome_type="count")
+    assert abs(cal.beta[1] - 1) < 0.15 and cal.gamma[1] == pytest.approx((mu1 - mu0).mean(), rel=0.15)
+    noise = np.column_stack([mu0, mu0 + rng.uniform(0, 0.6, n)])
+    assert UpliftCalibration.fit(noise, arm, y, outcome_type="count").beta[1] < 0.3

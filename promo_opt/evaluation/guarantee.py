@@ -74,30 +74,32 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
     p0 = prob(base[1])
     if p0 >= confidence:
         return (*base, RoiGuarantee(confidence, p0, p0, min_roi, min_roi))
-    lo, hi, best = min_roi, None, None
+
+    def attempt(m):
+        """(allocation, safe) under floor m; (None, False) where no policy meets m."""
+        try:
+            r = solve_at(m)
+        except InfeasibleError:
+            return None, False
+        return r, prob(r[1]) >= confidence
+
+    lo, hi, best, best_floor = min_roi, None, None, None
     step = max(min_roi, 0.1)
     for _ in range(40):  # grow the floor until it is safe, or beyond what any policy attains
-        cand = lo + step
-        try:
-            r = solve_at(cand)
-        except InfeasibleError:
-            hi = cand
+        r, safe = attempt(lo + step)
+        if r is None or safe:
+            hi, best, best_floor = lo + step, r, (lo + step if safe else None)
             break
-        if prob(r[1]) >= confidence:
-            hi, best = cand, r
-            break
-        lo, step = cand, step * 2
+        lo, step = lo + step, step * 2
     if hi is None:
         raise InfeasibleError(f"constraints.min_roi_confidence {confidence:g}: no floor up to {lo:g} is safe enough")
     for _ in range(iterations):  # the smallest safe floor in (lo, hi]
         mid = 0.5 * (lo + hi)
-        try:
-            r = solve_at(mid)
-        except InfeasibleError:
+        r, safe = attempt(mid)
+        if r is None or safe:
             hi = mid
-            continue
-        if prob(r[1]) >= confidence:
-            hi, best = mid, r
+            if safe:
+                best, best_floor = r, mid
         else:
             lo = mid
         if hi - lo < 1e-4 * max(1.0, hi):
@@ -108,4 +110,4 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
             f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; the best attainable "
             f"floor, about {lo:.3g}, is not safe enough): the held-out measurement is too uncertain: lower the "
             "confidence or the floor, or train on more past users")
-    return (*best, RoiGuarantee(confidence, prob(best[1]), p0, min_roi, hi))
+    return (*best, RoiGuarantee(confidence, prob(best[1]), p0, min_roi, best_floor))

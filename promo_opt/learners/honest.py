@@ -91,6 +91,9 @@ class UpliftCalibration:
         p0 = cls._level(platt, raw[:, 0], binary)
         gamma, beta, center = np.zeros(K), np.zeros(K), np.zeros(K)
         for k in range(1, K):
+            if not binary:
+                gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta)
+                continue
             on = arm == k
             tau = raw[on, k] - raw[on, 0]
             center[k] = tau.mean()
@@ -126,6 +129,37 @@ class UpliftCalibration:
         cal[:, 0] = 0.0
         p = p0[:, None] + cal
         return np.clip(p, _EPS, 1 - _EPS) if self.binary else np.clip(p, 0.0, None)
+
+
+def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int,
+         max_beta: float) -> tuple[float, float, float]:
+    """(gamma, beta, center) of arm k by the best linear predictor regression of Chernozhukov et al. on
+    the rows of the control and k::
+
+        y = a0 + a1 p0(x) + gamma (D - e) + beta (D - e)(tau_hat(x) - center) + noise
+
+    The control rows absorb level errors of p0 that grow with the level, which the arm-only
+    regression of y - p0 on tau_hat takes for (missing) heterogeneity: with counts, whose uplift
+    scales with the level, that regression drove beta to 0 in generated worlds. gamma and beta are
+    shrunk by empirical Bayes as for binary outcomes (heteroskedasticity-robust standard errors).
+    """
+    on = (arm == 0) | (arm == k)
+    tau = raw[on, k] - raw[on, 0]
+    center = float(tau.mean())
+    d = (arm[on] == k).astype(np.float64)
+    if d.sum() < 2 or (1 - d).sum() < 2:
+        return center, 1.0, center
+    dd = d - d.mean()
+    X = np.column_stack([np.ones(len(d)), p0[on], dd, dd * (tau - center)])
+    yy = y[on].astype(np.float64)
+    XtX_inv = np.linalg.pinv(X.T @ X)
+    coef = XtX_inv @ (X.T @ yy)
+    e = yy - X @ coef
+    cov = XtX_inv @ ((X * (e * e)[:, None]).T @ X) @ XtX_inv
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    gamma = eb_shrink(float(coef[2]), center, float(se[2]))
+    beta = float(np.clip(eb_shrink(float(coef[3]), 1.0, float(se[3])), 0.0, max_beta)) if se[3] > 0 else 1.0
+    return gamma, beta, center
 
 
 def _log_link(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:

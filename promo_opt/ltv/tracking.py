@@ -19,7 +19,7 @@ import pandas as pd
 
 from promo_opt.config import CampaignConfig
 from promo_opt.tracking import client as _client
-from promo_opt.tracking import experiment_id, get_run, tracking_uri  # noqa: F401 (tracking_uri: re-exported)
+from promo_opt.tracking import get_run, new_run, tracking_uri  # noqa: F401 (tracking_uri: re-exported)
 
 EXPERIMENT = "promo-opt-ltv"
 
@@ -38,12 +38,9 @@ def log_ltv(result, config: CampaignConfig, out_dir: str | Path, uri: str | None
             experiment: str = EXPERIMENT) -> str:
     """Log a valuation run (the files ``write_ltv`` put in ``out_dir``); returns the MLflow run id."""
     client = _client(uri)
-    exp_id = experiment_id(client, experiment)
     d = result.to_dict()
     ltv = config.ltv
-    run = client.create_run(exp_id, tags={"promo_opt.kind": "ltv", "campaign": config.name}, run_name=config.name)
-    rid = run.info.run_id
-    try:
+    with new_run(client, experiment, "ltv", config.name) as rid:
         params = {"outcome": ltv.outcome, "horizon": ltv.horizon, "lags": ltv.lags, "alpha": ltv.alpha,
                   "boot": result.fit.n_boot, "surrogates": ",".join(ltv.surrogates),
                   "controls": ",".join(ltv.controls), "same_period": json.dumps([list(e) for e in ltv.same_period]),
@@ -66,10 +63,6 @@ def log_ltv(result, config: CampaignConfig, out_dir: str | Path, uri: str | None
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "model.npz").write_bytes(model_arrays(result))
             client.log_artifact(rid, str(Path(tmp) / "model.npz"))
-    except BaseException:
-        client.set_terminated(rid, status="FAILED")
-        raise
-    client.set_terminated(rid)
     return rid
 
 
