@@ -26,7 +26,6 @@ Writes ``<out>.json`` (one row per run, appended as it goes, so a long run can b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -30,11 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from promo_opt.service.auth import create_key  # noqa: E402
-from promo_opt.service.settings import ServiceSettings  # noqa: E402
-from promo_opt.service.store import Store  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
-from tests.service_harness import Server, wait_job  # noqa: E402
+from tests.service_harness import started_with_key, wait_job  # noqa: E402
 
 
 def timed(fn):
@@ -127,12 +124,7 @@ def main() -> None:
         tmp = Path(tmp)
         cfg_path, sec["simulate_campaign"] = timed(lambda: load_world("travel").write_campaign(
             tmp / "campaign", seed=11, n_train=args.train, n_candidates=args.candidates))
-        data = tmp / "data"
-        data.mkdir()
-        store = Store(ServiceSettings(data_dir=data).database_url)
-        key = create_key(store, "read,write")
-        store.close()
-        server = Server(data, extra=("--max-upload-mb", "2000")).start()
+        server, key = started_with_key(tmp)
         try:
             with httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=600.0) as c:
                 d = cfg_path.parent

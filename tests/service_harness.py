@@ -67,6 +67,21 @@ class Server:
         self.proc.wait(30)
 
 
+def started_with_key(tmp: Path, scopes: str = "read,write", max_upload_mb: int = 2000) -> tuple[Server, str]:
+    """A fresh data directory under ``tmp``, an API key with ``scopes`` in its store, and the server on it
+    (started; the caller stops it)."""
+    from promo_opt.service.auth import create_key
+    from promo_opt.service.settings import ServiceSettings
+    from promo_opt.service.store import Store
+
+    data = Path(tmp) / "data"
+    data.mkdir()
+    store = Store(ServiceSettings(data_dir=data).database_url)
+    key = create_key(store, scopes)
+    store.close()
+    return Server(data, extra=("--max-upload-mb", str(max_upload_mb))).start(), key
+
+
 def wait_job(client: httpx.Client, path: str, timeout: float = 600.0, until=("done", "failed")) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -444,7 +444,7 @@ def test_long_term_objective_bad_values(tmp_path):
 
 
 def test_cli_allocate_with_long_term_objective(tmp_path):
-    values = _ltv_json(tmp_path / "ltv.json", {"habit": (0.1, 0.3), "pull": (0.1, 0.03)})
+    _ltv_json(tmp_path / "ltv.json", {"habit": (0.1, 0.3), "pull": (0.1, 0.03)})
     _two_arm_scores().to_csv(tmp_path / "scores.csv", index=False)
     raw = {"data": {}, "objective": "long_term_value", "constraints": {"budget": 150.0},
            "arms": [{"name": "control", "control": True}, {"name": "habit", "cost_per_conversion": 5.0},

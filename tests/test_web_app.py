@@ -244,7 +244,7 @@ def test_drag_the_budget_and_compare(planner, server, shots):
 
 
 def test_create_download_and_check(planner, server, shots, tmp_path):
-    page, scores = planner["page"], planner["scores"]
+    page = planner["page"]
     slider = page.locator("#budget-slider")
     slider.fill(str(round(float(slider.get_attribute("max")) * 0.5)))  # fires input
     page.fill("#roi-input", "")
