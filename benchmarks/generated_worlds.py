@@ -118,8 +118,11 @@ def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -
             t2 = time.perf_counter()
             bm = pipeline.train(b)
             bs = pipeline.score_candidates(b, bm)
-            row["baseline"] = {**score(b, bm, bs, truth), "learner": bm.metrics["selection"]["chosen"],
-                               "seconds_total": time.perf_counter() - t2}
+            try:
+                row["baseline"] = {**score(b, bm, bs, truth), "learner": bm.metrics["selection"]["chosen"],
+                                   "seconds_total": time.perf_counter() - t2}
+            except PromoOptError as err:
+                row["baseline"] = {"refused": str(err)}
         return row
 
 
