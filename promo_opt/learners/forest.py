@@ -25,12 +25,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_LEAF = -1  # child index < 0: leaf number ~child
+
 SUPPORTED_OBJECTIVES = {"binary": "sigmoid", "poisson": "exp", "tweedie": "exp"}
 
 
 class CompiledForest:
-    """Flat arrays of a LightGBM booster's trees (best iteration), split into arm and other trees."""
+    """Flat arrays of a LightGBM booster's trees (best iteration), split into arm and other trees.
+
+    A node's ``left``/``right`` child is a node index when >= 0, else ``~leaf_index`` within its tree.
+    """
 
     def __init__(self, booster, arm_columns: list[str]):
         d = booster.dump_model(num_iteration=booster.best_iteration or None)

@@ -94,7 +94,7 @@ def _features(rng: np.random.Generator) -> tuple[list[dict], list[dict], list[di
     return feats, numeric, categorical
 
 
-def _arms(rng: np.random.Generator, outcome: str) -> list[dict]:
+def _arms(rng: np.random.Generator) -> list[dict]:
     arms = [{"name": "control", "control": True}]
     k = int(rng.integers(1, 5))
     kind = rng.choice(["discount", "voucher", "mixed"])
@@ -117,7 +117,7 @@ def world_spec(seed: int) -> dict:
     rng = np.random.default_rng([seed, 16_2026])
     outcome = str(rng.choice(["binary", "count", "amount"], p=[0.6, 0.25, 0.15]))
     feats, numeric, categorical = _features(rng)
-    arms = _arms(rng, outcome)
+    arms = _arms(rng)
     promos = [a["name"] for a in arms[1:]]
     strength = np.linspace(1.0, 1.0 + 0.6 * (len(promos) - 1), len(promos))
     strength = strength / strength[-1]  # the strongest promotion gets the full lift
