@@ -120,7 +120,7 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
         selection.chosen = best
 
 
-def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.ndarray,
+def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
                         n_candidates: int | None, weights: np.ndarray | None = None) -> dict:
     """The chosen learner's policy on its held-out folds (:mod:`promo_opt.evaluation.heldout`): the
     winner's-curse correction (applied unless ``model.correct_forecast`` is false) and the forecast's
@@ -128,8 +128,9 @@ def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.
 
     ``{"applied": False, "reason": ...}`` when it cannot be measured.
     """
-    from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy
+    from promo_opt.evaluation.heldout import ForecastCorrection, calibration_cov, heldout_policy
 
+    oof = uplift.oof_
     if n_candidates is None:
         return {"applied": False, "reason": "no data.candidates at training time to scale the budget to"}
     note = {}
@@ -148,7 +149,8 @@ def forecast_correction(config: CampaignConfig, oof: np.ndarray, data, vhat: np.
         note = {"floor_dropped": f"measured without the ROI floor: {err}"}
     except PromoOptError as err:
         return {"applied": False, "reason": f"the held-out allocation failed: {err}"}
-    corr = ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast)
+    ccov = calibration_cov(config, uplift, data.arm, data.converted, vhat, h.arm, weights=weights, seed=config.seed)
+    corr = ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast, calibration=ccov)
     return {"applied": True, "corrected": config.model.correct_forecast, **note, **corr.as_dict()}
 
 
@@ -202,7 +204,7 @@ def _train(config: CampaignConfig, progress=None) -> TrainedModel:
         progress=progress, outcome_type=config.data.outcome_type, sample_weight=weights, race=config.model.race,
     )
     uplift = fitted[selection.chosen]
-    correction = forecast_correction(config, uplift.oof_, data, vhat, n_candidates, weights=weights)
+    correction = forecast_correction(config, uplift, data, vhat, n_candidates, weights=weights)
     metrics = {
         "n_train": int(len(data.arm)),
         "outcome_type": config.data.outcome_type,

@@ -354,3 +354,26 @@ def test_count_calibration_keeps_heterogeneity_that_scales_with_the_level():
     assert abs(cal.beta[1] - 1) < 0.15 and cal.gamma[1] == pytest.approx((mu1 - mu0).mean(), rel=0.15)
     noise = np.column_stack([mu0, mu0 + rng.uniform(0, 0.6, n)])
     assert UpliftCalibration.fit(noise, arm, y, outcome_type="count").beta[1] < 0.3
+
+
+def test_the_calibration_redraws_carry_the_sampling_error_of_the_mean_uplift():
+    """The twin cannot see an error of the calibrated mean uplift (it is fitted on the same rows), so
+    the forecast's interval gets it from refits on bootstrap draws: their spread of the mean uplift
+    must match the textbook standard error of a difference of two means."""
+    import pickle
+
+    from promo_opt.learners.honest import CrossFitted
+
+    rng = np.random.default_rng(3)
+    n = 8000
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1).astype(float)  # no true uplift
+    raw = np.column_stack([np.full(n, 0.1), 0.12 + 0.02 * rng.standard_normal(n)])
+    cf = CrossFitted("pooled", 2).start(n)
+    cf.raw_[:] = raw
+    cf.finish(arm, y)
+    draws = [cf.recalibrated_oof(arm, y, rng.integers(0, n, n)) for _ in range(300)]
+    spread = np.std([(d[:, 1] - d[:, 0]).mean() for d in draws])
+    se = np.sqrt(0.1 * 0.9 * (1 / (arm == 1).sum() + 1 / (arm == 0).sum()))
+    assert spread == pytest.approx(se, rel=0.2)
+    assert not hasattr(pickle.loads(pickle.dumps(cf)), "raw_")  # the raw predictions are not saved

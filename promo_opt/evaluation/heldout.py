@@ -30,6 +30,16 @@ over the product of the expected totals. The 90% interval of a total is expected
 se_r) around the raw ratio (the shrunk point lies inside it), and :mod:`promo_opt.evaluation.guarantee`
 uses the covariance of revenue and spend for the ROI floor's probability.
 
+The ratios' covariance alone misses one source of error: the uplift calibration
+(:class:`~promo_opt.learners.honest.UpliftCalibration`) is fitted on the same training rows the
+twin is measured on, so an error in its level or slope, say an average uplift that these rows
+overstate by chance, moves the twin's expected and realized totals together and leaves their
+ratio near 1, while the candidates' forecast carries it whole. With noisy outcomes (small
+effects, amounts) this error dominates. :func:`calibration_cov` measures it by refitting the
+calibration on bootstrap draws of the training rows and recomputing the twin policy's expected
+totals; its relative covariance is added to the ratios' (``calibration_cov`` in the model's
+metrics), so the interval and the ROI guarantee carry both.
+
 With importance weights (``weights``, the drift correction of
 :mod:`promo_opt.evaluation.drift`) every training row stands for ``w`` candidates-like users: the
 allocation, the expected and the realized totals are all weighted, so the ratios describe the
@@ -119,6 +129,34 @@ def heldout_policy(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: 
     return HeldOutPolicy(arm=res.arm, expected=expected, realized=c)
 
 
+def calibration_cov(config: CampaignConfig, model, arm: np.ndarray, y: np.ndarray, vhat: np.ndarray,
+                    policy_arm: np.ndarray, weights: np.ndarray | None = None, draws: int = 40,
+                    seed: int = 0) -> np.ndarray | None:
+    """(3, 3) relative covariance (TOTALS order) of the held-out policy ``policy_arm``'s expected totals
+    under calibrations refitted on ``draws`` bootstrap draws of the training rows (module doc).
+
+    None when the model has no calibration to redraw (``model.calibrate`` false, a loaded model)."""
+    recal = getattr(model, "recalibrated_oof", None)
+    if recal is None:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
+    n = len(arm)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    totals = []
+    for _ in range(draws):
+        oof = recal(arm, y, rng.integers(0, n, n))
+        if oof is None:
+            return None
+        cols = campaign_economics(config, oof, vhat).pick(policy_arm)
+        totals.append([float((cols[c] * w).sum()) for c in ("incremental_conversions", "incremental_revenue",
+                                                            "expected_cost")])
+    t = np.asarray(totals)
+    mean = t.mean(axis=0)
+    scale = np.where(np.abs(mean) > 1e-12, mean, np.nan)
+    rel = np.cov(t, rowvar=False) / np.outer(scale, scale)
+    return np.where(np.isfinite(rel), rel, 0.0)
+
+
 def shrink_ratio(realized: float, expected: float, se: float) -> tuple[float, float]:
     """(raw ratio, shrunk ratio) of realized to expected, ``se`` that of ``realized``; see the
     module doc. (1, 1) when expected is 0."""
@@ -138,25 +176,34 @@ class ForecastCorrection:
     expected: dict[str, float] = field(default_factory=dict)  # held-out policy, the model's totals
     realized: dict[str, float] = field(default_factory=dict)  # held-out policy, DR totals
     rows: int = 0
-    ratio_cov: list[list[float]] = field(default_factory=list)  # (3, 3) covariance of the raw ratios, TOTALS order
+    # (3, 3) covariance of the raw ratios, TOTALS order: the twin's outcome noise plus the calibration's
+    ratio_cov: list[list[float]] = field(default_factory=list)
+    calibration_cov: list[list[float]] = field(default_factory=list)  # the calibration's part (module doc)
 
     @classmethod
-    def from_heldout(cls, h: HeldOutPolicy, correct: bool = True) -> "ForecastCorrection":
+    def from_heldout(cls, h: HeldOutPolicy, correct: bool = True,
+                     calibration: np.ndarray | None = None) -> "ForecastCorrection":
         """``correct`` False: the ratios applied are 1 (model.correct_forecast: false); the measured
-        ratios and their uncertainty are kept for the interval."""
+        ratios and their uncertainty are kept for the interval. ``calibration``: the relative
+        covariance of :func:`calibration_cov`, added to the ratios'."""
         realized = h.realized.totals()
         cov = h.cov()
         e = np.array([h.expected[k] if abs(h.expected[k]) > 1e-12 else np.nan for k in TOTALS])
         rcov = cov / np.outer(e, e)
         rcov = np.where(np.isfinite(rcov), rcov, 0.0)
+        ccov = np.zeros((3, 3)) if calibration is None else np.asarray(calibration, dtype=np.float64)
         ratio, raw, se = {}, {}, {}
+        total = rcov + ccov
         for i, k in enumerate(TOTALS):
+            # the correction is shrunk by the twin's own noise: the calibration's error is the same in
+            # the twin's realized and expected totals, so it says nothing about their ratio
             raw[k], ratio[k] = shrink_ratio(realized[k], h.expected[k], float(np.sqrt(cov[i, i])))
-            se[k] = float(np.sqrt(rcov[i, i]))
+            se[k] = float(np.sqrt(total[i, i]))
             if not correct:
                 ratio[k] = 1.0
         return cls(ratio=ratio, raw_ratio=raw, ratio_se=se, expected={k: float(h.expected[k]) for k in TOTALS},
-                   realized={k: float(v) for k, v in realized.items()}, rows=len(h.arm), ratio_cov=rcov.tolist())
+                   realized={k: float(v) for k, v in realized.items()}, rows=len(h.arm), ratio_cov=total.tolist(),
+                   calibration_cov=ccov.tolist())
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ForecastCorrection | None":
@@ -164,7 +211,8 @@ class ForecastCorrection:
             return None
         return cls(ratio=dict(d["ratio"]), raw_ratio=dict(d["raw_ratio"]), ratio_se=dict(d["ratio_se"]),
                    expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
-                   rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])])
+                   rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])],
+                   calibration_cov=[list(r) for r in d.get("calibration_cov", [])])
 
     def apply(self, totals: dict[str, float]) -> dict[str, float]:
         """Corrected totals (same keys as ``Economics.totals``)."""
@@ -188,4 +236,4 @@ class ForecastCorrection:
 
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
-                "ratio_cov": self.ratio_cov, "expected": self.expected, "realized": self.realized, "rows": self.rows}
+                "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected, "realized": self.realized, "rows": self.rows}

@@ -83,7 +83,10 @@ class UpliftCalibration:
 
     @classmethod
     def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0,
-            outcome_type: str = "binary") -> "UpliftCalibration":
+            outcome_type: str = "binary", shrink: bool = True) -> "UpliftCalibration":
+        """``shrink`` False: gamma and beta as estimated, without empirical Bayes (their sampling
+        spread, for :func:`promo_opt.evaluation.heldout.calibration_cov`)."""
+        eb = eb_shrink if shrink else (lambda est, target, se: float(est))
         K = raw.shape[1]
         on0 = arm == 0
         binary = outcome_type == "binary"
@@ -92,7 +95,7 @@ class UpliftCalibration:
         gamma, beta, center = np.zeros(K), np.zeros(K), np.zeros(K)
         for k in range(1, K):
             if not binary:
-                gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta)
+                gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta, eb)
                 continue
             on = arm == k
             tau = raw[on, k] - raw[on, 0]
@@ -104,13 +107,13 @@ class UpliftCalibration:
                 continue
             x = tau - center[k]
             g = float(resid.mean())
-            gamma[k] = eb_shrink(g, center[k], float(resid.std()) / np.sqrt(m))
+            gamma[k] = eb(g, center[k], float(resid.std()) / np.sqrt(m))
             sxx = float((x * x).sum())
             if sxx > 0:
                 b = float((x * (resid - g)).sum() / sxx)
                 e = resid - g - b * x  # heteroskedasticity-robust standard error of the slope
                 se_b = float(np.sqrt(((x * e) ** 2).sum()) / sxx)
-                beta[k] = float(np.clip(eb_shrink(b, 1.0, se_b), 0.0, max_beta))
+                beta[k] = float(np.clip(eb(b, 1.0, se_b), 0.0, max_beta))
             else:
                 beta[k] = 1.0
         return cls(platt=platt, gamma=gamma, beta=beta, center=center, binary=binary)
@@ -132,7 +135,7 @@ class UpliftCalibration:
 
 
 def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int,
-         max_beta: float) -> tuple[float, float, float]:
+         max_beta: float, eb=eb_shrink) -> tuple[float, float, float]:
     """(gamma, beta, center) of arm k by the best linear predictor regression of Chernozhukov et al. on
     the rows of the control and k::
 
@@ -157,8 +160,8 @@ def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int
     e = yy - X @ coef
     cov = XtX_inv @ ((X * (e * e)[:, None]).T @ X) @ XtX_inv
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    gamma = eb_shrink(float(coef[2]), center, float(se[2]))
-    beta = float(np.clip(eb_shrink(float(coef[3]), 1.0, float(se[3])), 0.0, max_beta)) if se[3] > 0 else 1.0
+    gamma = eb(float(coef[2]), center, float(se[2]))
+    beta = float(np.clip(eb(float(coef[3]), 1.0, float(se[3])), 0.0, max_beta)) if se[3] > 0 else 1.0
     return gamma, beta, center
 
 
@@ -251,8 +254,25 @@ class CrossFitted:
         self.calibration_ = (UpliftCalibration.fit(self.raw_, arm, y, outcome_type=self.outcome_type)
                              if self.calibrate else None)
         self.oof_ = self.calibration_.apply(self.raw_) if self.calibrate else self.raw_
-        del self.raw_
         return self
+
+    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """The out-of-fold probabilities under a calibration refitted, without shrinkage, on ``rows``
+        (a bootstrap draw of the training rows): how much the sampling noise of the uplift's level
+        and slope moves them (the shrinkage's centre, the model's own mean uplift, is learned from
+        the same rows, so the shrunk refit would understate it). None when the
+        learner is not calibrated (or ``raw_`` was not kept: a loaded model)."""
+        raw = getattr(self, "raw_", None)
+        if self.calibration_ is None or raw is None:
+            return None
+        cal = UpliftCalibration.fit(raw[rows], arm[rows], y[rows], outcome_type=self.outcome_type, shrink=False)
+        return cal.apply(raw)
+
+    def __getstate__(self) -> dict:
+        # the raw out-of-fold predictions serve the forecast's uncertainty at training time only
+        state = dict(self.__dict__)
+        state.pop("raw_", None)
+        return state
 
     def fit(self, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
             progress: Progress | None = None) -> "CrossFitted":
@@ -285,6 +305,11 @@ class Ensemble:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([m.predict_proba(X) for m in self.members], axis=0)
+
+    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """The members' :meth:`CrossFitted.recalibrated_oof` (same rows), averaged."""
+        draws = [m.recalibrated_oof(arm, y, rows) for m in self.members]
+        return None if any(d is None for d in draws) else np.mean(draws, axis=0)
 
 
 def transformed_outcome_losses(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
