@@ -26,6 +26,7 @@ Writes ``<out>.json`` (one row per run, appended as it goes, so a long run can b
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -133,14 +134,25 @@ def _within(rows, key, tol):
 
 
 def summarize(rows: list[dict]) -> list[str]:
-    # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
-    # nothing to share); such runs still count for the forecast and the budget
-    ok = [r for r in rows if "share_of_oracle" in r]
+    """One table per size: all runs, and the runs without a base-rate change that no feature shows
+    (``concept_drift``: the candidates convert at another rate for no visible reason; nothing learned
+    from the past campaign can forecast it, the holdout measures it afterwards)."""
     lines = []
     for n in sorted({r["n_train"] for r in rows}):
-        sel = [r for r in ok if r["n_train"] == n]
-        if not sel:
-            continue
+        for label, pick in (("all runs", lambda r: True),
+                            ("without a base-rate change no feature shows", lambda r: not r.get("concept_drift"))):
+            part = [r for r in rows if r["n_train"] == n and pick(r)]
+            if part:
+                lines += _table(n, label, part)
+    return lines
+
+
+def _table(n: int, label: str, rows: list[dict]) -> list[str]:
+    # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
+    # nothing to share); such runs still count for the forecast and the budget
+    sel = [r for r in rows if "share_of_oracle" in r]
+    lines = []
+    if sel:
         share = np.array([r["share_of_oracle"] for r in sel if r["share_of_oracle"] is not None
                           and r["oracle_true"][r["objective"]] > 0])
         cov = {k: float(np.mean([r["interval90_covers"][k] for r in sel if r.get("interval90_covers")])) for k in KEYS}
@@ -151,7 +163,7 @@ def summarize(rows: list[dict]) -> list[str]:
                    and r["expected"]["spend"] >= 0.99 * r["budget"]]
         floors = [r["true_roi_vs_floor"] >= 1 for r in sel if r.get("true_roi_vs_floor")]
         g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict) and "true_roi_vs_floor" in r["guarantee"]]
-        lines += [f"### {n:,} past users ({len(sel)} runs, {sum(1 for r in rows if r['n_train'] == n and 'refused' in r)} refused)", "",
+        lines += [f"### {n:,} past users, {label} ({len(sel)} runs, {sum(1 for r in rows if 'refused' in r)} refused)", "",
                   "| measure | value |", "|---|---|",
                   f"| share of the oracle: mean (median, 10th percentile), {len(share)} runs where the oracle gains | "
                   f"{share.mean():.3f} ({np.median(share):.3f}, {np.quantile(share, 0.1):.3f}) |",
@@ -184,7 +196,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="campaign seed added to the world seed")
     ap.add_argument("--baseline", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "reports" / "generated_worlds"))
+    ap.add_argument("--summarize", default=None,
+                    help="comma-separated result JSON files of earlier runs: only write their combined --out.md")
     args = ap.parse_args()
+    if args.summarize:
+        files = args.summarize.split(",")
+        rows = [r for f in files for r in json.loads(Path(f).read_text())["rows"]]
+        commands = [json.loads(Path(f).read_text())["command"] for f in files]
+        write_bytes(("\n".join(_note(commands, rows)) + "\n").encode(), Path(args.out).with_suffix(".md"))
+        return
     worlds = [random_world(s) for s in range(args.first, args.first + args.worlds)]
     worlds += [load_world(w) for w in args.named.split(",") if w]
     rows = []
@@ -202,13 +222,38 @@ def main() -> None:
                   f"covers {r['interval90_covers']} spend/budget {r.get('true_spend_vs_budget') or float('nan'):.3f} "
                   f"{r['learner']} {r['seconds_total']:.0f}s"
                   + (f" base {r['baseline']['share_of_oracle']:.3f}" if "baseline" in r else ""), flush=True)
-    lines = ["# The default decision path over generated worlds (issue 16)", "",
-             f"`{' '.join(['nice .venv/bin/python', *sys.argv])}`", "",
-             "Generated worlds: `promo_opt/simulation/generator.py` (random features, arms, effect shapes, base rates, "
-             "drift, outcome types). Truth: each world's potential outcomes. Every third world gets an ROI floor of "
-             "80% of the oracle's ROI at its budget.", "", *summarize(rows)]
+    lines = _note([" ".join(sys.argv)], rows)
     write_bytes(("\n".join(lines) + "\n").encode(), out.with_suffix(".md"))
     print("\n".join(lines))
+
+
+def _note(commands: list[str], rows: list[dict]) -> list[str]:
+    return ["# The default decision path over generated worlds (issue 16)", "",
+            *[f"`nice .venv/bin/python {c}`" for c in commands], "",
+            "Generated worlds: `promo_opt/simulation/generator.py` (random features, arms, effect shapes, base rates, "
+            "drift, outcome types). Truth: each world's potential outcomes. Every third world gets an ROI floor of "
+            "80% of the oracle's ROI at its budget.", "", *summarize(rows), *_rows_table(rows)]
+
+
+def _rows_table(rows: list[dict]) -> list[str]:
+    def f(x):
+        return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
+
+    out = ["", "| world | past users | outcome | objective | share of oracle | forecast/true conv | interval covers "
+               "conv / rev / spend | true spend / budget | drift AUC | concept drift | learner |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "refused" in r:
+            out.append(f"| {r['world']} | {r['n_train']:,} | {r['outcome_type']} | {r['objective']} | refused: "
+                       f"{r['refused'][:110].replace('|', '/')} | | | | | {r.get('concept_drift')} | |")
+            continue
+        t, fc = r["policy_true"]["incremental_conversions"], r["forecast"].get("incremental_conversions")
+        cov = r.get("interval90_covers") or {}
+        out.append(f"| {r['world']} | {r['n_train']:,} | {r['outcome_type']} | {r['objective']} | "
+                   f"{f(r['share_of_oracle'])} | {f(fc / t if fc is not None and abs(t) > 1e-9 else None)} | "
+                   f"{' / '.join(str(cov.get(k, '-')) for k in KEYS)} | {f(r.get('true_spend_vs_budget'))} | "
+                   f"{f((r.get('drift') or {}).get('auc'))} | {r.get('concept_drift')} | {r.get('learner')} |")
+    return out
 
 
 if __name__ == "__main__":
