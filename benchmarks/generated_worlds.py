@@ -177,6 +177,15 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                   f"{np.mean([x['true_roi_vs_floor'] >= 1 for x in g]) if g else float('nan'):.2f} ({len(g)} runs) |",
                   f"| mean seconds train / total | {np.mean([r['seconds_train'] for r in sel]):.1f} / "
                   f"{np.mean([r['seconds_total'] for r in sel]):.1f} |"]
+        err = [(abs(r["expected"][k] / r["policy_true"][k] - 1), abs(r["forecast"][k] / r["policy_true"][k] - 1))
+               for r in sel for k in ("incremental_conversions",) if r["forecast"].get(k) is not None
+               and abs(r["policy_true"][k]) > 1e-9]
+        if err:
+            e = np.array(err)
+            lines.append(f"| winner's-curse correction: median \\|expected/true - 1\\| -> \\|forecast/true - 1\\| "
+                         f"(conversions); runs it moved, closer / farther | {np.median(e[:, 0]):.3f} -> "
+                         f"{np.median(e[:, 1]):.3f}; {int((e[:, 1] < e[:, 0] - 1e-9).sum())} / "
+                         f"{int((e[:, 1] > e[:, 0] + 1e-9).sum())} |")
         base = [r for r in sel if isinstance(r.get("baseline"), dict) and r["baseline"].get("share_of_oracle") is not None]
         if base:
             d = np.array([r["share_of_oracle"] - r["baseline"]["share_of_oracle"] for r in base])
