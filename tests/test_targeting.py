@@ -5,6 +5,7 @@ by hand from the truth table; and by DR on the training rows), and the rules a d
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from promo_opt.config import parse_config
 from promo_opt.errors import ConfigError
@@ -106,3 +107,157 @@ def test_rule_columns_checked_before_any_fit_and_nothing_written(campaign_copy, 
         r = invoke("run", path, "--out", tmp_path / f"o{i}")
         assert r.exit_code == 2 and msg in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / f"o{i}").exists()
+
+
+# -- a rule as a strategy of the policy comparison -------------------------------------------------
+def test_rule_policy_fills_the_budget_in_random_order_and_picks_the_best_arm(small_campaign):
+    from promo_opt.economics import compute_economics
+    from promo_opt.evaluation.policies import rule_policies
+
+    raw = yaml.safe_load(small_campaign.read_text())
+    raw["targeting_rules"] = [{"name": "young", "rule": "age < 40"}, {"name": "young10", "rule": "age < 40",
+                                                                      "arm": "pct10"}]
+    cfg = parse_config(raw, base_dir=small_campaign.parent)
+    rng = np.random.default_rng(1)
+    n = 600
+    X = pd.DataFrame({"age": rng.integers(18, 80, n)})
+    p = np.full((n, 4), 0.05)
+    p[:, 2] += np.where(X["age"] < 40, 0.10, 0.0)  # pct10 is the best arm for the young, by far
+    p[:, 1] += 0.01
+    p[:, 3] += 0.02
+    econ = compute_economics(p, rng.uniform(50, 400, n), cfg.ordered_arms)
+    young = (X["age"] < 40).to_numpy()
+    rows = np.arange(n)
+    for budget in (1e9, 200.0):
+        pols = {r.name: r for r in rule_policies(econ, cfg, X, budget, seed=0)}
+        assert pols["young"].arm_name == "pct10" and pols["young"].arm_from == "most expected gain in the segment"
+        assert pols["young10"].arm_from == "config" and pols["young"].matching_users == young.sum()
+        for r in pols.values():
+            got = r.arm != 0
+            assert set(r.arm[got]) == {2} and not (got & ~young).any()
+            spend = econ.spend[rows, r.arm].sum()
+            assert spend <= budget + 1e-9
+            if budget == 1e9:
+                assert (got == young).all()
+            else:  # taken in order until the next would break the budget: nothing left that fits the gap
+                left = young & ~got
+                assert left.any() and budget - spend < econ.spend[left, 2].max()
+
+
+@pytest.fixture(scope="module")
+def fitted(small_campaign, tmp_path_factory):
+    """A quick model of the small campaign (one fast learner, 2 folds), its scores and allocation, with two rules."""
+    from promo_opt import pipeline
+
+    raw = yaml.safe_load(small_campaign.read_text())
+    raw["model"] = {"learner": "pooled_smooth", "folds": 2}
+    raw["targeting_rules"] = [
+        {"name": "cheap_new", "rule": "loyalty == 'none' and bookings_12m == 0 and avg_stay_price < 200",
+         "arm": "pct20"},
+        {"name": "no_loyalty", "rule": "loyalty == 'none'"}]
+    cfg = parse_config(raw, base_dir=small_campaign.parent)
+    model = pipeline.train(cfg)
+    scores = pipeline.score_candidates(cfg, model)
+    outcome = pipeline.allocate(cfg, scores, correction=model.metrics.get("forecast_correction"))
+    return cfg, model, scores, outcome
+
+
+def _hand_totals(cfg, cand, truth, users, arm: str) -> dict:
+    """True totals of giving ``arm`` to ``users`` (ids), from the truth table and the arm's discount alone."""
+    t = truth.set_index("user_id").loc[users]
+    disc = next(a.discount for a in cfg.arms if a.name == arm)
+    lift = t[f"p_{arm}"] - t["p_control"]
+    return {"users_treated": len(users), "incremental_conversions": lift.sum(),
+            "incremental_revenue": (lift * t["value"]).sum(), "spend": (t[f"p_{arm}"] * disc * t["value"]).sum()}
+
+
+def test_rule_strategy_scored_by_the_truth_matches_a_hand_computed_total(fitted):
+    from promo_opt.evaluation.policies import compare_policies
+
+    cfg, model, scores, outcome = fitted
+    comp = compare_policies(cfg, model, outcome, n_boot=20, n_bands=2)
+    names = [r["policy"] for r in comp["rows"]]
+    assert names[0] == "optimized" and names[-2:] == ["rule: cheap_new", "rule: no_loyalty"]
+    rows = {r["policy"]: r for r in comp["rows"]}
+    info = {r["name"]: r for r in comp["targeting_rules"]}
+    cand = pd.read_csv(cfg.data.candidates).set_index("user_id").loc[outcome.ids[~outcome.holdout]]
+    truth = pd.read_parquet(cfg.data.truth)
+    # the narrow segment fits the budget: every treatable user in it gets pct20, whatever the order
+    seg = cand[(cand["loyalty"] == "none") & (cand["bookings_12m"] == 0) & (cand["avg_stay_price"] < 200)].index
+    assert 50 < len(seg) and info["cheap_new"] == {"name": "cheap_new", "rule": cfg.targeting_rules[0].rule,
+                                                   "arm": "pct20", "arm_from": "config", "matching_users": len(seg),
+                                                   "users_treated": len(seg)}
+    hand = _hand_totals(cfg, cand, truth, seg, "pct20")
+    for k, v in hand.items():
+        assert rows["rule: cheap_new"][k] == pytest.approx(v, rel=1e-9), k
+    # the wide segment does not: the budget binds (by the model's expected spend), the arm is the model's choice
+    wide = cand[cand["loyalty"] == "none"].index
+    r = rows["rule: no_loyalty"]
+    assert info["no_loyalty"]["matching_users"] == len(wide) > r["users_treated"] > 0
+    assert info["no_loyalty"]["arm_from"] == "most expected gain in the segment"
+    # the arm: of the three budget-filled policies (same order), the one the model expects to convert most
+    p = scores.set_index("user_id")
+    gain = {}
+    for a in ("pct5", "pct10", "pct20"):
+        rules = [cfg.targeting_rules[0], cfg.targeting_rules[1].model_copy(update={"arm": a})]
+        ids = _treated(cfg.model_copy(update={"targeting_rules": rules}), outcome, "no_loyalty").index
+        gain[a] = (p.loc[ids, f"p_{a}"] - p.loc[ids, "p_control"]).sum()
+    assert info["no_loyalty"]["arm"] == max(gain, key=gain.get) and len(set(gain.values())) == 3
+    pols = _treated(cfg, outcome, "no_loyalty")
+    assert set(pols.index) <= set(wide) and len(pols) == r["users_treated"]
+    hand = _hand_totals(cfg, cand, truth, pols.index, info["no_loyalty"]["arm"])
+    for k, v in hand.items():
+        assert r[k] == pytest.approx(v, rel=1e-9), k
+    assert pols["expected_spend"].sum() <= comp["budget"] + 1e-6
+
+
+def _treated(cfg, outcome, name):
+    """The users a rule treats (ids) with their expected spend, rebuilt from the public function."""
+    from promo_opt.evaluation.policies import candidate_features, rule_policies
+
+    treat = ~outcome.holdout
+    X = candidate_features(cfg, list(pd.read_csv(cfg.data.candidates).columns.drop("user_id")), outcome.ids)
+    sub = outcome.econ.subset(treat)
+    rp = next(r for r in rule_policies(sub, cfg, X[treat].reset_index(drop=True), outcome.budget, seed=cfg.seed)
+              if r.name == name)
+    got = rp.arm != 0
+    return pd.DataFrame({"expected_spend": sub.spend[np.flatnonzero(got), rp.arm[got]]},
+                        index=pd.Index(outcome.ids[treat][got], name="user_id"))
+
+
+def test_rule_strategy_without_truth_is_valued_by_dr_on_the_training_rows(fitted):
+    from promo_opt.evaluation.policies import compare_policies
+
+    cfg, model, _, outcome = fitted
+    blind = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truth": None})})
+    comp = compare_policies(blind, model, outcome, n_boot=100, n_bands=2)
+    assert comp["scored_by"].startswith("doubly robust")
+    rows = {r["policy"]: r for r in comp["rows"]}
+    info = {r["name"]: r for r in comp["targeting_rules"]}
+    train = pd.read_csv(cfg.data.train)
+    n_cand = int((~outcome.holdout).sum())
+    seg = (train["loyalty"] == "none") & (train["bookings_12m"] == 0) & (train["avg_stay_price"] < 200)
+    assert info["cheap_new"]["matching_users"] == round(seg.sum() * n_cand / len(train))
+    r = rows["rule: cheap_new"]
+    assert r["users_treated"] == info["cheap_new"]["users_treated"] == info["cheap_new"]["matching_users"]
+    # the truth of the same segment among the candidates, within the DR interval (scaled to the candidates)
+    cand = pd.read_csv(cfg.data.candidates).set_index("user_id").loc[outcome.ids[~outcome.holdout]]
+    cseg = cand[(cand["loyalty"] == "none") & (cand["bookings_12m"] == 0) & (cand["avg_stay_price"] < 200)].index
+    truth = _hand_totals(cfg, cand, pd.read_parquet(cfg.data.truth), cseg, "pct20")
+    per_user = truth["incremental_conversions"] / len(cseg) * r["users_treated"]
+    assert r["ci_low"] <= per_user <= r["ci_high"], (r, per_user)
+    assert r["ci_low"] <= r["incremental_conversions"] <= r["ci_high"]
+
+
+def test_report_lists_the_rules_with_their_arm_and_users():
+    from promo_opt.report.policies import policy_comparison_section
+
+    row = {"users_treated": 10, "incremental_conversions": 1.0, "incremental_revenue": 5.0, "spend": 2.0, "roi": 2.5,
+           "net_revenue": 3.0}
+    comp = {"scored_by": "simulated truth (exact)", "budget": 5.0,
+            "rows": [{"policy": "optimized", **row}, {"policy": "rule: owners", **row}],
+            "targeting_rules": [{"name": "owners", "rule": "homeowner == 1 and age < 40", "arm": "pct10",
+                                 "arm_from": "config", "matching_users": 1234, "users_treated": 10}]}
+    html = "".join(policy_comparison_section(comp, "conversions"))
+    assert ("<b>rule: owners</b> <code>homeowner == 1 and age &lt; 40</code>: 1,234 users match, 10 get <b>pct10</b> "
+            "(config)") in html
