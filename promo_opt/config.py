@@ -177,6 +177,9 @@ class DriversConfig(_Strict):
     effect_bootstrap: int = Field(default=200, ge=20, le=5000)  # resamples of the driver effects' intervals
     contrast: tuple[float, float] = (0.25, 0.75)  # do(low) / do(high) quantiles of a non-binary variable
     funnel: list[str] = []  # ordered 0/1 actions (e.g. [entered_room, switched_room, add_to_cart]): funnel.csv
+    # the variables a suggested targeting rule may use (known before the campaign): suggested_rules.yaml;
+    # auto = every variable but the outcome and the funnel actions
+    targetable: Literal["auto"] | list[str] = "auto"
 
     @field_validator("variables")
     @classmethod

@@ -261,3 +261,60 @@ def test_report_lists_the_rules_with_their_arm_and_users():
     html = "".join(policy_comparison_section(comp, "conversions"))
     assert ("<b>rule: owners</b> <code>homeowner == 1 and age &lt; 40</code>: 1,234 users match, 10 get <b>pct10</b> "
             "(config)") in html
+
+
+# -- from drivers to rules ----------------------------------------------------------------------
+def test_drivers_suggest_the_known_driver_as_a_rule_to_paste(tmp_path):
+    from promo_opt.graph.worlds import load_graph_world
+
+    w = load_graph_world("promo_funnel")
+    df = w.sample(20000, seed=11)
+    df.to_csv(tmp_path / "funnel.csv", index_label="user_id")
+    tiers = [["age"], ["homeowner", "new_user"], ["promo"], ["entered_room", "switched_room"], ["add_to_cart"],
+             ["complaint"]]
+    drivers = {"data": "funnel.csv", "id": "user_id", "outcome": "add_to_cart", "tiers": tiers, "bootstrap": 5,
+               "effect_bootstrap": 50, "targetable": ["age", "homeowner", "new_user"]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"name": "funnel", "drivers": drivers}))
+    r = invoke("drivers", tmp_path / "d.yaml", "--out", tmp_path / "dr")
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "dr" / "suggested_rules.yaml").read_text()
+    block = yaml.safe_load(text)["targeting_rules"]
+    # homeowner is the strongest driver (true +0.33), age raises the outcome (its high side: the 75% quantile),
+    # new users convert less (the segment is new_user == 0); promo is a driver but not targetable
+    q75 = float(np.quantile(df["age"], 0.75))
+    assert [b["rule"] for b in block] == ["homeowner == 1", f"age >= {q75:.10g}", "new_user == 0"]
+    assert [b["name"] for b in block] == ["homeowner_1", "age_high", "new_user_0"]
+    table = pd.read_csv(tmp_path / "dr" / "drivers.csv").set_index("variable")
+    assert f"# homeowner: effect {table.loc['homeowner', 'effect']:+.4g}" in text
+    assert "Suggested targeting rules" in (tmp_path / "dr" / "report.html").read_text()
+    # pasted into a campaign config over the same columns, they parse and select the segments they say
+    cfg = parse_config({**BASE, "targeting_rules": block})
+    masks = [rule.parsed.mask(df) for rule in cfg.targeting_rules]
+    assert (masks[0] == (df["homeowner"] == 1)).all() and (masks[1] == (df["age"] >= q75)).all()
+    # an unknown targetable variable is refused before the search, nothing written
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"name": "funnel", "drivers": {**drivers,
+                                                                                      "targetable": ["agee"]}}))
+    r = invoke("drivers", tmp_path / "bad.yaml", "--out", tmp_path / "bad")
+    assert r.exit_code == 2 and "drivers.targetable names ['agee']" in r.output and not (tmp_path / "bad").exists()
+
+
+def test_drivers_suggest_nothing_when_no_interval_excludes_zero(tmp_path):
+    from promo_opt.graph.data import prepare_drivers_data
+    from promo_opt.graph.drivers import driver_effects
+    from promo_opt.graph.model import CausalGraph
+    from promo_opt.graph.targeting import rules_yaml, suggest_rules
+    from promo_opt.config import DriversConfig
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=500), "b": rng.integers(0, 2, 500)})
+    df["y"] = rng.integers(0, 2, 500)
+    data = prepare_drivers_data(df, DriversConfig(data="x.csv", outcome="y"))
+    effects = driver_effects(data, CausalGraph(["a", "b", "y"], {("a", "y"), ("b", "y")}), B=50)
+    assert all(e.ci_low <= 0 <= e.ci_high for e in effects)
+    assert suggest_rules(data, effects, ["a", "b"]) == []
+    assert yaml.safe_load(rules_yaml([], "y", "x")) == {"targeting_rules": []}
+    from promo_opt.graph.targeting import SuggestedRule
+
+    odd = SuggestedRule("tier_it's", "`plan tier` == \"it's\"", "plan tier", 0.1, 0.05, 0.15, "do(...)")
+    assert yaml.safe_load(rules_yaml([odd], "y", "x"))["targeting_rules"][0]["rule"] == odd.rule
+    assert parse_rule(odd.rule).mask(pd.DataFrame({"plan tier": ["it's", "no"]})).tolist() == [True, False]
