@@ -366,7 +366,8 @@ def ltv_runs(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", 
 @app.command()
 @_guard
 def drivers(config: Path = ConfigArg, out: Path = OutOpt) -> None:
-    """Learn the causal graph of the drivers: section; rank what drives the outcome: graph.json, drivers.csv, report.html."""
+    """Learn the causal graph of the drivers: section; rank what drives the outcome: graph.json, drivers.csv,
+    suggested_rules.yaml (the top driver segments as targeting_rules), report.html."""
     from promo_opt.config import load_drivers_config
     from promo_opt.graph.run import run_drivers, write_drivers
 
@@ -380,6 +381,8 @@ def drivers(config: Path = ConfigArg, out: Path = OutOpt) -> None:
             typer.echo(f"  {r.variable:<22} {r.effect:+.4g}  95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]")
         else:
             typer.echo(f"  {r.variable:<22} not identified: {r.note}")
+    typer.echo("suggested rules " + ("; ".join(r.rule for r in result.suggested_rules) or "none") +
+               " (suggested_rules.yaml)")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"written to      {out}")

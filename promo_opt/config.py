@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from promo_opt.errors import ConfigError
 from promo_opt.ltv.settings import LtvConfig, expand_structure
@@ -177,6 +177,9 @@ class DriversConfig(_Strict):
     effect_bootstrap: int = Field(default=200, ge=20, le=5000)  # resamples of the driver effects' intervals
     contrast: tuple[float, float] = (0.25, 0.75)  # do(low) / do(high) quantiles of a non-binary variable
     funnel: list[str] = []  # ordered 0/1 actions (e.g. [entered_room, switched_room, add_to_cart]): funnel.csv
+    # the variables a suggested targeting rule may use (known before the campaign): suggested_rules.yaml;
+    # auto = every variable but the outcome and the funnel actions
+    targetable: Literal["auto"] | list[str] = "auto"
 
     @field_validator("variables")
     @classmethod
@@ -202,6 +205,32 @@ class DriversConfig(_Strict):
         return v
 
 
+class TargetingRuleConfig(_Strict):
+    """One entry of ``targeting_rules:``: a segment (``promo_opt.targeting`` grammar) given one arm, compared
+    with the optimized policy at the same budget (``policy_comparison``, strategy ``rule: <name>``)."""
+
+    name: str = Field(min_length=1)
+    rule: str
+    arm: str | None = None  # a promotion arm; None: the arm with the most expected gain in the segment
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, v: str, info: ValidationInfo) -> str:
+        from promo_opt.targeting import RuleSyntaxError, parse_rule
+
+        try:
+            parse_rule(v)
+        except RuleSyntaxError as err:
+            raise ValueError(f"rule '{info.data.get('name', '?')}': {err}") from None
+        return v
+
+    @property
+    def parsed(self):
+        from promo_opt.targeting import parse_rule
+
+        return parse_rule(self.rule)
+
+
 class GraphConfig(_Strict):
     """A causal graph declared by hand: ``graph: {edges: [[from, to], ...]}`` (``effect --adjust graph``)."""
 
@@ -224,6 +253,7 @@ class CampaignConfig(_Strict):
     ltv: LtvConfig | None = None  # long-term value: promo-opt ltv, objective: long_term_value
     drivers: DriversConfig | None = None  # promo-opt drivers
     graph: GraphConfig | None = None  # effect --adjust graph
+    targeting_rules: list[TargetingRuleConfig] = []  # segments compared with the optimized policy
 
     @field_validator("arms")
     @classmethod
@@ -258,6 +288,20 @@ class CampaignConfig(_Strict):
         if self.objective == "long_term_value" and self.ltv is None:
             raise ValueError("objective 'long_term_value' needs an ltv: section (ltv.multipliers, ltv.values: an "
                              "ltv.json, or ltv.panel to fit)")
+        return self
+
+    @model_validator(mode="after")
+    def _targeting_rules(self):
+        promos = [a.name for a in self.arms if not a.control]
+        names = [r.name for r in self.targeting_rules]
+        for i, r in enumerate(self.targeting_rules):
+            if names.count(r.name) > 1:
+                raise ValueError(f"targeting_rules.{i}: the name '{r.name}' is used by more than one rule; "
+                                 "expected unique names (each is a strategy of policy_comparison)")
+            if r.arm is not None and r.arm not in promos:
+                what = "is the control arm" if r.arm == self.control.name else "is not an arm of this config"
+                raise ValueError(f"targeting_rules.{i} '{r.name}': arm '{r.arm}' {what}; expected one of the "
+                                 f"promotion arms {promos} (or no arm: the best one for the segment)")
         return self
 
     # -- derived views ---------------------------------------------------------------------

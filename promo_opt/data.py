@@ -296,6 +296,10 @@ def load_training(config: CampaignConfig) -> tuple[TrainingData, list[str]]:
         features = resolve_features(config, head, train)
     else:
         features = resolve_features(config, train, train)
+    if config.targeting_rules:  # before any fit: a rule must read the features (and the candidates' too)
+        from promo_opt.targeting import check_rules
+
+        check_rules(config.targeting_rules, train[features], f"the feature columns of train {d.train}")
     return prepare_training(config, train, features), features
 
 

@@ -8,7 +8,10 @@ taken in the strategy's order until the next one would break the budget):
 * ``random``           a random promotion arm per user, in random order;
 * ``response model``   the classic response model: users ranked by predicted conversion probability
   under the best single arm, which they get (it ignores whether they would have bought anyway);
-* ``best single arm``  the uplift-optimal policy with one promotion arm only (the best of them).
+* ``best single arm``  the uplift-optimal policy with one promotion arm only (the best of them);
+* ``rule: <name>``     a ``targeting_rules`` segment (``promo_opt.targeting``): its users, in random order, get
+  the rule's arm (by default the promotion arm whose budget-filled policy has the largest expected gain
+  in the segment).
 
 Each is scored by the known truth in a simulated world (``data.truth``), else by doubly robust
 off-policy evaluation on the training campaign's rows with the learner's out-of-fold predictions
@@ -18,13 +21,15 @@ off-policy evaluation on the training campaign's rows with the learner's out-of-
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from promo_opt.allocation import AllocationProblem, solve
 from promo_opt.config import CampaignConfig
 from promo_opt.economics import Economics, campaign_economics
-from promo_opt.errors import PromoOptError
+from promo_opt.errors import DataError, PromoOptError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,62 @@ def baseline_policies(econ: Economics, config: CampaignConfig, optimized: np.nda
     return pols
 
 
+@dataclass
+class RulePolicy:
+    """A targeting rule as a strategy: ``arm`` (n,) per user, with what a reader needs to trust it."""
+
+    name: str
+    rule: str
+    arm_name: str
+    arm_from: str  # "config" or "most expected gain in the segment"
+    matching_users: int
+    arm: np.ndarray
+
+    @property
+    def strategy(self) -> str:
+        return f"rule: {self.name}"
+
+    def as_dict(self, scale: float = 1.0) -> dict:
+        """``scale``: users counted on the training rows are scaled to the candidates (DR comparison)."""
+        return {"name": self.name, "rule": self.rule, "arm": self.arm_name, "arm_from": self.arm_from,
+                "matching_users": int(round(self.matching_users * scale)),
+                "users_treated": int(round((self.arm != 0).sum() * scale))}
+
+
+def rule_policies(econ: Economics, config: CampaignConfig, features: pd.DataFrame, budget: float | None,
+                  seed: int = 0) -> list[RulePolicy]:
+    """Each of ``config.targeting_rules`` as a strategy over ``econ``'s users, whose feature columns are
+    ``features`` (same rows). The rule's users in a seeded random order get its arm while the expected spend
+    stays within ``budget`` (:func:`fill_budget`); without an arm, each promotion arm is filled that way and the
+    one with the largest expected gain (the config's objective) is kept: chosen on the model, never on a truth."""
+    if config.objective == "long_term_value":
+        from promo_opt.ltv.objective import ensure_long_term
+
+        econ = ensure_long_term(econ, config)
+    n, K = econ.p.shape
+    if len(features) != n:
+        raise ValueError(f"rule_policies: {len(features)} feature rows for {n} users")
+    names = config.arm_names
+    gain = econ.gain(config.objective)
+    rows = np.arange(n)
+    out = []
+    for i, r in enumerate(config.targeting_rules):
+        match = r.parsed.mask(features)
+        # its own stream per rule: adding a rule changes no other strategy's draw
+        order = np.random.default_rng([seed, 4243, i]).permutation(np.flatnonzero(match))
+        if r.arm is not None:
+            k, arm_from = names.index(r.arm), "config"
+            arm = fill_budget(order, np.full(n, k), econ.spend, budget)
+        else:
+            filled = {k: fill_budget(order, np.full(n, k), econ.spend, budget) for k in range(1, K)}
+            k = max(filled, key=lambda j: gain[rows, filled[j]].sum())  # ties: the first arm
+            arm, arm_from = filled[k], "most expected gain in the segment"
+        if not match.any():
+            log.warning("targeting rule '%s' (%s) matches none of the %d users", r.name, r.rule, n)
+        out.append(RulePolicy(r.name, r.rule, names[k], arm_from, int(match.sum()), arm))
+    return out
+
+
 def _row(name: str, arm: np.ndarray, totals: dict, objective: str) -> dict:
     return {"policy": name, "users_treated": int((arm != 0).sum()),
             "incremental_conversions": totals["incremental_conversions"],
@@ -104,12 +165,37 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
         from promo_opt.evaluation.truth import truth_economics
 
         pols = baseline_policies(sub, config, outcome.arm[treat], budget, outcome.min_roi, seed=config.seed)
+        rules = []
+        if config.targeting_rules:
+            features = candidate_features(config, model.features, outcome.ids)[treat].reset_index(drop=True)
+            rules = rule_policies(sub, config, features, budget, seed=config.seed)
+            pols.update({r.strategy: r.arm for r in rules})
         true = truth_economics(config, outcome.ids, read_table(config.data.truth, "truth")).subset(treat)
         rows = [_row(name, arm, true.totals(arm), config.objective) for name, arm in pols.items()]
-        return {"scored_by": "simulated truth (exact)", "budget": budget, "rows": rows, "budget_bands": bands}
+        out = {"scored_by": "simulated truth (exact)", "budget": budget, "rows": rows, "budget_bands": bands}
+        if rules:
+            out["targeting_rules"] = [r.as_dict() for r in rules]
+        return out
     out = held.compare(budget, outcome.min_roi, n_boot)
     out["budget_bands"] = bands
     return out
+
+
+def candidate_features(config: CampaignConfig, features: list[str], ids: np.ndarray) -> pd.DataFrame:
+    """The feature columns of the candidates ``ids`` (in that order), for the targeting rules."""
+    from promo_opt.data import load_candidates
+    from promo_opt.targeting import check_rules
+
+    cand = load_candidates(config, features)
+    X = cand.X.set_index(pd.Index(cand.ids))
+    absent = pd.Index(ids).difference(X.index)
+    if len(absent):
+        raise DataError(f"candidates {config.data.candidates}: no features for {len(absent)} scored id(s), "
+                        f"e.g. {list(absent[:3])}")
+    X = X.loc[ids].reset_index(drop=True)
+    # types only: a level the candidates lack is an empty segment, not an error (the values were checked on train)
+    check_rules(config.targeting_rules, X, f"the feature columns of candidates {config.data.candidates}", values=False)
+    return X
 
 
 # Above this many training rows the comparison is valued on a random sample of them: 19 doubly robust
@@ -173,6 +259,9 @@ class _HeldOut:
         """Without truth: the strategies rebuilt on the training rows and valued by DR."""
         b = budget / self.scale
         pols = baseline_policies(self.econ, self.config, self.optimal(budget, min_roi), b, min_roi, seed=self.config.seed)
+        # the rules read the training rows' own features (checked against them by load_training)
+        rules = rule_policies(self.econ, self.config, self.data.X.reset_index(drop=True), b, seed=self.config.seed)
+        pols.update({r.strategy: r.arm for r in rules})
         rows = []
         for name, arm in pols.items():
             dr = self.value(arm, n_boot)
@@ -182,6 +271,9 @@ class _HeldOut:
             row["ci_low"] = dr["incremental_conversions"].ci_low * self.scale
             row["ci_high"] = dr["incremental_conversions"].ci_high * self.scale
             rows.append(row)
-        return {"scored_by": f"doubly robust estimate on the training campaign (out-of-fold predictions), scaled to "
+        out = {"scored_by": f"doubly robust estimate on the training campaign (out-of-fold predictions), scaled to "
                              f"{self.n_treatable:,} users; 95% intervals of incremental conversions",
                 "budget": budget, "rows": rows}
+        if rules:
+            out["targeting_rules"] = [r.as_dict(self.scale) for r in rules]
+        return out

@@ -95,6 +95,13 @@ def render_drivers_report(result) -> str:
         parts.append(_png(drivers_figure(table)))
     parts.append(_table(table))
     parts += [f"<p class='note'>{esc(n)}</p>" for n in result.notes]
+    parts += ["<h2>Suggested targeting rules</h2>",
+              "<p>The top drivers whose interval excludes 0, each as the segment on its higher-outcome side "
+              "(<code>suggested_rules.yaml</code>: paste into a campaign config's <code>targeting_rules</code> to compare "
+              "it with the optimized policy at the same budget). A driver raises the outcome; whether a promotion adds "
+              "anything there is what the comparison measures.</p>",
+              _table([r.as_dict() for r in result.suggested_rules]) if result.suggested_rules
+              else "<p class='note'>No driver qualified.</p>"]
     if len(result.funnel):
         parts += ["<h2>Funnel</h2>",
                   "<p>Among the users who took the previous action: how many took this one, and the attribute whose "

@@ -1,7 +1,8 @@
 """The typed entry point of ``promo-opt drivers``: learn the graph, find the drivers, write them.
 
 ``run_drivers(config)`` -> :class:`DriversResult`; ``write_drivers(result, out)`` writes
-``graph.json``, ``drivers.csv``, ``report.html`` (and ``funnel.csv`` with ``drivers.funnel``) (each to a temp name, then renamed; the report
+``graph.json``, ``drivers.csv``, ``suggested_rules.yaml`` (the top driver segments as ``targeting_rules``),
+``report.html`` (and ``funnel.csv`` with ``drivers.funnel``) (each to a temp name, then renamed; the report
 is rendered before anything is written, so a failure leaves nothing half-written).
 """
 
@@ -20,6 +21,7 @@ from promo_opt.graph.drivers import DriverEffect, driver_effects, effects_frame
 from promo_opt.graph.funnel import funnel_table
 from promo_opt.graph.knowledge import build_knowledge
 from promo_opt.graph.search import SearchResult, learn_graph
+from promo_opt.graph.targeting import SuggestedRule, rules_yaml, suggest_rules, targetable_variables
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class DriversResult:
     stable: float
     funnel: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    suggested_rules: list[SuggestedRule] = field(default_factory=list)
 
     def graph_dict(self) -> dict:
         s = self.search
@@ -53,12 +56,14 @@ def run_drivers(config: DriversFile) -> DriversResult:
     data = load_drivers_data(cfg)
     knowledge = build_knowledge(cfg, data.variables)
     funnel_table(data, cfg.funnel, knowledge.tier)  # its errors before the search
+    targetable = targetable_variables(cfg, data.variables)
     search = learn_graph(data, knowledge, cfg, seed=config.seed)
     log.info("graph: %d edges (%d undirected) in %.1f s; bootstrap %d x %d rows in %.1f s",
              len(search.graph.adjacencies()), len(search.graph.undirected), search.seconds, search.bootstrap,
              search.bootstrap_rows, search.bootstrap_seconds)
     effects = driver_effects(data, search.graph, cfg.effect_bootstrap, cfg.contrast, cfg.bootstrap_rows, config.seed)
-    res = DriversResult(config.name, cfg.outcome, data, search, effects, cfg.stable, funnel_table(data, cfg.funnel, knowledge.tier))
+    res = DriversResult(config.name, cfg.outcome, data, search, effects, cfg.stable, funnel_table(data, cfg.funnel, knowledge.tier),
+                        suggested_rules=suggest_rules(data, effects, targetable))
     if search.graph.undirected:
         res.notes.append(f"{len(search.graph.undirected)} edge(s) are undirected: the data and the background knowledge "
                          "do not tell their direction (add tiers or required edges to orient them)")
@@ -73,6 +78,7 @@ def write_drivers(result: DriversResult, out: str | Path) -> Path:
     table = result.effects_frame()
     write_json(result.graph_dict(), out / "graph.json")
     write_table(table, out / "drivers.csv")
+    write_bytes(rules_yaml(result.suggested_rules, result.outcome, result.name).encode(), out / "suggested_rules.yaml")
     if len(result.funnel):
         write_table(result.funnel, out / "funnel.csv")
     write_bytes(page.encode(), out / "report.html")

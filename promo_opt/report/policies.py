@@ -16,7 +16,8 @@ def policy_comparison_figure(comparison: dict, objective: str):
     key = "incremental_conversions" if objective == "conversions" else "net_revenue"
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.2), sharey=True)
     y = np.arange(len(rows))[::-1]
-    colors = ["#d62728" if p == "optimized" else "#4c72b0" for p in rows["policy"]]
+    colors = ["#d62728" if p == "optimized" else "#55a868" if p.startswith("rule: ") else "#4c72b0"
+              for p in rows["policy"]]
     err = None
     if "ci_low" in rows and key == "incremental_conversions":
         err = np.vstack([rows[key] - rows["ci_low"], rows["ci_high"] - rows[key]])
@@ -68,4 +69,17 @@ def policy_comparison_section(comparison: dict, objective: str) -> list[str]:
             f"<p>Scored by: {html.escape(comparison['scored_by'])}. Every strategy spends at most the budget "
             f"({comparison['budget']:,.0f}) by the model's expected spend. The <i>response model</i> targets the users "
             "most likely to convert, whether or not the promotion changes their mind.</p>",
-            _table(comparison["rows"]), _png(policy_comparison_figure(comparison, objective))]
+            _table(comparison["rows"]), _png(policy_comparison_figure(comparison, objective))] + _rules_note(comparison)
+
+
+def _rules_note(comparison: dict) -> list[str]:
+    """The targeting rules (green bars): segment, arm and why that arm, users matching and treated."""
+    rules = comparison.get("targeting_rules") or []
+    if not rules:
+        return []
+    items = "".join(
+        f"<li><b>rule: {html.escape(r['name'])}</b> <code>{html.escape(r['rule'])}</code>: {r['matching_users']:,} "
+        f"users match, {r['users_treated']:,} get <b>{html.escape(r['arm'])}</b> ({html.escape(r['arm_from'])}) "
+        "in random order while the budget allows</li>" for r in rules)
+    return ["<p>Targeting rules (<code>targeting_rules</code> of the config; green bars), scored like the other "
+            f"strategies:</p><ul>{items}</ul>"]
