@@ -162,7 +162,8 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
         budget5 = [abs(r["true_spend_vs_budget"] - 1) <= 0.05 for r in sel if r.get("true_spend_vs_budget")
                    and r["expected"]["spend"] >= 0.99 * r["budget"]]
         floors = [r["true_roi_vs_floor"] >= 1 for r in sel if r.get("true_roi_vs_floor")]
-        g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict) and "true_roi_vs_floor" in r["guarantee"]]
+        g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict)
+             and r["guarantee"].get("true_roi_vs_floor") is not None]
         lines += [f"### {n:,} past users, {label} ({len(sel)} runs, {sum(1 for r in rows if 'refused' in r)} refused)", "",
                   "| measure | value |", "|---|---|",
                   f"| share of the oracle: mean (median, 10th percentile), {len(share)} runs where the oracle gains | "
