@@ -377,3 +377,28 @@ def test_the_calibration_redraws_carry_the_sampling_error_of_the_mean_uplift():
     se = np.sqrt(0.1 * 0.9 * (1 / (arm == 1).sum() + 1 / (arm == 0).sum()))
     assert spread == pytest.approx(se, rel=0.2)
     assert not hasattr(pickle.loads(pickle.dumps(cf)), "raw_")  # the raw predictions are not saved
+
+
+@pytest.mark.parametrize("max_rows", [40_000, 10_000])
+def test_calibration_cov_matches_the_standard_error_also_when_subsampled(max_rows):
+    """The relative variance of a treat-everyone policy's conversions under redrawn calibrations is
+    se(mean uplift)^2 / uplift^2; the m-out-of-n draws (m = max_rows) scaled by m/n give it too."""
+    from types import SimpleNamespace
+
+    from promo_opt.evaluation.heldout import calibration_cov
+    from promo_opt.learners.honest import CrossFitted
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1 + 0.02 * arm).astype(float)
+    raw = np.column_stack([np.full(n, 0.1), 0.12 + 0.01 * rng.standard_normal(n)])
+    cf = CrossFitted("pooled", 2).start(n)
+    cf.raw_[:] = raw
+    cf.finish(arm, y)
+    config = SimpleNamespace(ordered_arms=ARMS[:2], data=SimpleNamespace(outcome_type="binary"))
+    rel = calibration_cov(config, cf, arm, y, np.full(n, 50.0), np.ones(n, dtype=np.int64), draws=300,
+                          max_rows=max_rows)
+    se = np.sqrt(0.1 * 0.9 / (arm == 0).sum() + 0.12 * 0.88 / (arm == 1).sum())
+    assert rel[0, 0] == pytest.approx((se / 0.02) ** 2, rel=0.3)
+    assert rel[0, 1] == pytest.approx(rel[0, 0], rel=1e-6)  # revenue = conversions x a constant value

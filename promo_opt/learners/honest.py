@@ -256,17 +256,18 @@ class CrossFitted:
         self.oof_ = self.calibration_.apply(self.raw_) if self.calibrate else self.raw_
         return self
 
-    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                         at: np.ndarray | None = None) -> np.ndarray | None:
         """The out-of-fold probabilities under a calibration refitted, without shrinkage, on ``rows``
         (a bootstrap draw of the training rows): how much the sampling noise of the uplift's level
         and slope moves them (the shrinkage's centre, the model's own mean uplift, is learned from
-        the same rows, so the shrunk refit would understate it). None when the
+        the same rows, so the shrunk refit would understate it); of the rows ``at`` (default all). None when the
         learner is not calibrated (or ``raw_`` was not kept: a loaded model)."""
         raw = getattr(self, "raw_", None)
         if self.calibration_ is None or raw is None:
             return None
         cal = UpliftCalibration.fit(raw[rows], arm[rows], y[rows], outcome_type=self.outcome_type, shrink=False)
-        return cal.apply(raw)
+        return cal.apply(raw if at is None else raw[at])
 
     def __getstate__(self) -> dict:
         # the raw out-of-fold predictions serve the forecast's uncertainty at training time only
@@ -306,9 +307,10 @@ class Ensemble:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([m.predict_proba(X) for m in self.members], axis=0)
 
-    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                         at: np.ndarray | None = None) -> np.ndarray | None:
         """The members' :meth:`CrossFitted.recalibrated_oof` (same rows), averaged."""
-        draws = [m.recalibrated_oof(arm, y, rows) for m in self.members]
+        draws = [m.recalibrated_oof(arm, y, rows, at) for m in self.members]
         return None if any(d is None for d in draws) else np.mean(draws, axis=0)
 
 
