@@ -178,6 +178,15 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                   f"{np.mean([x['true_roi_vs_floor'] >= 1 for x in g]) if g else float('nan'):.2f} ({len(g)} runs) |",
                   f"| mean seconds train / total | {np.mean([r['seconds_train'] for r in sel]):.1f} / "
                   f"{np.mean([r['seconds_total'] for r in sel]):.1f} |"]
+        drifted = [r for r in sel if r.get("drifted_world")]
+        if drifted:
+            quiet = [r["share_of_oracle"] for r in drifted if not (r.get("drift") or {}).get("shifted")
+                     and r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
+            lines.append(f"| drifted worlds: flagged by the drift check (warning, reweighted) / not flagged; "
+                         f"share of the oracle where not flagged: mean (min) | "
+                         f"{sum(1 for r in drifted if (r.get('drift') or {}).get('shifted'))} / "
+                         f"{sum(1 for r in drifted if not (r.get('drift') or {}).get('shifted'))}; "
+                         + (f"{np.mean(quiet):.3f} ({np.min(quiet):.3f})" if quiet else "-") + " |")
         err = [(abs(r["expected"][k] / r["policy_true"][k] - 1), abs(r["forecast"][k] / r["policy_true"][k] - 1))
                for r in sel for k in ("incremental_conversions",) if r["forecast"].get(k) is not None
                and abs(r["policy_true"][k]) > 1e-9]
