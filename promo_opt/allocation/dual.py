@@ -27,6 +27,15 @@ choice is the same at the four corners of a box around them are fixed (each arm'
 left free are solved exactly. If the exact multipliers of that reduced problem fall inside the
 box, the KKT conditions hold for everyone and the combined solution is optimal; otherwise the
 box is widened and the step repeated.
+
+Rounding with an ROI floor (:func:`round_at`): the integer policy is a function of the LP
+optimum alone, not of how its multipliers were found. Every engine (direct, reduced, Spark, and
+the plan's warm path in :mod:`promo_opt.allocation.floor_path`) first finds the exact (lam*, mu*),
+then splits the users at a narrow canonical box around them (relative half-width
+``CANONICAL_WIDTH``) and rounds the exact LP of the users left free. The same multipliers give
+the same free users, hence the same policy, whichever engine or box found them; before, the
+direct and the reduced paths rounded different sets of users and could differ by a fractional
+user's gain.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from promo_opt.errors import InfeasibleError
 log = logging.getLogger(__name__)
 
 DIRECT_LIMIT = 400_000  # users solved without the subsample/box reduction
+CANONICAL_WIDTH = 1e-2  # relative half-width of the box around (lam*, mu*) whose free users are rounded
 _FILL_SCAN = 50_000  # segments scanned after the LP cut to spend leftover budget
 
 
@@ -387,6 +397,10 @@ def solve_dual(problem: AllocationProblem, *, reason: str = "budget/ROI only: th
         arm, lam, mu, nf = ex.arm, ex.lam, ex.mu, ex.n_fractional
         bound = min(ex.bound, dual_value(problem, lam, mu))
         how = "direct"
+        if roi:
+            rounded = round_at(ArrayAccess(problem), budget, lam, mu)
+            if rounded is not None:
+                arm, nf = rounded
     else:
         arm, lam, mu, nf, how = _solve_reduced(problem, budget, roi, seed)
         bound = dual_value(problem, lam, mu)
@@ -463,10 +477,7 @@ def reduced_solve(access, budget, roi, seed=0):
     else:
         mu_lo = mu_hi = 0.0
     for attempt in range(6):
-        corners = [(lam_lo, mu_lo), (lam_hi, mu_lo)]
-        if mu_hi != mu_lo:
-            corners += [(lam_lo, mu_hi), (lam_hi, mu_hi)]
-        fc, fr, free, free_rows, policy = access.split(corners)
+        fc, fr, free, free_rows, policy = access.split(box_corners(lam_lo, lam_hi, mu_lo, mu_hi))
         fa = fr - R * fc if roi else 0.0
         ex = None
         if fc <= budget:
@@ -478,7 +489,11 @@ def reduced_solve(access, budget, roi, seed=0):
                  attempt + 1, lam_lo, lam_hi, mu_lo, mu_hi, free.size,
                  f"{ex.lam:.6g}" if ex else "-", f"{ex.mu:.6g}" if ex else "-")
         if ex is not None and lam_lo <= ex.lam <= lam_hi and (not roi or mu_lo <= ex.mu <= mu_hi):
-            return policy(ex.arm), ex.lam, ex.mu, ex.n_fractional, f"reduced: {free.size} free users of {n} (box {attempt + 1})"
+            how = f"reduced: {free.size} free users of {n} (box {attempt + 1})"
+            rounded = round_at(access, budget, ex.lam, ex.mu) if roi else None
+            if rounded is not None:
+                return rounded[0], ex.lam, ex.mu, rounded[1], how
+            return policy(ex.arm), ex.lam, ex.mu, ex.n_fractional, how
         log.debug("box %d did not close (free=%d)", attempt + 1, free.size)
         if ex is not None and attempt == 0:
             # the reduced problem saw every user: its multipliers are a better centre than the
@@ -500,4 +515,62 @@ def reduced_solve(access, budget, roi, seed=0):
     # the box never closed (degenerate data): solve everything directly
     log.warning("reduced solve: the box never closed; solving all %d users directly", n)
     ex = access.solve_all(budget, roi)
+    rounded = round_at(access, budget, ex.lam, ex.mu) if roi else None
+    if rounded is not None:
+        return rounded[0], ex.lam, ex.mu, rounded[1], "direct (reduction did not close)"
     return ex.arm, ex.lam, ex.mu, ex.n_fractional, "direct (reduction did not close)"
+
+
+class OutsideBox(Exception):
+    """An access that holds only some users' data was asked to split at corners it cannot answer."""
+
+
+def canonical_box(lam: float, mu: float, width: float = CANONICAL_WIDTH) -> tuple[float, float, float, float]:
+    """``(lam_lo, lam_hi, mu_lo, mu_hi)``: ``lam, mu`` times ``1 -/+ width`` (a zero multiplier stays 0)."""
+    return lam * (1 - width), lam * (1 + width), mu * (1 - width), mu * (1 + width)
+
+
+def box_corners(lam_lo: float, lam_hi: float, mu_lo: float, mu_hi: float) -> list[tuple[float, float]]:
+    """The corners ``split`` evaluates (two when the mu side is a point)."""
+    corners = [(lam_lo, mu_lo), (lam_hi, mu_lo)]
+    if mu_hi != mu_lo:
+        corners += [(lam_lo, mu_hi), (lam_hi, mu_hi)]
+    return corners
+
+
+def round_at(access, budget: float, lam: float, mu: float, widths=(1, 4, 16)):
+    """The integer policy of the LP optimum with multipliers ``(lam, mu)`` (budget + ROI floor).
+
+    ``lam, mu`` must be the exact multipliers (from any engine). Users whose Lagrangian choice is
+    the same at every corner of the box ``canonical_box(lam, mu, CANONICAL_WIDTH * w)`` keep it;
+    the others are solved exactly and rounded by :func:`solve_exact`. Accepted when the free
+    users' multipliers fall inside the box (KKT for everyone) and the combined policy meets the
+    budget and the floor; else the next, wider box. Returns ``(policy, n_fractional)`` (``policy``
+    is ``split``'s) or ``None`` when no box worked (the caller keeps its own rounding).
+    A deterministic function of ``(lam, mu)`` and the data: engines that find the same
+    multipliers return the same policy. May raise :class:`OutsideBox` (from ``access.split``).
+    """
+    R = access.R
+    for w in widths:
+        lam_lo, lam_hi, mu_lo, mu_hi = canonical_box(lam, mu, CANONICAL_WIDTH * w)
+        fc, fr, free, (gf, cf, af), policy = access.split(box_corners(lam_lo, lam_hi, mu_lo, mu_hi))
+        fa = fr - R * fc
+        if fc > budget:
+            continue
+        if len(free) == 0:  # nobody is tied at (lam, mu): the corner choices are the LP optimum
+            if fa >= 0:
+                return policy(np.zeros(0, dtype=np.int64)), 0
+            continue
+        try:
+            ex = solve_exact(gf, cf, af, budget - fc, -fa, True)
+        except InfeasibleError:
+            continue
+        if not (lam_lo <= ex.lam <= lam_hi and mu_lo <= ex.mu <= mu_hi):
+            continue
+        rows = np.arange(len(free))
+        spend = fc + float(cf[rows, ex.arm].sum())
+        slack = fa + float(af[rows, ex.arm].sum())
+        if spend <= budget * (1 + 1e-12) and slack >= -1e-9 * max(1.0, abs(fr)):
+            return policy(ex.arm), ex.n_fractional
+    log.debug("round_at: no canonical box closed at lam=%.6g mu=%.6g", lam, mu)
+    return None
