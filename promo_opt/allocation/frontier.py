@@ -257,30 +257,30 @@ def curve_frame(budgets: np.ndarray, pts: dict[str, np.ndarray], names: list[str
     Points breaking the ROI floor are replaced by ``resolve(budget)`` (same keys, one budget), the
     two-constraint solve of whichever engine built the points; those rows are marked ``resolved``.
     """
-    df = pd.DataFrame({
-        "budget": budgets,
-        "spend": pts["spend"],
-        "incremental_conversions": pts["conversions"],
-        "incremental_revenue": pts["revenue"],
-        "objective": pts["gain"],
-        "marginal_gain_per_unit": pts["marginal"],
-    })
-    for k, name in enumerate(names):
-        df[f"users_{name}"] = pts["counts"][:, k]
-    spend_cols = [f"spend_{n}" for n in names] if "spend_per_arm" in pts else []
-    for k, col in enumerate(spend_cols):  # when the path knows them (SortedFrontier)
-        df[col] = pts["spend_per_arm"][:, k]
-    df["resolved"] = False
+    # resolved rows are written into copies of the arrays, then one DataFrame is built (per-row
+    # .loc assignments cost milliseconds each: a hot path for the service's slider)
+    fields = {"spend": "spend", "incremental_conversions": "conversions", "incremental_revenue": "revenue",
+              "objective": "gain", "marginal_gain_per_unit": "marginal"}
+    cols = {col: np.array(pts[key], dtype=np.float64) for col, key in fields.items()}
+    counts = np.array(pts["counts"], dtype=np.int64)
+    per_arm = np.array(pts["spend_per_arm"], dtype=np.float64) if "spend_per_arm" in pts else None
+    resolved = np.zeros(len(budgets), dtype=bool)
     if min_roi is not None:
-        for i in np.flatnonzero(breaks_floor(df["incremental_revenue"].to_numpy(), df["spend"].to_numpy(), min_roi)):
+        for i in np.flatnonzero(breaks_floor(cols["incremental_revenue"], cols["spend"], min_roi)):
             r = resolve(float(budgets[i]))
-            df.loc[i, ["spend", "incremental_conversions", "incremental_revenue", "objective"]] = [
-                r["spend"], r["conversions"], r["revenue"], r["gain"]]
-            df.loc[i, "marginal_gain_per_unit"] = r["marginal"]
-            df.loc[i, [f"users_{n}" for n in names]] = r["counts"]
-            if spend_cols:
-                df.loc[i, spend_cols] = r["spend_per_arm"] if "spend_per_arm" in r else np.nan
-            df.loc[i, "resolved"] = True
+            for col, key in fields.items():
+                cols[col][i] = r[key]
+            counts[i] = r["counts"]
+            if per_arm is not None:
+                per_arm[i] = r["spend_per_arm"] if "spend_per_arm" in r else np.nan
+            resolved[i] = True
+    df = pd.DataFrame({"budget": budgets, **cols})
+    for k, name in enumerate(names):
+        df[f"users_{name}"] = counts[:, k]
+    if per_arm is not None:  # when the path knows them (SortedFrontier)
+        for k, name in enumerate(names):
+            df[f"spend_{name}"] = per_arm[:, k]
+    df["resolved"] = resolved
     with np.errstate(divide="ignore", invalid="ignore"):
         df.insert(5, "roi", np.where(df["spend"] > 0, df["incremental_revenue"] / df["spend"], np.nan))
     return df
