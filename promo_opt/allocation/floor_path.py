@@ -26,20 +26,27 @@ a few fractional users. What this module uses, checked on paper:
    ``[lam_{k+1}, lam_k] x [mu_k, mu_{k+1}]``. Nothing relies on it for exactness: it is checked.
 
 Build (once per scored set and floor): the floor-only optimum (one cold solve), lam at each
-``mu_k`` estimated on a subsample (to place windows), then per interval one pass over the users
-(:func:`~promo_opt.allocation.dual._corner_choices` at the box corners): users whose Lagrangian
-choice is the same at all four corners keep it in the whole box (each arm's region in
-(lam, mu) space is convex), so their totals are summed once; the others are the interval's free
-users, on whom the exact end point ``(B_{k+1}, lam_{k+1})`` is found by rule 4.
+``mu_k`` estimated on a subsample (only to place windows), then per first-level interval one pass
+over the users (:func:`~promo_opt.allocation.dual._corner_choices` at the corners of a box in
+(lam, mu)): users whose Lagrangian choice is the same at all four corners keep it in the whole
+box (each arm's region in (lam, mu) space is convex), so their totals are summed once; the others
+are the interval's free users, on whom the exact end point ``(B_{k+1}, lam_{k+1})`` is found by
+rule 4. Each interval is then halved at an exact mid point, on its own free users only, until it
+has at most ``free_target`` of them.
 
 Query at B (interval k with ``B_k <= B < B_{k+1}``): the exact two-constraint LP of the free users
 with the budget and floor left by the fixed ones (:func:`~promo_opt.allocation.dual.solve_exact`).
 If its multipliers fall inside the box, the KKT conditions hold for everyone: it is the LP
 optimum. It is then rounded by :func:`~promo_opt.allocation.dual.round_at`, the rounding every
-engine of ``solve_dual`` uses, inside the box (the box is padded by twice the rounding width), so
+engine of ``solve_dual`` uses, inside the box (boxes are padded by 1.1 x the rounding width), so
 the policy is the one a cold ``solve_dual`` returns. Multipliers outside the box (non-monotone
-path): the neighbouring interval, then a cold ``solve_dual``. O(free users of one interval) per
-point instead of several passes over every user.
+path), or a rounding box that does not fit: the neighbouring interval, then a cold ``solve_dual``.
+O(free users of one interval) per point instead of several passes over every user.
+
+Where the optimal multipliers are not unique (a budget exactly at ``B_0``, where the floor is
+tight with mu = 0 up to round-off; flat pieces of tiny problems) the warm and the cold solve may
+pick different optimal multipliers and so round different users: both are the LP optimum
+rounded, but the policies can differ. Such budgets are a set of measure zero for real scores.
 """
 
 from __future__ import annotations
