@@ -90,3 +90,31 @@ def test_spend_per_arm_equals_the_prefix_replayed_user_by_user(n, k, step, min_r
     np.testing.assert_allclose(per_arm.sum(axis=1), cols["spend"], rtol=1e-9, atol=1e-9)
     if min_roi is not None:
         assert any(cols["resolved"])  # the floor binds somewhere: those rows come from the solver
+
+
+def test_answer_under_a_floor_resolves_from_the_cached_floor_path() -> None:
+    """Rows breaking the floor come from the entry's FloorPath (built by the first one), equal to cold solves."""
+    from promo_opt.allocation.floor_path import FloorPath, solve_point
+    from promo_opt.service.plans import CachedFrontier, answer
+
+    g, c, r = realistic(3000, 4, seed=21)
+    top = SortedFrontier.from_path(frontier_path(AllocationProblem(g, c, r), g))
+    pt = top.points(np.array([top.max_useful_spend]))
+    p = AllocationProblem(g, c, r, min_roi=1.2 * float(pt["revenue"][0] / pt["spend"][0]))
+    cached = CachedFrontier(problem=p, conversions=g, frontier=SortedFrontier.from_path(frontier_path(p, g)),
+                            floor=FloorPath(p, g))
+    arms = ["a", "b", "c", "d"]
+
+    class Cfg:
+        arm_names = arms
+
+    budgets = np.linspace(0.0, 1.05 * top.max_useful_spend, 16)
+    cols = answer(Cfg, cached, budgets.tolist(), 10)
+    assert cached.floor.intervals and cached.floor.cold_points == 0
+    resolved = np.flatnonzero(cols["resolved"])
+    assert resolved.size >= 3
+    for i in resolved:
+        cold = solve_point(p, g, cols["budget"][i])
+        assert cols["objective"][i] == pytest.approx(cold["gain"], rel=1e-9)
+        assert [cols[f"users_{a}"][i] for a in arms] == cold["counts"].tolist()
+        np.testing.assert_allclose([cols[f"spend_{a}"][i] for a in arms], cold["spend_per_arm"], rtol=1e-9)

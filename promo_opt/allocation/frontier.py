@@ -4,18 +4,22 @@ Along the greedy path of hull segments (sorted by marginal gain per unit of spen
 that fits a budget B, plus a fraction of the next segment, is the LP optimum for B; rounded down
 it is the integer policy the dual allocator returns for B without an ROI floor. So every budget's
 answer comes from one cumulative sum. Where a budget's path point breaks the ROI floor, that one
-budget is re-solved with the two-constraint dual (reported in the ``resolved`` column).
+budget is re-solved with the two-constraint dual (reported in the ``resolved`` column): by a cold
+``solve_dual``, or, when many points need it, warm-started from the floor's multipliers recorded
+once (:class:`~promo_opt.allocation.floor_path.FloorPath`); both return the same policy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numba
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation.dual import best_free_arm, hull_segments, solve_dual, solve_exact
+from promo_opt.allocation.dual import best_free_arm, hull_segments, solve_exact
+from promo_opt.allocation.floor_path import FloorPath, solve_point
 from promo_opt.allocation.problem import AllocationProblem
 from promo_opt.errors import InfeasibleError
 
@@ -209,13 +213,24 @@ def frontier_path(problem: AllocationProblem, conversions: np.ndarray, max_budge
     )
 
 
+FLOOR_PATH_MIN_POINTS = 8  # re-solved points from which plan() records the floor's multipliers first
+
+
+def breaks_floor(revenue: np.ndarray, spend: np.ndarray, min_roi: float) -> np.ndarray:
+    """Which path points break the ROI floor (and are re-solved), with a relative 1e-9 tolerance."""
+    return ~(revenue >= min_roi * spend - 1e-9 * np.abs(spend))
+
+
 def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_points: int = 50,
-         arm_names=None, path=None) -> pd.DataFrame:
+         arm_names=None, path=None, floor: FloorPath | None = None) -> pd.DataFrame:
     """The budget curve at ``budgets`` (default: ``n_points`` from 0 to where spending stops paying).
 
     Columns: budget, spend, incremental_conversions, incremental_revenue, objective, roi,
     marginal_gain_per_unit (the multiplier lambda at that budget), users_<arm>..., resolved.
     Integer policies (the LP prefix, fractional segment dropped), so every row is attainable.
+    Rows breaking ``problem.min_roi`` are re-solved: by ``floor.point`` (e.g. a ``FloorPath``
+    cached by the service), else cold, or through a ``FloorPath`` built here when at least
+    ``FLOOR_PATH_MIN_POINTS`` rows need it. The rows are the same either way.
     """
     top = None if budgets is None else float(np.max(budgets)) if len(budgets) else None
     if path is None:  # a prebuilt full path (e.g. SortedFrontier, cached by the service) skips this
@@ -228,16 +243,10 @@ def plan(problem: AllocationProblem, conversions: np.ndarray, budgets=None, n_po
     K = problem.n_arms
     names = list(arm_names or problem.arm_names or [f"arm{k}" for k in range(K)])
     pts = path.points(budgets)
-
-    def resolve(budget: float) -> dict:
-        sub = AllocationProblem(problem.gain, problem.spend, problem.revenue, budget=budget, min_roi=problem.min_roi)
-        res = solve_dual(sub, reason="plan point re-solved under the ROI floor")
-        rows = np.arange(problem.n_users)
-        return {"spend": res.spend, "conversions": float(conversions[rows, res.arm].sum()),
-                "revenue": res.revenue, "gain": res.objective, "marginal": res.multipliers.get("lambda_budget", 0.0),
-                "counts": np.bincount(res.arm, minlength=K),
-                "spend_per_arm": np.bincount(res.arm, weights=problem.spend[rows, res.arm], minlength=K)}
-
+    if problem.min_roi is not None and floor is None:
+        if breaks_floor(pts["revenue"], pts["spend"], problem.min_roi).sum() >= FLOOR_PATH_MIN_POINTS:
+            floor = FloorPath(problem, conversions)
+    resolve = floor.point if floor is not None else partial(solve_point, problem, conversions)
     return curve_frame(budgets, pts, names, problem.min_roi, resolve)
 
 
@@ -248,31 +257,30 @@ def curve_frame(budgets: np.ndarray, pts: dict[str, np.ndarray], names: list[str
     Points breaking the ROI floor are replaced by ``resolve(budget)`` (same keys, one budget), the
     two-constraint solve of whichever engine built the points; those rows are marked ``resolved``.
     """
-    df = pd.DataFrame({
-        "budget": budgets,
-        "spend": pts["spend"],
-        "incremental_conversions": pts["conversions"],
-        "incremental_revenue": pts["revenue"],
-        "objective": pts["gain"],
-        "marginal_gain_per_unit": pts["marginal"],
-    })
-    for k, name in enumerate(names):
-        df[f"users_{name}"] = pts["counts"][:, k]
-    spend_cols = [f"spend_{n}" for n in names] if "spend_per_arm" in pts else []
-    for k, col in enumerate(spend_cols):  # when the path knows them (SortedFrontier)
-        df[col] = pts["spend_per_arm"][:, k]
-    df["resolved"] = False
+    # resolved rows are written into copies of the arrays, then one DataFrame is built (per-row
+    # .loc assignments cost milliseconds each: a hot path for the service's slider)
+    fields = {"spend": "spend", "incremental_conversions": "conversions", "incremental_revenue": "revenue",
+              "objective": "gain", "marginal_gain_per_unit": "marginal"}
+    cols = {col: np.array(pts[key], dtype=np.float64) for col, key in fields.items()}
+    counts = np.array(pts["counts"], dtype=np.int64)
+    per_arm = np.array(pts["spend_per_arm"], dtype=np.float64) if "spend_per_arm" in pts else None
+    resolved = np.zeros(len(budgets), dtype=bool)
     if min_roi is not None:
-        roi_ok = df["incremental_revenue"] >= min_roi * df["spend"] - 1e-9 * df["spend"].abs()
-        for i in np.flatnonzero(~roi_ok.to_numpy()):
+        for i in np.flatnonzero(breaks_floor(cols["incremental_revenue"], cols["spend"], min_roi)):
             r = resolve(float(budgets[i]))
-            df.loc[i, ["spend", "incremental_conversions", "incremental_revenue", "objective"]] = [
-                r["spend"], r["conversions"], r["revenue"], r["gain"]]
-            df.loc[i, "marginal_gain_per_unit"] = r["marginal"]
-            df.loc[i, [f"users_{n}" for n in names]] = r["counts"]
-            if spend_cols:
-                df.loc[i, spend_cols] = r["spend_per_arm"] if "spend_per_arm" in r else np.nan
-            df.loc[i, "resolved"] = True
+            for col, key in fields.items():
+                cols[col][i] = r[key]
+            counts[i] = r["counts"]
+            if per_arm is not None:
+                per_arm[i] = r["spend_per_arm"] if "spend_per_arm" in r else np.nan
+            resolved[i] = True
+    df = pd.DataFrame({"budget": budgets, **cols})
+    for k, name in enumerate(names):
+        df[f"users_{name}"] = counts[:, k]
+    if per_arm is not None:  # when the path knows them (SortedFrontier)
+        for k, name in enumerate(names):
+            df[f"spend_{name}"] = per_arm[:, k]
+    df["resolved"] = resolved
     with np.errstate(divide="ignore", invalid="ignore"):
         df.insert(5, "roi", np.where(df["spend"] > 0, df["incremental_revenue"] / df["spend"], np.nan))
     return df

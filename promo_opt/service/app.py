@@ -306,7 +306,8 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     """What a budget buys: the budget curve at the given budgets (or a range), from the cached frontier.
 
     The first question on a scored set (per ROI floor) builds the frontier; later ones answer from
-    memory in about a millisecond, on the event loop. Budgets breaking the ROI floor are re-solved."""
+    memory in about a millisecond, on the event loop. Budgets breaking the ROI floor are re-solved,
+    warm-started from the floor's multipliers (recorded by the first such question, cached with the frontier)."""
     job = svc.known_job(body.scores_id, "score") or await run_in_threadpool(svc.job, body.scores_id, "score", True)
     cfg = svc.known_config(job.campaign_id) or await run_in_threadpool(svc.config, job.campaign_id)
     min_roi = cfg.constraints.min_roi if body.min_roi is None else body.min_roi
@@ -317,7 +318,7 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     if body.budget_range is not None:
         r = body.budget_range
         budgets = np.linspace(r.low, r.high, r.n).tolist()
-    if cached.problem.min_roi is not None:  # re-solves may be slow: off the loop
+    if cached.problem.min_roi is not None:  # re-solves (and the first one's build) take time: off the loop
         cols = await run_in_threadpool(plans.answer, cfg, cached, budgets, body.n_points)
     else:
         cols = plans.answer(cfg, cached, budgets, body.n_points)

@@ -2,7 +2,9 @@
 
 The first plan question on a scored candidate set (per ROI floor) builds the budget/ROI problem
 (``pipeline.plan_problem``) and the frontier path sorted once (``SortedFrontier``); later
-questions are binary searches on it through ``allocation.frontier.plan(..., path=)``.
+questions are binary searches on it through ``allocation.frontier.plan(..., path=)``. With an ROI
+floor, budgets whose path point breaks it are answered by the entry's ``FloorPath`` (the floor's
+multipliers, recorded on the first such budget), through ``frontier.plan(..., floor=)``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from promo_opt import pipeline
+from promo_opt.allocation.floor_path import FloorPath
 from promo_opt.allocation.frontier import frontier_path
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.allocation.problem import AllocationProblem
@@ -28,6 +31,7 @@ class CachedFrontier:
     problem: AllocationProblem
     conversions: np.ndarray
     frontier: SortedFrontier
+    floor: FloorPath | None = None  # with an ROI floor: built lazily, on the first budget that breaks it
 
 
 class FrontierCache:
@@ -72,7 +76,8 @@ def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | N
     scores = read_table(scores_path, "scores")
     problem, conversions = pipeline.plan_problem(config, scores, min_roi=min_roi)
     path = SortedFrontier.from_path(frontier_path(problem, conversions))
-    return CachedFrontier(problem=problem, conversions=conversions, frontier=path)
+    floor = FloorPath(problem, conversions) if min_roi is not None else None
+    return CachedFrontier(problem=problem, conversions=conversions, frontier=path, floor=floor)
 
 
 class _WithArmSpend:
@@ -90,11 +95,11 @@ class _WithArmSpend:
 
 
 def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
-    """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: re-solves) or
-    the frontier's arrays."""
+    """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: points breaking
+    it from the cached ``FloorPath``) or the frontier's arrays."""
     if cached.problem.min_roi is not None:
         df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
-                        arm_names=config.arm_names, path=_WithArmSpend(cached.frontier))
+                        arm_names=config.arm_names, path=_WithArmSpend(cached.frontier), floor=cached.floor)
         return {c: df[c].to_numpy().tolist() for c in df.columns}
     if budgets is None:
         budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
