@@ -345,6 +345,11 @@ def ltv(config: Path = ConfigArg, out: Path = OutOpt,
         ci = (lambda v: f" [{v['ci_low']:+.4g}, {v['ci_high']:+.4g}]" if v["ci_low"] is not None else "")
         typer.echo(f"  {arm:<16} immediate {i['estimate']:+.4g}{ci(i)}  long_term {lt['estimate']:+.4g}{ci(lt)}  "
                    f"multiplier {m['estimate']:.3g}")
+    for col, levels in d.get("segments", {}).items():
+        for level, arms in levels.items():
+            first = next(iter(arms.values()))
+            typer.echo(f"  {col}={level} ({first['n_customers']:,} customers, {first['source']}): "
+                       + ", ".join(f"{arm} multiplier {a['multiplier']['estimate']:.3g}" for arm, a in arms.items()))
     for note in d["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"written to {out}")
