@@ -76,7 +76,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     if lt:  # objective long_term_value (issue 13)
         lines.insert(3, f"long term       +{lt['incremental_revenue_long_term']:,.0f} revenue over the ltv horizon "
                         f"(immediate +{lt['incremental_revenue_immediate']:,.0f}), net long-term value "
-                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})")
+                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})"
+                        + (f"; multipliers per '{lt['segment']['column']}' ({len(lt['segment']['levels'])} levels, "
+                           f"{lt['segment']['unseen']['users']:,} candidates of unseen levels at the pooled ones)"
+                           if lt.get("segment") else ""))
     lines.append(f"written to      {out}")
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
