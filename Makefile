@@ -44,6 +44,7 @@ bench: $(STAMP)
 	nice $(BIN)/python benchmarks/learners_worlds.py
 	nice $(BIN)/python benchmarks/ltv_coverage.py --seeds 20 --customers 20000 --boot 200
 	nice $(BIN)/python benchmarks/ltv_objective.py --seeds 5
+	nice $(BIN)/python benchmarks/ltv_objective.py --segment --seeds 3 --customers 4000 --candidates 20000
 	nice $(BIN)/python benchmarks/ltv_scale.py --customers 100000
 	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_recovery.py
 	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/sachs.py

@@ -76,7 +76,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     if lt:  # objective long_term_value (issue 13)
         lines.insert(3, f"long term       +{lt['incremental_revenue_long_term']:,.0f} revenue over the ltv horizon "
                         f"(immediate +{lt['incremental_revenue_immediate']:,.0f}), net long-term value "
-                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})")
+                        f"{lt['long_term_value']:,.0f} (immediate {lt['net_revenue_immediate']:,.0f})"
+                        + (f"; multipliers per '{lt['segment']['column']}' ({len(lt['segment']['levels'])} levels, "
+                           f"{lt['segment']['unseen']['users']:,} candidates of unseen levels at the pooled ones)"
+                           if lt.get("segment") else ""))
     lines.append(f"written to      {out}")
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
@@ -345,6 +348,11 @@ def ltv(config: Path = ConfigArg, out: Path = OutOpt,
         ci = (lambda v: f" [{v['ci_low']:+.4g}, {v['ci_high']:+.4g}]" if v["ci_low"] is not None else "")
         typer.echo(f"  {arm:<16} immediate {i['estimate']:+.4g}{ci(i)}  long_term {lt['estimate']:+.4g}{ci(lt)}  "
                    f"multiplier {m['estimate']:.3g}")
+    for col, levels in d.get("segments", {}).items():
+        for level, arms in levels.items():
+            first = next(iter(arms.values()))
+            typer.echo(f"  {col}={level} ({first['n_customers']:,} customers, {first['source']}): "
+                       + ", ".join(f"{arm} multiplier {a['multiplier']['estimate']:.3g}" for arm, a in arms.items()))
     for note in d["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"written to {out}")

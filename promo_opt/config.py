@@ -310,6 +310,14 @@ class CampaignConfig(_Strict):
         return next(a for a in self.arms if a.control)
 
     @property
+    def long_term_segment(self) -> str | None:
+        """The candidates' column whose levels pick each user's long-term multipliers (objective
+        long_term_value with ltv.segment), else None."""
+        if self.objective != "long_term_value" or self.ltv is None:
+            return None
+        return self.ltv.segment
+
+    @property
     def arm_names(self) -> list[str]:
         """Arm names with the control first: the column order of every (n_users, n_arms) matrix."""
         return [self.control.name] + [a.name for a in self.arms if not a.control]

@@ -125,6 +125,7 @@ class Candidates:
     ids: np.ndarray
     X: pd.DataFrame
     segment: np.ndarray | None = None  # raw segment labels when the config names a segment column
+    long_term_segment: np.ndarray | None = None  # labels of ltv.segment (objective long_term_value)
 
 
 def _require(df: pd.DataFrame, cols: list[str], what: str, path) -> None:
@@ -280,7 +281,15 @@ def prepare_candidates(config: CampaignConfig, df: pd.DataFrame, features: list[
     if d.segment:
         _require(df, [d.segment], "candidates (data.segment)", d.candidates)
         seg = segment_labels(df[d.segment])
-    return Candidates(ids=ids, X=df[features].reset_index(drop=True), segment=seg)
+    lt = None
+    if config.long_term_segment is not None:
+        col = config.long_term_segment
+        if col not in df.columns:
+            raise DataError(f"candidates {d.candidates}: no column '{col}' (ltv.segment); expected each candidate's "
+                            "level of it, to value its promotions by that level's long-term multipliers; add the "
+                            f"column or drop ltv.segment; present: {list(df.columns)[:20]}")
+        lt = segment_labels(df[col])
+    return Candidates(ids=ids, X=df[features].reset_index(drop=True), segment=seg, long_term_segment=lt)
 
 
 def load_training(config: CampaignConfig) -> tuple[TrainingData, list[str]]:

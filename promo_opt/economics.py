@@ -31,8 +31,10 @@ class Economics:
     incremental_conversions: np.ndarray  # (n, K)
     incremental_revenue: np.ndarray  # (n, K)
     spend: np.ndarray  # (n, K) expected promotion spend
-    # (K,) long_term / immediate of each arm (objective long_term_value; see promo_opt.ltv.objective)
+    # long_term / immediate of each arm (objective long_term_value; see promo_opt.ltv.objective):
+    # (K,) the same for every user, or (n, K) per user (the multipliers of each user's ltv.segment level)
     long_term_multiplier: np.ndarray | None = None
+    long_term_segment: np.ndarray | None = None  # (n,) each user's ltv.segment level, with (n, K) multipliers
 
     @property
     def net_revenue(self) -> np.ndarray:
@@ -47,15 +49,17 @@ class Economics:
             if self.long_term_multiplier is None:
                 raise ValueError("objective 'long_term_value' needs the arms' long-term multipliers "
                                  "(promo_opt.ltv.objective.with_long_term)")
-            return self.incremental_revenue * self.long_term_multiplier[None, :] - self.spend
+            return self.incremental_revenue * self.long_term_multiplier - self.spend  # (K,) broadcasts over users
         raise ValueError(f"unknown objective {objective!r}; expected 'conversions', 'net_revenue' or 'long_term_value'")
 
     def subset(self, rows: np.ndarray) -> "Economics":
         """The economics of some users (a boolean mask or indices), without recomputing anything."""
+        m, seg = self.long_term_multiplier, self.long_term_segment
         return Economics(p=self.p[rows], value=self.value[rows],
                          incremental_conversions=self.incremental_conversions[rows],
                          incremental_revenue=self.incremental_revenue[rows], spend=self.spend[rows],
-                         long_term_multiplier=self.long_term_multiplier)
+                         long_term_multiplier=m[rows] if m is not None and m.ndim == 2 else m,
+                         long_term_segment=None if seg is None else seg[rows])
 
     def pick(self, arm: np.ndarray) -> dict[str, np.ndarray]:
         """Per-user columns of a policy: the chosen arm's p, increments and spend."""

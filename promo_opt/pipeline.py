@@ -240,6 +240,8 @@ def score_candidates(config: CampaignConfig, model: TrainedModel, candidates: Ca
         out[f"p_{a}"] = p[:, k]
     if config.data.segment:
         out[config.data.segment] = candidates.segment
+    if config.long_term_segment is not None:  # issue 13: each candidate's multipliers come from its level
+        out[config.long_term_segment] = candidates.long_term_segment
     return pd.DataFrame(out)
 
 
@@ -266,7 +268,14 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
     if config.objective == "long_term_value":  # issue 13: each arm's long-term multiplier from ltv:
         from promo_opt.ltv.objective import with_long_term
 
-        econ = with_long_term(econ, config)
+        seg = None
+        col = config.long_term_segment
+        if col is not None:
+            if col not in scores.columns:
+                raise DataError(f"scores: missing column '{col}' (ltv.segment): each candidate's level picks its "
+                                "long-term multipliers; re-run 'promo-opt score' with this config")
+            seg = segment_labels(scores[col])
+        econ = with_long_term(econ, config, seg)
     return ids, econ
 
 
@@ -372,7 +381,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
         from promo_opt.ltv.objective import long_term_totals
 
-        summary["long_term"] = long_term_totals(econ, arm, config.arm_names)
+        summary["long_term"] = long_term_totals(econ, arm, config)
     forecast = corrected_forecast(totals, correction)
     if forecast is not None:
         summary["forecast"] = forecast
@@ -499,7 +508,7 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
         report = score_against_truth(config, outcome.ids, outcome.arm, ~outcome.holdout, truth,
                                      summary["expected"], outcome.budget, outcome.min_roi,
                                      segment=outcome.segment, segment_names=outcome.segment_names,
-                                     forecast=summary.get("forecast"))
+                                     forecast=summary.get("forecast"), like=outcome.econ)
         summary["truth"] = report.as_dict()
         t["truth"] = time.perf_counter() - t0
     from promo_opt.evaluation.policies import compare_policies  # issue 5: strategies at the same budget

@@ -468,7 +468,7 @@ def test_long_term_objective_from_a_fitted_panel(habit_campaign, tmp_path):
 
     cfg = load_config(habit_campaign)
     cfg = cfg.model_copy(update={"objective": "long_term_value"})
-    m = long_term_multipliers(cfg)
+    m = long_term_multipliers(cfg).pooled
     d = estimate_ltv(cfg, boot=0).to_dict()
     assert m[0] == 1.0
     assert m[2] == pytest.approx(d["arms"]["discount_20"]["long_term"]["estimate"]

@@ -8,6 +8,7 @@ the same users, budget and ROI floor: the best any learner could do.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,13 +73,19 @@ def _ratio(a: float, b: float) -> float:
 def score_against_truth(config: CampaignConfig, ids: np.ndarray, arm: np.ndarray, treatable: np.ndarray,
                         truth: pd.DataFrame, expected: dict[str, float], budget: float | None,
                         min_roi: float | None, segment: np.ndarray | None = None,
-                        segment_names: list[str] | None = None, forecast: dict | None = None) -> TruthReport:
+                        segment_names: list[str] | None = None, forecast: dict | None = None,
+                        like: Economics | None = None) -> TruthReport:
     """True totals of ``arm`` and of the oracle over the ``treatable`` (non-holdout) users.
 
     The oracle faces the same constraints as the policy: budget, ROI floor, arm caps and, when
     ``segment`` (codes of the treatable users, as given to the allocator) is given, the segment budgets.
+    ``like``: the policy's economics of the same ``ids``; its long-term multipliers (per user with
+    ``ltv.segment``) value the oracle's gains under ``objective: long_term_value``.
     """
     econ = truth_economics(config, ids, truth)
+    if like is not None and like.long_term_multiplier is not None:
+        econ = dataclasses.replace(econ, long_term_multiplier=like.long_term_multiplier,
+                                   long_term_segment=like.long_term_segment)
     sub = econ.subset(treatable)
     oracle = solve(build_problem(sub, config, budget=budget, min_roi=min_roi, segment=segment,
                                  segment_names=segment_names), solver=config.solver)

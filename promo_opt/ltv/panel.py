@@ -2,8 +2,9 @@
 
 Checked once, here: the named columns exist, weeks are integers without gaps inside a customer's
 span, (customer, week) is unique, every arm value is one of the config's arms, the modelled
-columns are finite numbers and the controls do not change within a customer. Every error names
-the column and an offending value.
+columns are finite numbers and the controls do not change within a customer; the ``ltv.segment``
+column, when named, is present, constant within a customer and has at most ``SEGMENT_MAX_LEVELS``
+levels. Every error names the column and an offending value.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from promo_opt.data import read_table
+from promo_opt.data import read_table, segment_labels
 from promo_opt.errors import DataError
-from promo_opt.ltv.settings import LtvConfig
+from promo_opt.ltv.settings import SEGMENT_MAX_LEVELS, LtvConfig
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Panel:
     variables: list[str]
     arm_names: list[str]
     customer_ids: np.ndarray  # (c,) the original ids
+    segment: np.ndarray | None = None  # (c,) each customer's level of ltv.segment, as text (segment_labels)
 
     @property
     def n_customers(self) -> int:
@@ -39,6 +41,22 @@ class Panel:
     @property
     def n_rows(self) -> int:
         return len(self.week)
+
+    def customers(self, keep: np.ndarray) -> "Panel":
+        """The panel of the customers ``keep`` ((c,) bool), renumbered in order.
+
+        Control columns constant among them are dropped (collinear with the intercept: e.g. the one-hot
+        columns of the segment a subset is cut from); their names leave ``control_names`` too.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        rows = keep[self.customer]
+        X = self.controls[keep]
+        varies = np.ptp(X, axis=0) > 0 if len(X) else np.zeros(X.shape[1], dtype=bool)
+        return Panel(customer=(np.cumsum(keep) - 1)[self.customer[rows]], week=self.week[rows], arm=self.arm[rows],
+                     y=self.y[rows], controls=X[:, varies],
+                     control_names=[c for c, v in zip(self.control_names, varies) if v], variables=self.variables,
+                     arm_names=self.arm_names, customer_ids=self.customer_ids[keep],
+                     segment=None if self.segment is None else self.segment[keep])
 
 
 def read_panel(ltv: LtvConfig, arm_names: list[str]) -> Panel:
@@ -50,7 +68,11 @@ def read_panel(ltv: LtvConfig, arm_names: list[str]) -> Panel:
 
 def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: str = "ltv panel") -> Panel:
     variables = ltv.variables
-    need = [ltv.customer, ltv.week, ltv.treatment, *variables, *ltv.controls]
+    if ltv.segment is not None and ltv.segment not in df.columns:
+        raise DataError(f"{source}: no column '{ltv.segment}' (ltv.segment); expected a time-invariant column of the "
+                        f"panel, such as a loyalty tier, to value each of its levels; the panel has {list(df.columns)[:30]}")
+    seg_col = [ltv.segment] if ltv.segment is not None and ltv.segment not in ltv.controls else []
+    need = [ltv.customer, ltv.week, ltv.treatment, *variables, *ltv.controls, *seg_col]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} named in ltv:; the panel has {list(df.columns)[:30]}")
@@ -105,6 +127,7 @@ def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: 
             i = int(np.flatnonzero(varies)[0])
             raise DataError(f"{source}: control '{c}' changes within {ltv.customer}={_show(cust_ids[cust[i]])}; "
                             "ltv.controls must be time-invariant (model a changing quantity as a surrogate)")
+    segment = _check_segment(df, ltv, cust, cust_ids, starts, source) if ltv.segment is not None else None
     X, names = _encode_controls(ctrl, source)
     y = df[variables].to_numpy(dtype=np.float64)
     if ltv.customer_levels:
@@ -118,7 +141,27 @@ def check_panel(df: pd.DataFrame, ltv: LtvConfig, arm_names: list[str], source: 
         X = np.column_stack([X, levels])
         names = [*names, *(f"level:{v}" for v in variables)]
     return Panel(customer=cust, week=w, arm=arm, y=y, controls=X,
-                 control_names=names, variables=list(variables), arm_names=list(arm_names), customer_ids=cust_ids)
+                 control_names=names, variables=list(variables), arm_names=list(arm_names), customer_ids=cust_ids,
+                 segment=segment)
+
+
+def _check_segment(df: pd.DataFrame, ltv: LtvConfig, cust: np.ndarray, cust_ids: np.ndarray, starts: np.ndarray,
+                   source: str) -> np.ndarray:
+    """Each customer's level of ``ltv.segment`` (text), after checking it is one level per customer and few levels."""
+    c = ltv.segment
+    labels = segment_labels(df[c])
+    first = labels[starts]
+    varies = np.flatnonzero(labels != first[cust])
+    if len(varies):
+        i = int(varies[0])
+        raise DataError(f"{source}: column '{c}' (ltv.segment) changes within {ltv.customer}={_show(cust_ids[cust[i]])} "
+                        f"(from {first[cust[i]]!r} to {labels[i]!r}); expected one level per customer (time-invariant)")
+    levels = np.unique(first)
+    if len(levels) > SEGMENT_MAX_LEVELS:
+        raise DataError(f"{source}: column '{c}' (ltv.segment) has {len(levels):,} levels, e.g. {levels[:5].tolist()}; "
+                        f"expected at most {SEGMENT_MAX_LEVELS} (a categorical column such as a loyalty tier; bin a "
+                        "numeric column first)")
+    return first
 
 
 def _encode_controls(ctrl: pd.DataFrame, source: str) -> tuple[np.ndarray, list[str]]:

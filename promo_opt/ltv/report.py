@@ -51,6 +51,16 @@ def render_ltv_report(result, d: dict, title: str = "campaign") -> str:
              f"change of {esc(o)} in week 0, <b>long_term</b> its change summed over weeks 0..{d['horizon'] - 1}, the "
              f"<b>multiplier</b> their ratio. Intervals: 95% percentile, {m['boot']} bootstrap replicates by customer.</p>",
              _table(rows), _png(effect_path_figure(d, o))]
+    for col, levels in d.get("segments", {}).items():
+        srows = [{col: level, "arm": arm, "customers": a["n_customers"], "source": a["source"],
+                  "immediate": a["immediate"]["estimate"], "long_term": a["long_term"]["estimate"],
+                  "long_term 95% CI": _ci(a["long_term"]), "multiplier": a["multiplier"]["estimate"],
+                  "multiplier 95% CI": _ci(a["multiplier"])}
+                 for level, arms in levels.items() for arm, a in arms.items()]
+        parts += [f"<h2>Per level of '{esc(col)}' (ltv.segment)</h2>",
+                  "<p>Each level valued on its own fit of the system (source <i>segment</i>), or given the pooled "
+                  "values where the panel does not support it (source <i>pooled</i>; the reason is in the notes).</p>",
+                  _table(srows)]
     parts += [f"<p class='note'>{esc(n)}</p>" for n in d["notes"]]
     for arm, s in d["shapley"].items():
         srows = [{"player": p, "attribution": v["estimate"], "95% CI": _ci(v)} for p, v in s["attribution"].items()]

@@ -38,6 +38,9 @@ class EquationConfig(_Strict):
     lags_of: list[str] | None = None  # variables whose lags enter (None: all)
 
 
+SEGMENT_MAX_LEVELS = 20  # ltv.segment is a categorical column (a tier, a region), not an identifier or a number
+
+
 class LtvConfig(_Strict):
     panel: Path | None = None  # one row per customer and week; CSV or Parquet (relative to the config)
     customer: str = "user_id"
@@ -66,6 +69,11 @@ class LtvConfig(_Strict):
     values: Path | None = None  # an ltv.json to read (objective: long_term_value) instead of fitting the panel
     # or the multipliers themselves, per promotion arm (e.g. copied from an ltv.json; for the HTTP service)
     multipliers: dict[str, float] | None = None
+    # a time-invariant panel column (e.g. a loyalty tier, also a column of the candidates): every level with at
+    # least segment_min_customers customers is valued on its own fit, and objective long_term_value scales each
+    # candidate's incremental revenue by the multiplier of its level (see promo_opt.ltv.valuation)
+    segment: str | None = None
+    segment_min_customers: int = Field(default=1000, ge=1)
 
     @field_validator("surrogates", "controls")
     @classmethod
@@ -95,6 +103,10 @@ class LtvConfig(_Strict):
         for arm, v in (self.multipliers or {}).items():
             if not v == v or abs(v) == float("inf"):
                 raise ValueError(f"ltv.multipliers.{arm}: expected a finite number, got {v}")
+        if self.segment is not None and self.multipliers is not None:
+            raise ValueError(f"ltv.segment '{self.segment}': per-segment multipliers come from ltv.values (an ltv.json "
+                             "written with ltv.segment) or from fitting ltv.panel, not from ltv.multipliers (one number "
+                             "per arm); drop one of them")
         if self.panel is not None and self.outcome is None:
             raise ValueError("ltv.outcome: name the weekly quantity whose long-run change is valued")
         if self.panel is None:
@@ -107,6 +119,9 @@ class LtvConfig(_Strict):
         bad = sorted(ids & (set(names) | set(self.controls)))
         if bad or len(ids) < 3:
             raise ValueError(f"ltv: the customer, week and treatment columns must be distinct and not modelled; got {bad or sorted(ids)}")
+        if self.segment is not None and self.segment in ids | set(names):
+            raise ValueError(f"ltv.segment: '{self.segment}' is the customer, week or treatment column or a modelled "
+                             "variable; expected a time-invariant column of the panel such as a loyalty tier")
         for i, (a, b) in enumerate(self.same_period):
             for end in (a, b):
                 if end not in names:

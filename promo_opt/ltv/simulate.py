@@ -205,6 +205,25 @@ class PanelWorld(_Strict):
         return atomic_write(out / "campaign.yaml", lambda p: p.write_text(text))
 
 
+def segmented_panel(worlds: dict[str, PanelWorld], column: str, seed: int,
+                    customers: int | None = None) -> pd.DataFrame:
+    """One panel whose customers come from several worlds: ``column`` holds each customer's level (the key of
+    its world in ``worlds``), user ids are made distinct. The worlds must share variables, arms and controls;
+    each level's truth is its world's :meth:`PanelWorld.true_values` (``ltv.segment: column`` values them)."""
+    first = next(iter(worlds.values()))
+    for level, w in worlds.items():
+        if w.variables != first.variables or w.arm_names != first.arm_names or list(w.controls) != list(first.controls):
+            raise ConfigError(f"segmented_panel: world '{w.name}' ({column}={level}) differs from '{first.name}' in its "
+                              "variables, arms or controls; the levels of one panel share them")
+    parts, offset = [], 0
+    for i, (level, w) in enumerate(worlds.items()):
+        df = w.simulate(seed * len(worlds) + i, customers)
+        df["user_id"] += offset
+        offset = int(df["user_id"].max()) + 1
+        parts.append(df.assign(**{column: level}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def panel_world_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "scenarios" / "ltv"
 

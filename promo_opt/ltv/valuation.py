@@ -7,6 +7,31 @@ over weeks 0..H-1), their ratio (the long-term multiplier), the Shapley attribut
 ``long_term`` across the surrogate groups, and the configured extra shocks, each with a 95%
 percentile interval over the replicates. ``write_ltv`` writes ``ltv.json``, ``weights.csv`` and
 ``report.html`` (each to a temp name, then renamed; nothing is written if any part fails).
+
+Per segment (``ltv.segment: s``, a column constant within a customer). Every level g of s with at
+least ``ltv.segment_min_customers`` customers is valued on its own fit: the same system refitted on
+the customers of level g (controls constant among them dropped: they are collinear with the
+intercept), with its own bootstrap. This is the fully interacted model. Interact every regressor of
+every equation with the indicators 1[s = g]: each row has non-zero columns only in its own level's
+block, so ``Z'Z = diag(Z_g'Z_g)``, the normal equations split into one system per level and their
+solutions are the per-level fits (the ridge penalty, scaled by each column's centred sum of squares,
+becomes each level's own). Interacting only the arm terms would not do: the multiplier is
+``sum_h IRF_h / IRF_0`` with the impulse response ``IRF_h = d y[t+h] / d arm[t]`` running through
+the lag weights. For an outcome ``y[t] = phi y[t-1] + b arm[t] + e`` the multiplier is
+``(1 - phi^H) / (1 - phi)`` whatever b is, so a level with a habit (phi > 0) and one where the
+promotion pulls bookings forward (phi < 0, or negative lagged arm terms) differ through phi, which
+arm interactions leave pooled. The levels partition the customers, so the Poisson(1) bootstrap by
+customer restricted to a level is that level's bootstrap: each level's intervals come from its own
+replicates, as the population's do. The pooled fit is one system for a mixture; its lag weights are
+a blend of the levels' (weighted by their rows and residual variances), so its multiplier usually
+lies between theirs and is biased for each of them.
+
+Where the panel does not support a level (fewer customers than ``segment_min_customers``, a fit the
+model refuses, e.g. an arm never given to that level, or an arm whose immediate effect there is not
+positive, so no multiplier) the level carries the pooled values, ``source: pooled`` and the reason,
+also listed in ``notes``. ``ltv.json`` then has ``segments: {s: {level: {arm: {immediate, long_term,
+multiplier, n_customers, source[, reason]}}}}``; ``multiplier`` is always what ``objective:
+long_term_value`` uses for that level.
 """
 
 from __future__ import annotations
@@ -20,7 +45,7 @@ import pandas as pd
 
 from promo_opt.config import CampaignConfig
 from promo_opt.data import write_bytes, write_json, write_table
-from promo_opt.errors import ConfigError
+from promo_opt.errors import ConfigError, DataError
 from promo_opt.ltv.model import FittedSystem, fit_system
 from promo_opt.ltv.panel import Panel, check_panel, read_panel
 from promo_opt.ltv.settings import LtvConfig, ShockConfig
@@ -54,6 +79,23 @@ class ArmValue:
 
 
 @dataclass
+class SegmentValue:
+    """One level of ``ltv.segment``: its own arm values (``source`` "segment") or the pooled ones ("pooled")."""
+
+    level: str
+    n_customers: int
+    source: str  # "segment" or "pooled"
+    arms: list[ArmValue]
+    reason: str | None = None  # why the pooled values (source "pooled")
+
+    def to_dict(self) -> dict:
+        extra = {"reason": self.reason} if self.reason else {}
+        return {a.arm: {"immediate": interval(a.immediate), "long_term": interval(a.long_term),
+                        "multiplier": interval(a.multiplier), "n_customers": self.n_customers,
+                        "source": self.source, **extra} for a in self.arms}
+
+
+@dataclass
 class LtvResult:
     outcome: str
     horizon: int
@@ -63,6 +105,8 @@ class LtvResult:
     arms: list[ArmValue]
     shocks: dict[str, ShockPath] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    segment: str | None = None  # ltv.segment
+    segments: list[SegmentValue] = field(default_factory=list)
 
     def arm(self, name: str) -> ArmValue:
         return next(a for a in self.arms if a.arm == name)
@@ -80,6 +124,8 @@ class LtvResult:
             }
         out["shapley"] = {a.arm: shapley_dict(a.shapley) for a in self.arms if a.shapley is not None}
         out["shocks"] = {name: {v: interval(p.total(v)) for v in p.variables} for name, p in self.shocks.items()}
+        if self.segment is not None:
+            out["segments"] = {self.segment: {s.level: s.to_dict() for s in self.segments}}
         f = self.fit
         out["model"] = {
             "variables": f.design.variables, "same_period_order": f.order, "lags": f.design.lags, "alpha": f.alpha,
@@ -111,10 +157,12 @@ def average_start(panel: Panel, lags: int) -> Start:
                  controls=panel.controls.mean(axis=0) if panel.controls.size else np.zeros(panel.controls.shape[1]))
 
 
-def value_arms(fit: FittedSystem, start: Start, ltv: LtvConfig, arm_names: list[str], seed: int = 0) -> list[ArmValue]:
-    """The shock "arm once in week 0" for every non-control arm, with Shapley over the surrogate groups."""
+def value_arms(fit: FittedSystem, start: Start, ltv: LtvConfig, arm_names: list[str], seed: int = 0,
+               attribute: bool = True) -> list[ArmValue]:
+    """The shock "arm once in week 0" for every non-control arm, with Shapley over the surrogate groups
+    (``attribute`` False: without)."""
     o = ltv.outcome
-    groups = ltv.player_groups()
+    groups = ltv.player_groups() if attribute else {}
     V = fit.design.variables
     out = []
     for a in arm_names[1:]:
@@ -153,7 +201,46 @@ def estimate_ltv(config: CampaignConfig, boot: int | None = None, panel: pd.Data
     check_shock_targets(ltv, arm_names)  # before reading anything
     panel = read_panel(ltv, arm_names) if panel is None else check_panel(panel, ltv, arm_names)
     fit = fit_system(ltv, panel, seed=config.seed, boot=boot)
-    return value_fit(config, fit, average_start(panel, ltv.lags))
+    res = value_fit(config, fit, average_start(panel, ltv.lags))
+    if ltv.segment is not None:
+        res.segment = ltv.segment
+        res.segments = value_segments(config, panel, res.arms, boot, res.notes)
+    return res
+
+
+def value_segments(config: CampaignConfig, panel: Panel, pooled: list[ArmValue], boot: int | None,
+                   notes: list[str]) -> list[SegmentValue]:
+    """Every level of ``ltv.segment`` valued on its own fit, or given the ``pooled`` values with the reason
+    (see the module docstring); what a reader must know is appended to ``notes``."""
+    ltv = config.ltv
+    out = []
+    for level in np.unique(panel.segment):
+        keep = panel.segment == level
+        n = int(keep.sum())
+        if n < ltv.segment_min_customers:
+            out.append(SegmentValue(str(level), n, "pooled", pooled, f"{n:,} customers, fewer than "
+                                    f"ltv.segment_min_customers = {ltv.segment_min_customers:,}"))
+            continue
+        sub = panel.customers(keep)
+        try:
+            fit = fit_system(ltv, sub, seed=config.seed, boot=boot)
+        except DataError as err:  # recorded as the reason, in ltv.json and the notes
+            out.append(SegmentValue(str(level), n, "pooled", pooled, f"its own fit was refused: {err}"))
+            continue
+        arms = value_arms(fit, average_start(sub, ltv.lags), ltv, config.arm_names, attribute=False)
+        flat = [a.arm for a in arms if not a.immediate[0] > 0]
+        if flat:
+            out.append(SegmentValue(str(level), n, "pooled", pooled, f"the immediate effect of {flat} is not "
+                                    "positive there, so it has no multiplier"))
+            continue
+        rho = fit.spectral_radius()
+        log.info("ltv: segment %s=%s fitted on %d customers; spectral radius %.3f", ltv.segment, level, n, rho)
+        if rho >= 1:
+            notes.append(f"ltv.segment '{ltv.segment}' = {str(level)!r}: the fitted dynamics are not stable (spectral "
+                         f"radius {rho:.3f} >= 1); do not trust its long-term values beyond a few weeks")
+        out.append(SegmentValue(str(level), n, "segment", arms))
+    notes += [f"ltv.segment '{ltv.segment}' = {s.level!r}: pooled values ({s.reason})" for s in out if s.source == "pooled"]
+    return out
 
 
 def check_shock_targets(ltv: LtvConfig, arm_names: list[str]) -> None:

@@ -31,6 +31,9 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
     ltv = config.ltv
     if ltv is None or ltv.panel is None:
         raise ConfigError("ltv.panel is not set: 'promo-opt ltv' fits the weekly customer panel")
+    if ltv.segment is not None:
+        raise ConfigError(f"ltv.segment '{ltv.segment}': per-segment values are fitted by the local engine only; "
+                          "run 'promo-opt ltv' without --engine spark, or drop ltv.segment")
     boot = ltv.boot if boot is None else boot
     check_shock_targets(ltv, config.arm_names)
     spark = spark or spark_session(config.spark, "promo-opt ltv")

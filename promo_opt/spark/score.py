@@ -29,11 +29,11 @@ def score(spark, config: CampaignConfig, model: TrainedModel, candidates):
     schema = StructType([candidates.schema[id_col]]).add("value", DoubleType())
     for a in config.arm_names:
         schema = schema.add(f"p_{a}", DoubleType())
-    if config.data.segment:
-        schema = schema.add(config.data.segment, StringType())
+    labels = list(dict.fromkeys(c for c in (config.data.segment, config.long_term_segment) if c))
+    for c in labels:  # data.segment, and ltv.segment under objective long_term_value
+        schema = schema.add(c, StringType())
     bc = spark.sparkContext.broadcast(model)
-    need = [id_col] + list(model.features) + ([config.data.segment] if config.data.segment else [])
-    need = list(dict.fromkeys(need))
+    need = list(dict.fromkeys([id_col] + list(model.features) + labels))
 
     def fn(it):
         m = bc.value
