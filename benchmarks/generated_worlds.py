@@ -178,6 +178,16 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                   f"{np.mean([x['true_roi_vs_floor'] >= 1 for x in g]) if g else float('nan'):.2f} ({len(g)} runs) |",
                   f"| mean seconds train / total | {np.mean([r['seconds_train'] for r in sel]):.1f} / "
                   f"{np.mean([r['seconds_total'] for r in sel]):.1f} |"]
+        by_obj = {o: [r["share_of_oracle"] for r in sel if r["objective"] == o and r["share_of_oracle"] is not None
+                      and r["oracle_true"][r["objective"]] > 0] for o in ("incremental_conversions", "net_revenue")}
+        lines.append("| share of the oracle by objective: conversions / net revenue (runs) | " + " / ".join(
+            f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in by_obj.values()) + " |")
+        floors_share = [r["share_of_oracle"] for r in sel if r.get("min_roi") and r["share_of_oracle"] is not None
+                        and r["oracle_true"][r["objective"]] > 0]
+        plain_share = [r["share_of_oracle"] for r in sel if not r.get("min_roi") and r["share_of_oracle"] is not None
+                       and r["oracle_true"][r["objective"]] > 0]
+        lines.append("| share of the oracle: runs with an ROI floor / without (runs) | " + " / ".join(
+            f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in (floors_share, plain_share)) + " |")
         drifted = [r for r in sel if r.get("drifted_world")]
         if drifted:
             quiet = [r["share_of_oracle"] for r in drifted if not (r.get("drift") or {}).get("shifted")
