@@ -81,6 +81,9 @@ def _print_summary(summary: dict, out: Path) -> None:
                            f"{lt['segment']['unseen']['users']:,} candidates of unseen levels at the pooled ones)"
                            if lt.get("segment") else ""))
     lines.append(f"written to      {out}")
+    use = summary.get("budget_use") or {}
+    if use.get("warning"):
+        lines.insert(0, f"WARNING: budget: {use['warning']}")
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
         lines.insert(0, f"WARNING: drift: {drift['message']}")

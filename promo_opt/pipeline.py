@@ -378,6 +378,10 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     }
     if guarantee is not None:
         summary["roi_guarantee"] = guarantee.as_dict()
+    use = budget_use(totals, budget, guarantee.allocated_min_roi if guarantee is not None else min_roi,
+                     config.objective)
+    if use is not None:
+        summary["budget_use"] = use
     if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
         from promo_opt.ltv.objective import long_term_totals
 
@@ -387,6 +391,36 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
                              min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names)
+
+
+# below this share of the budget the summary, the CLI and the report say why the money is not spent
+UNDERSPEND_SHARE = 0.5
+
+
+def budget_use(totals: dict, budget: float | None, min_roi: float | None, objective: str) -> dict | None:
+    """How much of the budget the policy expects to spend and what stops it (``summary.budget_use``):
+    ``limit`` is ``budget`` (spent), ``roi_floor`` (the floor binds: the expected ROI sits on it) or
+    ``objective`` (no further user gains under the objective). ``warning`` when the expected spend is
+    below ``UNDERSPEND_SHARE`` of the budget, so a policy that quietly spends almost nothing is never
+    silent. None without a budget."""
+    if not budget:
+        return None
+    spend, revenue = float(totals["spend"]), float(totals["incremental_revenue"])
+    share = spend / budget
+    if share >= 0.99:
+        limit = "budget"
+    elif min_roi is not None and spend > 0 and revenue <= min_roi * spend * (1 + 1e-3):  # on the floor
+        limit = "roi_floor"
+    else:
+        limit = "objective"
+    out = {"share": share, "limit": limit}
+    if share < UNDERSPEND_SHARE:
+        why = (f"the ROI floor {min_roi:g} binds: the model sees too few users whose expected return clears it "
+               "(lower constraints.min_roi, or see the forecast interval: a floor near the best attainable ROI "
+               "turns small estimation errors into large cuts)" if limit == "roi_floor" else
+               f"no further user gains under the objective '{objective}' by the model's estimates")
+        out["warning"] = f"the policy expects to spend {share:.1%} of the budget: {why}"
+    return out
 
 
 def corrected_forecast(expected: dict, correction: dict | None) -> dict | None:

@@ -402,3 +402,39 @@ def test_calibration_cov_matches_the_standard_error_also_when_subsampled(max_row
     se = np.sqrt(0.1 * 0.9 / (arm == 0).sum() + 0.12 * 0.88 / (arm == 1).sum())
     assert rel[0, 0] == pytest.approx((se / 0.02) ** 2, rel=0.3)
     assert rel[0, 1] == pytest.approx(rel[0, 0], rel=1e-6)  # revenue = conversions x a constant value
+
+
+def test_budget_use_names_what_stops_the_spending():
+    from promo_opt.pipeline import budget_use
+
+    full = budget_use({"spend": 995.0, "incremental_revenue": 3000.0}, 1000.0, 1.5, "conversions")
+    assert full == {"share": 0.995, "limit": "budget"}
+    floor = budget_use({"spend": 100.0, "incremental_revenue": 150.0}, 1000.0, 1.5, "conversions")
+    assert floor["limit"] == "roi_floor" and "10.0% of the budget" in floor["warning"]
+    assert "ROI floor 1.5 binds" in floor["warning"]
+    nothing = budget_use({"spend": 300.0, "incremental_revenue": 900.0}, 1000.0, 1.5, "net_revenue")
+    assert nothing["limit"] == "objective" and "'net_revenue'" in nothing["warning"]
+    assert budget_use({"spend": 700.0, "incremental_revenue": 900.0}, 1000.0, None, "conversions") == \
+        {"share": 0.7, "limit": "objective"}  # above half the budget: recorded, no warning
+    assert budget_use({"spend": 1.0, "incremental_revenue": 2.0}, None, None, "conversions") is None
+
+
+def test_a_floor_that_leaves_the_budget_unspent_warns_first_on_the_cli(campaign_copy, tmp_path):
+    """A floor near the best attainable ROI: the policy spends a sliver of the budget, and says so."""
+    from promo_opt.pipeline import allocate, economics_from_scores, score_candidates, train
+
+    d, raw = campaign_copy
+    cfg = load_config(write_config(d, raw))
+    scores = score_candidates(cfg, train(cfg))
+    _, econ = economics_from_scores(cfg, scores)
+    roi = econ.incremental_revenue[:, 1:] / np.where(econ.spend[:, 1:] > 0, econ.spend[:, 1:], np.nan)
+    high = float(np.nanquantile(roi, 0.995))  # only the top half percent of user x arm clear it
+    raw.setdefault("constraints", {})["min_roi"] = high
+    path = write_config(d, raw)
+    use = allocate(load_config(path), scores).summary["budget_use"]
+    assert use["limit"] == "roi_floor" and use["share"] < 0.5 and "binds" in use["warning"]
+    res = invoke("run", path, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("WARNING: budget: the policy expects to spend"), lines[:3]
+    assert "Warning: budget." in (tmp_path / "out" / "report.html").read_text()

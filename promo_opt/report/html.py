@@ -118,6 +118,9 @@ def _warnings(summary: dict) -> list[str]:
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
         out.append(f"<p class='warn' role='alert'><b>Warning: drift.</b> {html.escape(drift['message'])}</p>")
+    use = summary.get("budget_use") or {}
+    if use.get("warning"):
+        out.append(f"<p class='warn' role='alert'><b>Warning: budget.</b> {html.escape(use['warning'])}</p>")
     f = summary.get("forecast") or {}
     iv = f.get("interval90")
     if iv:
