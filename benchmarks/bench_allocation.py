@@ -55,17 +55,23 @@ CHILD_TIMEOUT = 900.0
 # --------------------------------------------------------------------------------------------
 # instances
 # --------------------------------------------------------------------------------------------
-def make_instance(n: int, seed: int) -> dict[str, np.ndarray | float]:
-    """gain, spend, revenue ``(n, 5)`` float64 with column 0 = control (zeros), and the budget."""
+def synthetic_arrays(n: int, seed: int, strength: np.ndarray = STRENGTH, discounts: np.ndarray = DISCOUNTS):
+    """gain, spend, revenue ``(n, K)`` float64 with column 0 = control (zeros), K = ``len(strength)``:
+    the synthetic instance of the module doc (also :mod:`bench_plan_floor`'s, with 4 arms)."""
     rng = np.random.default_rng(seed)
     p0 = rng.beta(2.0, 20.0, n)
     scale = rng.normal(0.01, 0.02, n)
     value = rng.lognormal(np.log(40.0), 0.8, n)
-    p = np.clip(p0[:, None] + scale[:, None] * STRENGTH[None, :], 0.0, 1.0)
+    p = np.clip(p0[:, None] + scale[:, None] * strength[None, :], 0.0, 1.0)
     gain = p - p[:, :1]
-    spend = p * DISCOUNTS[None, :] * value[:, None]
+    spend = p * discounts[None, :] * value[:, None]
     revenue = gain * value[:, None]
-    del p
+    return gain, spend, revenue
+
+
+def make_instance(n: int, seed: int) -> dict[str, np.ndarray | float]:
+    """gain, spend, revenue ``(n, 5)`` float64 with column 0 = control (zeros), and the budget."""
+    gain, spend, revenue = synthetic_arrays(n, seed)
     budget = BUDGET_SHARE * float(spend[:, -1].sum())
     return {"gain": gain, "spend": spend, "revenue": revenue, "budget": budget}
 

@@ -48,14 +48,10 @@ STRENGTH = np.array([0.0, 1.0, 1.8, 3.0])
 
 
 def make_instance(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """gain, spend, revenue ``(n, 4)`` with column 0 = control (zeros)."""
-    rng = np.random.default_rng(seed)
-    p0 = rng.beta(2.0, 20.0, n)
-    scale = rng.normal(0.01, 0.02, n)
-    value = rng.lognormal(np.log(40.0), 0.8, n)
-    p = np.clip(p0[:, None] + scale[:, None] * STRENGTH[None, :], 0.0, 1.0)
-    gain = p - p[:, :1]
-    return gain, p * DISCOUNTS[None, :] * value[:, None], gain * value[:, None]
+    """gain, spend, revenue ``(n, 4)`` with column 0 = control (zeros): bench_allocation's generator, 4 arms."""
+    from bench_allocation import synthetic_arrays
+
+    return synthetic_arrays(n, seed, STRENGTH, DISCOUNTS)
 
 
 def summary(seconds: list[float]) -> dict:
