@@ -147,14 +147,24 @@ def summarize(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _shares(rows: list[dict]) -> list[float]:
+    """Shares of the oracle of the runs where it is defined (the oracle gains something)."""
+    return [r["share_of_oracle"] for r in rows
+            if r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
+
+
+def _flagged(r: dict) -> bool:
+    """The drift check flagged the run (warning, reweighting)."""
+    return bool((r.get("drift") or {}).get("shifted"))
+
+
 def _table(n: int, label: str, rows: list[dict]) -> list[str]:
     # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
     # nothing to share); such runs still count for the forecast and the budget
     sel = [r for r in rows if "share_of_oracle" in r]
     lines = []
     if sel:
-        share = np.array([r["share_of_oracle"] for r in sel if r["share_of_oracle"] is not None
-                          and r["oracle_true"][r["objective"]] > 0])
+        share = np.array(_shares(sel))
         cov = {k: float(np.mean([r["interval90_covers"][k] for r in sel if r.get("interval90_covers")])) for k in KEYS}
         conv10, m = _within(sel, "incremental_conversions", 0.10)
         spend5, _ = _within(sel, "spend", 0.05)
@@ -178,24 +188,19 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                   f"{np.mean([x['true_roi_vs_floor'] >= 1 for x in g]) if g else float('nan'):.2f} ({len(g)} runs) |",
                   f"| mean seconds train / total | {np.mean([r['seconds_train'] for r in sel]):.1f} / "
                   f"{np.mean([r['seconds_total'] for r in sel]):.1f} |"]
-        by_obj = {o: [r["share_of_oracle"] for r in sel if r["objective"] == o and r["share_of_oracle"] is not None
-                      and r["oracle_true"][r["objective"]] > 0] for o in ("incremental_conversions", "net_revenue")}
+        by_obj = {o: _shares([r for r in sel if r["objective"] == o]) for o in ("incremental_conversions", "net_revenue")}
         lines.append("| share of the oracle by objective: conversions / net revenue (runs) | " + " / ".join(
             f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in by_obj.values()) + " |")
-        floors_share = [r["share_of_oracle"] for r in sel if r.get("min_roi") and r["share_of_oracle"] is not None
-                        and r["oracle_true"][r["objective"]] > 0]
-        plain_share = [r["share_of_oracle"] for r in sel if not r.get("min_roi") and r["share_of_oracle"] is not None
-                       and r["oracle_true"][r["objective"]] > 0]
+        floors_share = _shares([r for r in sel if r.get("min_roi")])
+        plain_share = _shares([r for r in sel if not r.get("min_roi")])
         lines.append("| share of the oracle: runs with an ROI floor / without (runs) | " + " / ".join(
             f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in (floors_share, plain_share)) + " |")
         drifted = [r for r in sel if r.get("drifted_world")]
         if drifted:
-            quiet = [r["share_of_oracle"] for r in drifted if not (r.get("drift") or {}).get("shifted")
-                     and r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
+            quiet = _shares([r for r in drifted if not _flagged(r)])
             lines.append(f"| drifted worlds: flagged by the drift check (warning, reweighted) / not flagged; "
                          f"share of the oracle where not flagged: mean (min) | "
-                         f"{sum(1 for r in drifted if (r.get('drift') or {}).get('shifted'))} / "
-                         f"{sum(1 for r in drifted if not (r.get('drift') or {}).get('shifted'))}; "
+                         f"{sum(map(_flagged, drifted))} / {sum(not _flagged(r) for r in drifted)}; "
                          + (f"{np.mean(quiet):.3f} ({np.min(quiet):.3f})" if quiet else "-") + " |")
         err = [(abs(r["expected"][k] / r["policy_true"][k] - 1), abs(r["forecast"][k] / r["policy_true"][k] - 1))
                for r in sel for k in ("incremental_conversions",) if r["forecast"].get(k) is not None
