@@ -158,6 +158,13 @@ def _flagged(r: dict) -> bool:
     return bool((r.get("drift") or {}).get("shifted"))
 
 
+def _warned(r: dict) -> bool:
+    """The run told the planner something is off: the drift warning, or the budget warning
+    (``summary.budget_use.warning``: the policy expects to spend under half the budget)."""
+    use = pipeline.budget_use(r["expected"], r.get("budget"), r.get("min_roi"), r["objective"]) or {}
+    return _flagged(r) or "warning" in use
+
+
 def _table(n: int, label: str, rows: list[dict]) -> list[str]:
     # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
     # nothing to share); such runs still count for the forecast and the budget
@@ -202,6 +209,13 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                          f"share of the oracle where not flagged: mean (min) | "
                          f"{sum(map(_flagged, drifted))} / {sum(not _flagged(r) for r in drifted)}; "
                          + (f"{np.mean(quiet):.3f} ({np.min(quiet):.3f})" if quiet else "-") + " |")
+        low = [r for r in sel if r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0
+               and r["share_of_oracle"] < 0.5]
+        if low:
+            silent = [r for r in low if not _warned(r)]
+            lines.append(f"| runs under half the oracle: warned (drift or budget warning) / silent; silent ones "
+                         f"in drifted worlds | {len(low) - len(silent)} / {len(silent)}; "
+                         f"{sum(1 for r in silent if r.get('drifted_world'))} |")
         err = [(abs(r["expected"][k] / r["policy_true"][k] - 1), abs(r["forecast"][k] / r["policy_true"][k] - 1))
                for r in sel for k in ("incremental_conversions",) if r["forecast"].get(k) is not None
                and abs(r["policy_true"][k]) > 1e-9]
