@@ -424,6 +424,13 @@ def _resolve_drivers(drivers: DriversConfig | None, base_dir: Path) -> DriversCo
     return drivers.model_copy(update={"data": (base_dir / drivers.data).resolve()})
 
 
+def drivers_of(cfg: CampaignConfig, source: str = "config") -> DriversFile:
+    """The ``drivers:`` section of a validated campaign config, as ``promo-opt drivers`` reads it."""
+    if cfg.drivers is None:
+        raise ConfigError(f"{source}: missing required key 'drivers' (the driver analysis section)")
+    return DriversFile(name=cfg.name, seed=cfg.seed, drivers=cfg.drivers, graph=cfg.graph)
+
+
 def load_drivers_config(path: str | Path) -> DriversFile:
     """The ``drivers:`` section of a config: a campaign config (validated whole) or one with only name/drivers."""
     path = Path(path)
@@ -431,10 +438,7 @@ def load_drivers_config(path: str | Path) -> DriversFile:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping of keys, got {type(raw).__name__}")
     if "data" in raw or "arms" in raw:  # a campaign config: every section is checked, then drivers taken
-        cfg = parse_config(raw, base_dir=path.parent.resolve(), source=str(path))
-        if cfg.drivers is None:
-            raise ConfigError(f"{path}: missing required key 'drivers' (the driver analysis section)")
-        return DriversFile(name=cfg.name, seed=cfg.seed, drivers=cfg.drivers, graph=cfg.graph)
+        return drivers_of(parse_config(raw, base_dir=path.parent.resolve(), source=str(path)), str(path))
     try:
         dfile = DriversFile.model_validate(raw)
     except ValidationError as err:

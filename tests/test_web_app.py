@@ -298,6 +298,46 @@ def test_create_download_and_check(planner, server, shots, tmp_path):
     assert page.locator("#check-panel").is_visible()
     assert "pooled" in page.locator("#learners tbody").inner_text()
     assert page.locator("#qini path.series").count() >= 2
+    # off-policy: the model's own policy on held-out folds (its metrics), then this list against other strategies
+    metrics = api(server, "ro").get(f"/models/{planner['model']['id']}/metrics").json()
+    fc = metrics["forecast_correction"]
+    assert fc["applied"]
+    held = {r.split("\t")[0]: r.split("\t") for r in page.locator("#heldout tbody tr").all_inner_texts()}
+    assert same(held["incremental conversions"][2], fc["realized"]["incremental_conversions"])
+    assert same(held["spend"][1], fc["expected"]["spend"])
+    page.get_by_role("button", name="Evaluate the targeting list").click()
+    page.wait_for_selector("#policies:not([hidden])", timeout=JOB_TIMEOUT_MS)
+    with api(server, "ro") as c:
+        (ev,) = [j for j in c.get("/analyses").json() if j["params"]["analysis"] == "policies"]
+    assert ev["parent_id"] == alloc["id"] and ev["result"]["budget"] == budget
+    rows = [r.split("\t") for r in page.locator("#policies tbody tr").all_inner_texts()]
+    assert [r[0] for r in rows] == [row["policy"] for row in ev["result"]["rows"]]
+    opt = ev["result"]["rows"][0]
+    assert rows[0][0] == "optimized" and same(rows[0][2], opt["incremental_conversions"])
+    assert rows[0][3].strip() != "–" and "to" in rows[0][3]
+    # the campaign's reports: effect is available (a past campaign), ltv and drivers say what is missing
+    avail = page.locator("#analysis-availability li").all_inner_texts()
+    assert avail[0].startswith("effect: available")
+    assert avail[1].startswith("ltv: the campaign's config has no ltv: section") and avail[1].endswith("(not available)")
+    page.select_option("#analysis-select", "effect")
+    page.select_option("#effect-method", "ipw")
+    page.get_by_role("button", name="Run report").click()
+    page.wait_for_selector("#analysis-result[data-analysis=effect]:not([hidden])", timeout=JOB_TIMEOUT_MS)
+    with api(server, "ro") as c:
+        (eff,) = [j for j in c.get("/analyses").json() if j["params"]["analysis"] == "effect"]
+    assert eff["params"]["method"] == "ipw" and eff["status"] == "done"
+    figures = {r.split("\t")[0]: r.split("\t") for r in page.locator("#analysis-figures tbody tr").all_inner_texts()}
+    assert set(figures) == set(eff["result"]["effects"]) == {"pct5", "pct10", "pct20"}
+    for arm, e in eff["result"]["effects"].items():
+        assert same(figures[arm][1], e["estimate"]) and figures[arm][2].count("to") == 1
+    assert "adjusted for every feature" in page.locator("#analysis-summary").inner_text()
+    page.locator("#check-panel").screenshot(path=str(shots / "6-check.png"))
+    with planner["ctx"].expect_page() as report_page:
+        page.get_by_role("button", name="Open report.html").click()
+    report = report_page.value
+    report.wait_for_load_state()
+    assert "ipw" in report.content() and report.locator("img").count() >= 1
+    report.close()
     assert not page.errors, page.errors
 
 
@@ -315,6 +355,10 @@ def test_read_only_key_sees_everything_but_is_refused_jobs(planner, browser, ser
         page.get_by_role("button", name="Create targeting list").click()
         page.wait_for_selector("#alloc-progress.status-failed")
         assert "lacks the 'write' scope" in page.locator("#alloc-progress").inner_text()
+        page.get_by_role("button", name="Run report").click()
+        page.wait_for_selector("#analysis-progress.status-failed")
+        assert page.locator("#analysis-progress").inner_text() == \
+            "Refused: this API key lacks the 'write' scope. Ask for a key with write access."
         page.screenshot(path=str(shots / "4-read-only-refused.png"))
     finally:
         ctx.close()
@@ -375,6 +419,9 @@ def test_no_serious_accessibility_violations(planner, browser, server):
         page3.get_by_role("button", name=re.compile("^Open campaign")).first.click()
         page3.wait_for_selector("#point dd[data-key='budget']")
         page3.wait_for_selector("#check-panel:not([hidden])")
+        page3.wait_for_selector("#model-check:not([hidden])")
+        page3.get_by_role("button", name=re.compile("^Show effect")).first.click()  # a report's figures
+        page3.wait_for_selector("#analysis-result:not([hidden])")
         results.append(axe(page3))
     finally:
         ctx3.close()

@@ -1,8 +1,9 @@
 """The FastAPI app: thin routes over the core; settings, storage, worker and auth are injected.
 
 Resources: campaigns (uploaded config + tables), models (train jobs), scores (score jobs), plans
-(synchronous what-if budget curves), allocations (targeting-list jobs, downloads) and pushes
-(webhook delivery jobs). User errors from the core (``PromoOptError``) become 422 with the same
+(synchronous what-if budget curves), allocations (targeting-list jobs, downloads), pushes
+(webhook delivery jobs) and analyses (effect / ltv / drivers reports of a campaign, the policy
+comparison of a targeting list). User errors from the core (``PromoOptError``) become 422 with the same
 message the CLI prints.
 """
 
@@ -25,13 +26,14 @@ from fastapi.security import APIKeyHeader
 
 from promo_opt import __version__
 from promo_opt.errors import PromoOptError
-from promo_opt.service import campaigns, plans, ui
+from promo_opt.service import analyses, campaigns, plans, ui
 from promo_opt.service.artefacts import Artefacts
 from promo_opt.service.auth import verify_key
 from promo_opt.service.jobs import SCORES_FILE, TARGETS_FILE, Worker
 from promo_opt.service.observability import Metrics, RequestMiddleware
-from promo_opt.service.schemas import (AllocationRequest, Campaign, JobOut, PlanPoint, PlanRequest, PlanResponse,
-                                       PushOut, PushRequestBody, ScoreRequest, TargetsPage, TrainRequest)
+from promo_opt.service.schemas import (AllocationRequest, AnalysisRequest, Campaign, CampaignAnalyses, JobOut, PlanPoint,
+                                       PlanRequest, PlanResponse, PushOut, PushRequestBody, ScoreRequest, TargetsPage,
+                                       TrainRequest)
 from promo_opt.service.settings import ServiceSettings
 from promo_opt.service.store import ID_PATTERN, Job, Store, new_id
 
@@ -113,7 +115,7 @@ class Services:
         return job_out(job)
 
 
-NOUN = {"train": "model", "score": "scores", "allocate": "allocation", "push": "push"}
+NOUN = {"train": "model", "score": "scores", "allocate": "allocation", "push": "push", "analysis": "analysis"}
 
 
 def services(request: Request) -> Services:
@@ -202,8 +204,11 @@ def session(scopes: set[str] = Depends(key_scopes)) -> dict:
 def create_campaign(config: UploadFile = File(..., description="campaign config (YAML)"),
                     train: UploadFile | None = File(None, description="past campaign (.csv or .parquet)"),
                     candidates: UploadFile | None = File(None, description="users to decide for (.csv or .parquet)"),
+                    panel: UploadFile | None = File(None, description="weekly customer panel named by ltv.panel"),
+                    drivers: UploadFile | None = File(None, description="one row per user, named by drivers.data"),
                     svc: Services = Depends(services)) -> Campaign:
-    """Upload a campaign: its config and tables, checked by the same code as the CLI."""
+    """Upload a campaign: its config and tables, checked by the same code as the CLI (the ltv panel and the
+    drivers table are checked when their analysis runs)."""
     try:
         raw = campaigns.parse_uploaded_yaml(config.file.read())
     except PromoOptError as err:
@@ -212,7 +217,7 @@ def create_campaign(config: UploadFile = File(..., description="campaign config 
     d = svc.artefacts.partial_dir(cid, "campaigns")
     try:
         files = {}
-        for field, up in (("train", train), ("candidates", candidates)):
+        for field, up in (("train", train), ("candidates", candidates), ("panel", panel), ("drivers", drivers)):
             if up is None or not up.filename:
                 continue
             name = campaigns.table_name(field, up.filename)
@@ -433,6 +438,75 @@ def get_push(push_id: str = id_path("push"), svc: Services = Depends(services)) 
     """The push job and its delivery log (every attempt of every batch)."""
     job = svc.job(push_id, "push")
     return PushOut(**job_out(job).model_dump(), deliveries=svc.store.list_deliveries(job.id))
+
+
+# ----------------------------------------------------------------------------------------------
+# analyses: jobs over the core's effect / ltv / drivers reports and the policy comparison
+# ----------------------------------------------------------------------------------------------
+@router.get("/campaigns/{campaign_id}/analyses", response_model=CampaignAnalyses, tags=["analyses"],
+            dependencies=[READ])
+def campaign_analyses(campaign_id: str = id_path("campaign"), svc: Services = Depends(services)) -> CampaignAnalyses:
+    """Which reports this campaign's config allows (and the missing key where not), and its analyses so far."""
+    c = svc.campaign(campaign_id)
+    jobs = svc.store.list_jobs("analysis", limit=1000, campaign_id=c["id"])
+    return CampaignAnalyses(campaign_id=c["id"], analyses=analyses.available(svc.config(c["id"])),
+                            jobs=[job_out(j) for j in jobs])
+
+
+@router.post("/analyses", status_code=202, response_model=JobOut, tags=["analyses"], dependencies=[WRITE])
+def create_analysis(body: AnalysisRequest, svc: Services = Depends(services)) -> JobOut:
+    """Run ``effect``, ``ltv`` or ``drivers`` on a campaign whose config has what it needs (422 naming the
+    missing section otherwise), or value a targeting list against other strategies (``policies``); a job."""
+    if body.analysis == "policies":
+        alloc = svc.job(body.allocation_id, "allocate", done=True)
+        return svc.submit("analysis", {"analysis": "policies"}, alloc.campaign_id, parent_id=alloc.id)
+    c = svc.campaign(body.campaign_id)
+    analyses.check(svc.config(c["id"]), body.analysis)
+    params: dict = {"analysis": body.analysis}
+    parent = None
+    if body.analysis == "effect":
+        params.update(method=body.method or "aipw", estimand=body.estimand or "ate", adjust=body.adjust)
+        if body.graph_analysis_id is not None:
+            g = svc.job(body.graph_analysis_id, "analysis", done=True)
+            if g.params.get("analysis") != "drivers" or g.campaign_id != c["id"]:
+                raise PromoOptError(f"graph_analysis_id: {g.id} is not a drivers analysis of campaign {c['id']}")
+            params["graph_analysis_id"] = parent = g.id
+    if body.boot is not None:
+        params["boot"] = body.boot
+    return svc.submit("analysis", params, c["id"], parent_id=parent)
+
+
+@router.get("/analyses", response_model=list[JobOut], tags=["analyses"], dependencies=[READ])
+def list_analyses(campaign_id: str | None = Query(None, pattern=ID_PATTERN, description="only this campaign's"),
+                  offset: int = Query(0, ge=0, le=10**9), limit: int = Query(100, ge=1, le=1000),
+                  svc: Services = Depends(services)) -> list[JobOut]:
+    return [job_out(j) for j in svc.store.list_jobs("analysis", limit, offset, campaign_id=campaign_id)]
+
+
+@router.get("/analyses/{analysis_id}", response_model=JobOut, tags=["analyses"], dependencies=[READ])
+def get_analysis(analysis_id: str = id_path("analysis"), svc: Services = Depends(services)) -> JobOut:
+    """The job and, once done, its key figures (copied from the files it wrote)."""
+    return job_out(svc.job(analysis_id, "analysis"))
+
+
+@router.get("/analyses/{analysis_id}/files/{name}", tags=["analyses"], dependencies=[READ],
+            responses={200: {"content": {m: {} for m in analyses.MEDIA_TYPES.values()}}})
+def analysis_file(analysis_id: str = id_path("analysis"),
+                  name: str = Path(pattern=r"^[a-z_]+\.(json|csv|html|yaml)$",
+                                   description="a file the analysis wrote, e.g. ltv.json, drivers.csv, report.html"),
+                  svc: Services = Depends(services)) -> Response:
+    """A file the analysis wrote, as the CLI writes it; ``report.html`` is served with the app's
+    Content-Security-Policy (its own inline style allowed by hash; no script)."""
+    job = svc.job(analysis_id, "analysis", done=True)
+    path = svc.artefacts.job_dir(job.id) / name
+    kind = job.params["analysis"]
+    if name not in analyses.FILES[kind] or not path.is_file():
+        written = [f for f in analyses.FILES[kind] if (svc.artefacts.job_dir(job.id) / f).is_file()]
+        raise HTTPException(404, f"analysis {job.id} ({kind}) has no file {name!r}; its files: {', '.join(written)}")
+    if name == "report.html":
+        return ui.report_response(path.read_bytes())
+    return FileResponse(path, media_type=analyses.MEDIA_TYPES[path.suffix], filename=f"{job.id}-{name}",
+                        content_disposition_type="inline")
 
 
 # ----------------------------------------------------------------------------------------------

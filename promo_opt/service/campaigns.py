@@ -16,11 +16,14 @@ from promo_opt.data import load_candidates, load_training, prepare_candidates, r
 from promo_opt.errors import ConfigError, PromoOptError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-UPLOADED_TABLES = ("train", "candidates")
+UPLOADED_TABLES = ("train", "candidates", "panel", "drivers")
+# tables named inside a config section (not under data:): upload field -> (section, key)
+SECTION_TABLES = {"panel": ("ltv", "panel"), "drivers": ("drivers", "data")}
 
 
 class UploadError(PromoOptError):
-    """A campaign upload refused; ``field`` is the form field it is about (config, train, candidates)."""
+    """A campaign upload refused; ``field`` is the form field it is about (config, train, candidates, panel,
+    drivers)."""
 
     def __init__(self, message: str, field: str):
         super().__init__(message)
@@ -30,8 +33,13 @@ class UploadError(PromoOptError):
 def upload_field(message: str) -> str:
     """The upload field a validation message is about: its first word names the table, else the config."""
     first = message.split(" ", 1)[0].rstrip(":")
-    if first in UPLOADED_TABLES or message.startswith(tuple(f"data.{t} " for t in UPLOADED_TABLES)):
-        return first if first in UPLOADED_TABLES else message.split(" ", 1)[0][len("data."):]
+    if first in UPLOADED_TABLES:
+        return first
+    for field, (section, key) in SECTION_TABLES.items():
+        if first == f"{section}.{key}":
+            return field
+    if message.startswith(tuple(f"data.{t} " for t in ("train", "candidates"))):
+        return first[len("data."):]
     return "config"
 
 
@@ -57,14 +65,36 @@ def table_name(field: str, filename: str | None) -> str:
 
 
 def with_server_files(raw: dict, files: dict[str, str]) -> dict:
-    """The config with its data paths replaced by the uploaded files (names relative to the campaign dir)."""
+    """The config with its data paths replaced by the uploaded files (names relative to the campaign dir).
+
+    ``ltv.panel`` and ``drivers.data`` become the uploaded ``panel`` / ``drivers`` tables; the config must name
+    one where a table is uploaded and the other way round. ``ltv.values`` and ``ltv.structure`` name files
+    the service does not read (nothing a request says becomes a path), so they are refused."""
     raw = dict(raw)
     data = dict(raw.get("data") or {}) if isinstance(raw.get("data"), dict) else raw.get("data")
     if isinstance(data, dict):
         for key in ("train", "candidates", "truth"):
             data.pop(key, None)
-        data.update(files)
+        data.update({k: v for k, v in files.items() if k in ("train", "candidates")})
         raw["data"] = data
+    ltv = raw.get("ltv")
+    if isinstance(ltv, dict):
+        if ltv.get("values") is not None:
+            raise ConfigError("ltv.values: the service does not read files named in a config; give the arms' "
+                              "multipliers as ltv.multipliers, or ltv.panel with the panel uploaded (field 'panel')")
+        if ltv.get("structure") is not None:
+            raise ConfigError("ltv.structure: the service does not read files named in a config; put its keys "
+                              "(surrogates, same_period, groups, equations, lags, controls) in the ltv: section")
+    for field, (section, key) in SECTION_TABLES.items():
+        node = raw.get(section)
+        named = isinstance(node, dict) and node.get(key) is not None
+        if named and field not in files:
+            raise ConfigError(f"{section}.{key}: the config names a table ({node[key]}); upload it with the campaign "
+                              f"(form field '{field}', .csv or .parquet)")
+        if field in files:
+            if not named:
+                raise ConfigError(f"{field}: a table was uploaded but the config has no {section}.{key} to use it")
+            raw[section] = {**node, key: files[field]}
     return raw
 
 

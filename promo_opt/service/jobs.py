@@ -1,8 +1,9 @@
 """The background worker: threads that take queued jobs from the store and run them through the core.
 
 Job kinds: ``train`` (a model from a campaign), ``score`` (a model on a campaign's candidates),
-``allocate`` (a targeting list from scores) and ``push`` (a targeting list to a webhook). Output
-goes to a partial directory renamed into place before the job is marked done.
+``allocate`` (a targeting list from scores), ``push`` (a targeting list to a webhook) and ``analysis``
+(a campaign's ``effect`` / ``ltv`` / ``drivers`` report, or the policy comparison of a targeting list).
+Output goes to a partial directory renamed into place before the job is marked done.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from promo_opt import pipeline
 from promo_opt.data import read_table, write_json, write_table
 from promo_opt.errors import PromoOptError
 from promo_opt.model import METRICS_FILE, TrainedModel
-from promo_opt.service import campaigns
+from promo_opt.service import analyses, campaigns
 from promo_opt.service.artefacts import Artefacts
 from promo_opt.service.observability import Metrics
 from promo_opt.service.settings import ServiceSettings
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 SCORES_FILE = "scores.parquet"
 TARGETS_FILE = "targets.parquet"
 SUMMARY_FILE = "summary.json"
+FIGURES_FILE = "figures.json"  # an analysis's key figures (its job result), copied from its outputs
+EVALUATION_FILE = "evaluation.json"
 
 
 class Worker:
@@ -118,10 +121,14 @@ class Worker:
         write_table(scores, self.artefacts.partial_dir(job.id) / SCORES_FILE)
         return {"n_candidates": int(len(scores)), "columns": list(scores.columns)}
 
-    def _run_allocate(self, job: Job) -> dict:
+    def _allocation(self, job: Job) -> tuple:
+        """The config and the core's allocation outcome of an ``allocate`` job (the solve is deterministic)."""
         cfg = self.config(job.campaign_id, job.params.get("overrides"))
         scores = read_table(self.artefacts.job_dir(job.parent_id) / SCORES_FILE, "scores")
-        outcome = pipeline.allocate(cfg, scores, correction=self._forecast_correction(job.parent_id))
+        return cfg, pipeline.allocate(cfg, scores, correction=self._forecast_correction(job.parent_id))
+
+    def _run_allocate(self, job: Job) -> dict:
+        cfg, outcome = self._allocation(job)
         out = self.artefacts.partial_dir(job.id)
         write_table(outcome.targets, out / TARGETS_FILE)
         write_json(outcome.summary, out / SUMMARY_FILE)
@@ -140,3 +147,32 @@ class Worker:
         req = PushRequest(**job.params)
         return push_targets(self.store, job.id, job.parent_id, self.artefacts.job_dir(job.parent_id) / TARGETS_FILE,
                             cfg.control.name, req, self.settings.webhook_timeout, self._stop)
+
+    def _run_analysis(self, job: Job) -> dict:
+        out = self.artefacts.partial_dir(job.id)
+        if job.params["analysis"] == "policies":
+            figures = self._policy_comparison(job, out)
+        else:
+            params = dict(job.params)
+            if params.get("graph_analysis_id"):  # effect --adjust graph on a drivers analysis's graph.json
+                params["graph_path"] = self.artefacts.job_dir(params["graph_analysis_id"]) / "graph.json"
+            figures = analyses.run_campaign_analysis(self.config(job.campaign_id), params, out)
+        write_json(figures, out / FIGURES_FILE)
+        return json.loads((out / FIGURES_FILE).read_text())  # as written: NaN -> null, numpy -> plain
+
+    def _policy_comparison(self, job: Job, out) -> dict:
+        """The targeting list against the strategies people use instead, valued off-policy (doubly robust on
+        the training rows' out-of-fold predictions), as ``promo-opt run`` reports it."""
+        from promo_opt.evaluation.policies import compare_policies
+
+        alloc = self.store.get_job(job.parent_id, "allocate")
+        scores = self.store.get_job(alloc.parent_id, "score")
+        cfg, outcome = self._allocation(alloc)
+        if outcome.summary["users_per_arm"] != alloc.result["users_per_arm"]:
+            raise PromoOptError(f"allocation {alloc.id} could not be reproduced from its scores (users per arm "
+                                f"{outcome.summary['users_per_arm']} vs {alloc.result['users_per_arm']}); create it again")
+        model = TrainedModel.load(self.artefacts.job_dir(scores.parent_id), cfg)
+        comparison = compare_policies(cfg, model, outcome)
+        write_json(comparison, out / EVALUATION_FILE)
+        return {"analysis": "policies", "allocation_id": alloc.id, "model_id": scores.parent_id,
+                **json.loads((out / EVALUATION_FILE).read_text())}

@@ -26,10 +26,11 @@ class Campaign(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    kind: Literal["train", "score", "allocate", "push"]
+    kind: Literal["train", "score", "allocate", "push", "analysis"]
     status: Literal["queued", "running", "done", "failed"]
     campaign_id: str | None
-    parent_id: str | None = Field(description="model of a score job, scores of an allocation, allocation of a push")
+    parent_id: str | None = Field(description="model of a score job, scores of an allocation, allocation of a push "
+                                              "or of a policy comparison, drivers analysis of an effect adjusted by its graph")
     params: dict
     result: dict | None
     error: str | None
@@ -152,3 +153,50 @@ class Delivery(BaseModel):
 
 class PushOut(JobOut):
     deliveries: list[Delivery]
+
+
+class AnalysisRequest(_Body):
+    """A campaign's report (``effect``, ``ltv``, ``drivers``: the CLI commands of the same names) or the policy
+    comparison of a targeting list (``policies``: off-policy, as ``promo-opt run`` reports it)."""
+
+    analysis: Literal["effect", "ltv", "drivers", "policies"]
+    campaign_id: str | None = Field(default=None, pattern=ID_PATTERN, description="effect, ltv, drivers: the campaign")
+    allocation_id: str | None = Field(default=None, pattern=ID_PATTERN, description="policies: the targeting list")
+    method: Literal["naive", "psm", "ipw", "aipw", "did"] | None = Field(default=None, description="effect only; "
+                                                                          "default aipw")
+    estimand: Literal["ate", "att"] | None = Field(default=None, description="effect only; default ate")
+    adjust: Literal["graph"] | None = Field(default=None, description="effect only: adjust for a backdoor set of a "
+                                            "causal graph (the config's graph: edges, or graph_analysis_id's)")
+    graph_analysis_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                          description="effect with adjust graph: a finished drivers analysis whose "
+                                                      "graph.json to read")
+    boot: int | None = Field(default=None, ge=1, le=5000, description="ltv only: override ltv.boot")
+
+    @model_validator(mode="after")
+    def _fits_the_analysis(self):
+        if self.analysis == "policies":
+            if self.allocation_id is None or self.campaign_id is not None:
+                raise ValueError("analysis 'policies' takes allocation_id (the targeting list), not campaign_id")
+        elif self.campaign_id is None or self.allocation_id is not None:
+            raise ValueError(f"analysis '{self.analysis}' takes campaign_id, not allocation_id")
+        only = {"method": "effect", "estimand": "effect", "adjust": "effect", "graph_analysis_id": "effect",
+                "boot": "ltv"}
+        for key, owner in only.items():
+            if getattr(self, key) is not None and self.analysis != owner:
+                raise ValueError(f"{key} is an option of analysis '{owner}', not of '{self.analysis}'")
+        if self.graph_analysis_id is not None and self.adjust != "graph":
+            raise ValueError("graph_analysis_id is read only with adjust 'graph'")
+        return self
+
+
+class AnalysisChoice(BaseModel):
+    analysis: str
+    needs: str
+    available: bool
+    reason: str | None = Field(description="why this campaign cannot run it: the missing key")
+
+
+class CampaignAnalyses(BaseModel):
+    campaign_id: str
+    analyses: list[AnalysisChoice]
+    jobs: list[JobOut] = Field(description="this campaign's analyses, oldest first")

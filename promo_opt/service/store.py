@@ -39,10 +39,11 @@ campaigns = Table(
 jobs = Table(
     "jobs", metadata,
     Column("id", String(32), primary_key=True),
-    Column("kind", String(16), nullable=False, index=True),  # train | score | allocate | push
+    Column("kind", String(16), nullable=False, index=True),  # train | score | allocate | push | analysis
     Column("status", String(16), nullable=False, index=True),  # queued | running | done | failed
     Column("campaign_id", String(32), nullable=True),
     Column("parent_id", String(32), nullable=True),  # model of a score job, scores of an allocation, ...
+    # (an analysis: the allocation of a policy comparison, the drivers analysis whose graph an effect adjusts by)
     Column("params", Text, nullable=False),
     Column("result", Text, nullable=True),
     Column("error", Text, nullable=True),
@@ -63,7 +64,7 @@ deliveries = Table(
     Column("at", Float, nullable=False),
 )
 
-PREFIX = {"campaign": "cmp", "train": "mod", "score": "sco", "allocate": "alc", "push": "psh"}
+PREFIX = {"campaign": "cmp", "train": "mod", "score": "sco", "allocate": "alc", "push": "psh", "analysis": "ana"}
 ID_PATTERN = r"^[a-z]{3}_[0-9a-f]{16}$"
 
 
@@ -175,10 +176,12 @@ class Store:
             row = c.execute(q).first()
         return None if row is None else Job.from_row(row)
 
-    def list_jobs(self, kind: str, limit: int = 100, offset: int = 0) -> list[Job]:
+    def list_jobs(self, kind: str, limit: int = 100, offset: int = 0, campaign_id: str | None = None) -> list[Job]:
+        q = select(jobs).where(jobs.c.kind == kind)
+        if campaign_id is not None:
+            q = q.where(jobs.c.campaign_id == campaign_id)
         with self.engine.connect() as c:
-            rows = c.execute(select(jobs).where(jobs.c.kind == kind).order_by(jobs.c.created_at)
-                             .offset(offset).limit(limit)).all()
+            rows = c.execute(q.order_by(jobs.c.created_at).offset(offset).limit(limit)).all()
         return [Job.from_row(r) for r in rows]
 
     def claim_next(self) -> Job | None:

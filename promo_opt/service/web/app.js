@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const session = { key: null, scopes: [] };
 const state = {
   campaign: null, arms: [], scores: null, curve: null, point: null, pinned: null, minRoi: null,
-  allocation: null, polls: new Set(), chart: null,
+  allocation: null, polls: new Set(), chart: null, analysis: null,
 };
 
 // ------------------------------------------------------------------------------------------
@@ -130,8 +130,10 @@ async function loadLearners() {
   sel.replaceChildren(new Option("the config's learner", ""), ...names.map((n) => new Option(n, n)));
 }
 
+const UPLOAD_FIELDS = ["config", "train", "candidates", "panel", "drivers"];
+
 function clearUploadErrors() {
-  for (const f of ["config", "train", "candidates"]) {
+  for (const f of UPLOAD_FIELDS) {
     $(`up-${f}-error`).textContent = "";
     $(`up-${f}`).removeAttribute("aria-invalid");
   }
@@ -142,7 +144,7 @@ async function upload(ev) {
   ev.preventDefault();
   clearUploadErrors();
   const form = new FormData();
-  for (const f of ["config", "train", "candidates"]) {
+  for (const f of UPLOAD_FIELDS) {
     const file = $(`up-${f}`).files[0];
     if (file) form.append(f, file, file.name);
   }
@@ -183,7 +185,12 @@ async function openCampaign(cid) {
     + ` · ${fmt(c.files.train_rows ?? NaN)} past rows, ${fmt(c.files.candidates_rows ?? NaN)} candidates`;
   $("progress").textContent = "";
   buildCaps();
-  await refreshJobs();
+  $("check-panel").hidden = false;
+  $("model-check").hidden = true;
+  $("policy-check").hidden = true;
+  $("analysis-result").hidden = true;
+  $("analysis-progress").textContent = "";
+  await Promise.all([refreshJobs(), loadAnalyses()]);
 }
 
 function jobDetail(j) {
@@ -510,6 +517,7 @@ function showAllocation(a) {
     ["holdout (kept untreated)", `${fmt(s.holdout_size)} of ${fmt(s.n_candidates)} users`],
   ]);
   armRows($("alloc-arms").querySelector("tbody"), s.users_per_arm, s.spend_per_arm);
+  showPolicyCheck(a);
 }
 
 async function download(ev) {
@@ -556,22 +564,35 @@ async function push(ev) {
 }
 
 // ------------------------------------------------------------------------------------------
-// check: the model's learner comparison and Qini curves
+// check: the model's learner comparison, Qini curves and its policy valued off-policy
 // ------------------------------------------------------------------------------------------
+function headRow(table, names) {
+  const tr = document.createElement("tr");
+  for (const h of names) { const th = document.createElement("th"); th.scope = "col"; th.textContent = h; tr.appendChild(th); }
+  table.querySelector("thead").replaceChildren(tr);
+}
+
+function rowHeader(tr, text) {
+  const th = document.createElement("th");
+  th.scope = "row"; th.textContent = text; tr.appendChild(th);
+  return th;
+}
+
+function span(iv) { return iv && iv.ci_low != null ? `${fmt(iv.ci_low)} to ${fmt(iv.ci_high)}` : "–"; }
+
+const TOTAL_LABELS = { incremental_conversions: "incremental conversions", incremental_revenue: "incremental revenue", spend: "spend" };
+
 async function loadCheck(modelId) {
   let m;
-  try { m = await api(`/models/${modelId}/metrics`); } catch (err) { $("check-panel").hidden = true; return; }
+  try { m = await api(`/models/${modelId}/metrics`); } catch (err) { $("model-check").hidden = true; return; }
   const sel = m.selection;
-  if (!sel) { $("check-panel").hidden = true; return; }
+  if (!sel) { $("model-check").hidden = true; return; }
   $("check-panel").hidden = false;
+  $("model-check").hidden = false;
   $("check-reason").textContent = sel.reason || "";
   const learners = Object.keys(sel.transformed_outcome_risk || {});
   const arms = [...new Set(learners.flatMap((n) => Object.keys((sel.uplift_metrics || {})[n] || {})))];
-  const head = ["learner", "chosen", "transformed-outcome risk", "log loss", ...arms.map((a) => `Qini ${a}`)];
-  const thead = $("learners").querySelector("thead");
-  const tr0 = document.createElement("tr");
-  for (const h of head) { const th = document.createElement("th"); th.scope = "col"; th.textContent = h; tr0.appendChild(th); }
-  thead.replaceChildren(tr0);
+  headRow($("learners"), ["learner", "chosen", "transformed-outcome risk", "log loss", ...arms.map((a) => `Qini ${a}`)]);
   const tbody = $("learners").querySelector("tbody");
   tbody.replaceChildren();
   for (const n of learners) {
@@ -591,6 +612,214 @@ async function loadCheck(modelId) {
   });
   if (series.length) {
     lineChart($("qini"), { series, xLabel: "share of users, ranked by predicted uplift", yLabel: "incremental conversions (Qini)" });
+  }
+  showHeldOut(m.forecast_correction);
+}
+
+// the model's metrics: the chosen learner's budget policy on the past campaign's held-out predictions,
+// what the model expects of it against the doubly robust estimate from the real outcomes
+function showHeldOut(fc) {
+  const t = $("heldout");
+  if (!fc || !fc.applied) {
+    t.hidden = true;
+    $("heldout-note").textContent = fc ? `Not measured: ${fc.reason}` : "Not measured for this model.";
+    return;
+  }
+  t.hidden = false;
+  $("heldout-note").textContent = `The campaign's budget and ROI floor applied to out-of-fold predictions of ${fmt(fc.rows)} `
+    + "past rows; the doubly robust estimate uses their real outcomes. A ratio far from 1 is the winner's curse that "
+    + (fc.corrected ? "the forecasts correct." : "the forecasts were told not to correct (model.correct_forecast: false).")
+    + (fc.floor_dropped ? ` ${fc.floor_dropped}.` : "");
+  const tbody = t.querySelector("tbody");
+  tbody.replaceChildren();
+  for (const [k, label] of Object.entries(TOTAL_LABELS)) {
+    const tr = document.createElement("tr");
+    rowHeader(tr, label);
+    cell(tr, fmt(fc.expected[k]), "num"); cell(tr, fmt(fc.realized[k]), "num");
+    cell(tr, fmt(fc.raw_ratio[k]), "num"); cell(tr, fmt(fc.ratio_se[k]), "num"); cell(tr, fmt(fc.ratio[k]), "num");
+    tbody.appendChild(tr);
+  }
+}
+
+// the targeting list shown in Decide, against the other strategies (an analysis job of kind policies)
+async function showPolicyCheck(a) {
+  $("policy-check").hidden = false;
+  $("policies").hidden = true;
+  $("policies-scored-by").textContent = "";
+  $("policies-progress").textContent = "";
+  const list = await api(`/analyses?campaign_id=${state.campaign.id}&limit=1000`);
+  const done = list.filter((j) => j.parent_id === a.id && j.status === "done" && j.params.analysis === "policies");
+  if (done.length) showPolicies(done[done.length - 1].result);
+}
+
+async function evaluatePolicies() {
+  const region = $("policies-progress");
+  const a = state.allocation;
+  $("policies-submit").disabled = true;
+  try {
+    const job = await api("/analyses", { method: "POST", json: { analysis: "policies", allocation_id: a.id } });
+    const j = await follow(`/analyses/${job.id}`, `Evaluating targeting list ${a.id} (${job.id})`, region);
+    if (j.status === "done") showPolicies(j.result);
+  } catch (err) {
+    refusal(err, region);
+  } finally {
+    $("policies-submit").disabled = false;
+  }
+}
+
+function showPolicies(r) {
+  $("policies-scored-by").textContent = `Scored by ${r.scored_by}; budget ${fmt(r.budget)}.`;
+  const t = $("policies");
+  t.hidden = false;
+  const tbody = t.querySelector("tbody");
+  tbody.replaceChildren();
+  for (const row of r.rows) {
+    const tr = document.createElement("tr");
+    rowHeader(tr, row.policy);
+    cell(tr, fmt(row.users_treated), "num");
+    cell(tr, fmt(row.incremental_conversions), "num");
+    cell(tr, span(row), "num");
+    cell(tr, fmt(row.spend), "num"); cell(tr, fmt(row.roi), "num"); cell(tr, fmt(row.net_revenue), "num");
+    tbody.appendChild(tr);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// check: the campaign's reports (effect, ltv, drivers), as the CLI commands of the same names write them
+// ------------------------------------------------------------------------------------------
+const REPORT_LABELS = { effect: "Effect of each arm", ltv: "Long-term value", drivers: "Drivers and causal graph" };
+
+async function loadAnalyses(show = null) {
+  const a = await api(`/campaigns/${state.campaign.id}/analyses`);
+  const ul = $("analysis-availability");
+  ul.replaceChildren();
+  const sel = $("analysis-select");
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const x of a.analyses) {
+    const li = document.createElement("li");
+    li.dataset.analysis = x.analysis;
+    li.textContent = x.available ? `${x.analysis}: available (${x.needs})` : `${x.reason} (not available)`;
+    if (!x.available) li.className = "unavailable";
+    ul.appendChild(li);
+    if (x.available) sel.appendChild(new Option(`${x.analysis}: ${REPORT_LABELS[x.analysis]}`, x.analysis));
+  }
+  if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  $("analysis-form").hidden = sel.options.length === 0;
+  effectOptions();
+  const jobs = a.jobs.filter((j) => j.params.analysis !== "policies");
+  const t = $("analyses");
+  t.hidden = jobs.length === 0;
+  const tbody = t.querySelector("tbody");
+  tbody.replaceChildren();
+  for (const j of jobs.slice().reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, analysisLabel(j.params));
+    cell(tr, j.id, "mono");
+    cell(tr, j.status, `status-${j.status}`);
+    cell(tr, j.elapsed_seconds != null ? `${j.elapsed_seconds.toFixed(1)} s` : "–", "num");
+    cell(tr, j.error || "");
+    const td = cell(tr, "");
+    if (j.status === "done") {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Show";
+      b.setAttribute("aria-label", `Show ${analysisLabel(j.params)} ${j.id}`);
+      b.addEventListener("click", () => showAnalysis(j));
+      td.appendChild(b);
+    }
+    tbody.appendChild(tr);
+  }
+  if (show) showAnalysis(show);
+}
+
+function analysisLabel(p) {
+  return p.analysis === "effect" ? `effect (${p.method}, ${p.estimand}${p.adjust ? `, adjust ${p.adjust}` : ""})` : p.analysis;
+}
+
+function effectOptions() {
+  const isEffect = $("analysis-select").value === "effect";
+  for (const id of ["effect-method", "effect-estimand"]) {
+    $(id).disabled = !isEffect;
+  }
+}
+
+async function runAnalysis(ev) {
+  ev.preventDefault();
+  const region = $("analysis-progress");
+  const analysis = $("analysis-select").value;
+  const body = { analysis, campaign_id: state.campaign.id };
+  if (analysis === "effect") { body.method = $("effect-method").value; body.estimand = $("effect-estimand").value; }
+  $("analysis-submit").disabled = true;
+  try {
+    const job = await api("/analyses", { method: "POST", json: body });
+    const j = await follow(`/analyses/${job.id}`, `Report ${analysisLabel(job.params)} ${job.id}`, region);
+    await loadAnalyses(j.status === "done" ? j : null);
+  } catch (err) {
+    refusal(err, region);
+  } finally {
+    $("analysis-submit").disabled = false;
+  }
+}
+
+function figuresTable(caption, head, rows) {
+  const t = $("analysis-figures");
+  $("analysis-figures-caption").textContent = caption;
+  headRow(t, head);
+  const tbody = t.querySelector("tbody");
+  tbody.replaceChildren();
+  for (const [name, ...values] of rows) {
+    const tr = document.createElement("tr");
+    rowHeader(tr, name);
+    for (const v of values) cell(tr, v, "num");
+    tbody.appendChild(tr);
+  }
+}
+
+function showAnalysis(j) {
+  const r = j.result;
+  state.analysis = j;
+  $("analysis-result").hidden = false;
+  $("analysis-result").dataset.analysis = r.analysis;
+  $("analysis-result-title").textContent = `${REPORT_LABELS[r.analysis]}: ${analysisLabel(j.params)} ${j.id}`;
+  if (r.analysis === "ltv") {
+    $("analysis-summary").textContent = `Change of '${r.outcome}' per customer given an arm once instead of `
+      + `${r.control}: in the week of the promotion and summed over ${r.horizon} weeks; ${fmt(r.n_customers)} customers, `
+      + `${fmt(r.boot)} bootstrap replicates (95% intervals).`;
+    figuresTable("Immediate and long-term effect of each arm", ["arm", "immediate", "95% interval", "long term", "95% interval", "multiplier"],
+      Object.entries(r.arms).map(([arm, v]) => [arm, fmt(v.immediate.estimate), span(v.immediate),
+        fmt(v.long_term.estimate), span(v.long_term), fmt(v.multiplier.estimate)]));
+  } else if (r.analysis === "drivers") {
+    $("analysis-summary").textContent = `What drives '${r.outcome}': change of the outcome under do(high) vs do(low) `
+      + `of each variable, ranked; graph of ${r.variables} variables and ${r.edges} edges (${r.undirected} undirected) by ${r.method}.`;
+    figuresTable("Drivers of the outcome, ranked", ["variable", "effect", "95% interval", "adjusted for", "note"],
+      r.drivers.map((d) => [d.variable, fmt(d.effect ?? NaN), span(d), (d.adjustment_set || "").split(";").join(", ") || "–",
+        d.note || ""]));
+  } else if (r.analysis === "effect") {
+    $("analysis-summary").textContent = `Effect of each arm on '${r.outcome}' against ${r.control} `
+      + `(${r.method}, ${r.estimand}; ${fmt(r.n_rows)} rows); adjusted for `
+      + (r.adjustment_set ? `the set ${r.adjustment_set.join(", ")} read from the causal graph.` : "every feature.");
+    figuresTable("Effect of each arm with its 95% interval", ["arm", "estimate", "95% interval", "standard error", "rows of the arm", "control rows"],
+      Object.entries(r.effects).map(([arm, e]) => [arm, fmt(e.estimate), span(e), fmt(e.se ?? NaN),
+        fmt(e.n_arm ?? NaN), fmt(e.n_control ?? NaN)]));
+  }
+  $("analysis-notes").textContent = (r.notes || []).map((n) => `Note: ${n}`).join(" ");
+}
+
+// report.html, fetched with the key (never in a URL) and opened from memory in a new tab
+async function openReport() {
+  const j = state.analysis;
+  try {
+    const r = await api(`/analyses/${j.id}/files/report.html`, { raw: true });
+    const url = URL.createObjectURL(new Blob([await r.arrayBuffer()], { type: "text/html" }));
+    const link = document.createElement("a");
+    link.href = url; link.target = "_blank"; link.rel = "noopener";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    notice(`Opened the report of ${j.id} in a new tab.`);
+  } catch (err) {
+    notice(err.message, true);
   }
 }
 
@@ -617,6 +846,10 @@ function init() {
   $("allocate").addEventListener("submit", allocate);
   for (const b of document.querySelectorAll(".download")) b.addEventListener("click", download);
   $("push").addEventListener("submit", push);
+  $("policies-submit").addEventListener("click", evaluatePolicies);
+  $("analysis-form").addEventListener("submit", runAnalysis);
+  $("analysis-select").addEventListener("change", effectOptions);
+  $("analysis-report").addEventListener("click", openReport);
   document.body.dataset.ready = "true";
 }
 
