@@ -315,36 +315,63 @@ class Ensemble:
 
 
 def transformed_outcome_losses(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
-                               propensity: np.ndarray | None = None) -> np.ndarray:
+                               propensity: np.ndarray | None = None,
+                               baseline: np.ndarray | None = None) -> np.ndarray:
     """Each row's share of :func:`transformed_outcome_risk` (the shares sum to the risk).
 
     Rows are independent, so the standard error of a paired risk difference between two models
     is ``sqrt(n) * std(losses_a - losses_b)``, control rows shared by every arm included.
+    ``baseline`` (n, K): see :func:`selection_baseline`.
     """
     K = p.shape[1]
     out = np.zeros(len(y))
     for k in range(1, K):
         on = (arm == 0) | (arm == k)
         t = (arm[on] == k).astype(float)
+        yk = y[on] if baseline is None else y[on] - baseline[on, k]
         if propensity is None:
             e = t.mean()
-            z = y[on] * (t / e - (1 - t) / (1 - e))
+            z = yk * (t / e - (1 - t) / (1 - e))
         else:  # scaled to the {control, k} rows, as the randomized formula is
-            z = y[on] * (t - (1 - t)) / propensity[on] * on.mean()
+            z = yk * (t - (1 - t)) / propensity[on] * on.mean()
         tau = p[on, k] - p[on, 0]
         out[on] += (z - tau) ** 2 / (on.sum() * (K - 1))
     return out
 
 
 def transformed_outcome_risk(p: np.ndarray, arm: np.ndarray, y: np.ndarray,
-                             propensity: np.ndarray | None = None) -> float:
+                             propensity: np.ndarray | None = None,
+                             baseline: np.ndarray | None = None) -> float:
     """Mean over arms of E[(Z_k - tau_hat_k)^2], Z_k the IPW transformed outcome of arm k vs control.
 
     On randomized data E[Z_k | x] = tau_k(x), so this risk equals E[(tau_k - tau_hat_k)^2] plus a
     constant that does not depend on the model: lower is better, comparable across learners.
     ``propensity`` (n,): P(logged arm | x) on logged data; the arm shares otherwise.
+    ``baseline`` (n, K): subtracted from the outcome before weighting (:func:`selection_baseline`).
     """
-    return float(transformed_outcome_losses(p, arm, y, propensity).sum())
+    return float(transformed_outcome_losses(p, arm, y, propensity, baseline).sum())
+
+
+def selection_baseline(preds: list[np.ndarray], arm: np.ndarray) -> np.ndarray:
+    """The outcome level subtracted in the transformed outcome, (n, K): for arm k,
+    ``b_k(x) = (1 - e_k) mu_k(x) + e_k mu_0(x)``, mu the candidates' mean out-of-fold prediction and
+    e_k the share of arm k among the rows of the control and k.
+
+    Why: Z_k = (y - b(x)) (t/e - (1-t)/(1-e)) keeps E[Z_k | x] = tau_k(x) for any b that does not
+    use the row's own arm or outcome (out-of-fold predictions do not), so the comparison stays
+    unbiased; this b is the variance-minimising level, and it removes the outcome's baseline from
+    the noise. With counts and amounts, whose level varies far more than their uplift, the raw
+    transformed outcome left most learners within one standard error of each other, and the
+    one-standard-error rule then kept the most constrained one whatever the data said.
+    """
+    mu = np.mean(preds, axis=0)
+    K = mu.shape[1]
+    b = np.zeros_like(mu)
+    for k in range(1, K):
+        on = (arm == 0) | (arm == k)
+        e = float((arm[on] == k).mean()) if on.any() else 0.5
+        b[:, k] = (1 - e) * mu[:, k] + e * mu[:, 0]
+    return b
 
 
 def one_se_choice(losses: dict[str, np.ndarray], order: list[str]) -> tuple[str, str, dict[str, float]]:
@@ -482,8 +509,10 @@ def _race(names: list[str], X, arm, y, n_arms, arm_terms, folds, calibrate, seed
         seen[te] = True
         if not eliminate or len(alive) < 2 or f == folds - 1:
             continue
+        base = selection_baseline([cf[nm].raw_[seen] for nm in alive], arm[seen])
         losses = {nm: transformed_outcome_losses(cf[nm].raw_[seen], arm[seen], y[seen],
-                                                 None if propensity is None else propensity[seen]) for nm in alive}
+                                                 None if propensity is None else propensity[seen], base)
+                  for nm in alive}
         risk = {nm: float(v.sum()) for nm, v in losses.items()}
         best = min(alive, key=lambda nm: risk[nm])
         se = {nm: float(np.sqrt(len(v)) * (v - losses[best]).std()) for nm, v in losses.items()}
@@ -592,7 +621,8 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     if len(alive) > 1:
         fitted["ensemble"] = Ensemble([fitted[nm] for nm in alive])
         alive = [*alive, "ensemble"]
-    losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s) for nm, m in fitted.items()}
+    base = selection_baseline([m.oof_ for nm, m in fitted.items() if nm != "ensemble"], arm_s)
+    losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s, base) for nm, m in fitted.items()}
     risk = {nm: float(v.sum()) for nm, v in losses.items()}
     ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
     cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
