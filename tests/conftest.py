@@ -11,6 +11,13 @@ from promo_opt.simulation import load_world
 _runner = CliRunner()
 
 
+def create_key(data_dir, scopes: str = "read,write") -> str:
+    """A service API key with ``scopes``, created as a user does (``promo-opt keys create``)."""
+    r = _runner.invoke(app, ["keys", "create", "--scopes", scopes, "--data-dir", str(data_dir)])
+    assert r.exit_code == 0, r.output
+    return r.output.strip()
+
+
 def invoke(*args):
     """The CLI in-process, quiet; bugs raise (catch_exceptions=False)."""
     return _runner.invoke(app, ["--quiet", *map(str, args)], catch_exceptions=False)

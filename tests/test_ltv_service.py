@@ -5,12 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from promo_opt import pipeline
-from promo_opt.cli import app as cli_app
 from promo_opt.config import load_config
 from promo_opt.simulation import load_world
+from tests.conftest import create_key
 from tests.service_harness import Server, wait_job
 
 MULTIPLIERS = {"pct5": 3.0, "pct10": 1.0, "pct20": 0.2}
@@ -30,10 +29,8 @@ def campaign(tmp_path_factory):
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("svc-ltv-data") / "data"
     d.mkdir()
-    r = CliRunner().invoke(cli_app, ["keys", "create", "--scopes", "read,write", "--data-dir", str(d)])
-    assert r.exit_code == 0, r.output
     s = Server(d).start()
-    s.key = r.output.strip()
+    s.key = create_key(d)
     yield s
     s.stop()
 

@@ -20,6 +20,7 @@ from promo_opt import pipeline
 from promo_opt.cli import app as cli_app
 from promo_opt.config import load_config
 from promo_opt.simulation import load_world
+from tests.conftest import create_key as conftest_create_key
 from tests.service_harness import Receiver, Server, wait_job
 
 
@@ -31,9 +32,7 @@ def campaign(tmp_path_factory):
 
 
 def create_key(data_dir, scopes="read,write") -> str:
-    r = CliRunner().invoke(cli_app, ["keys", "create", "--scopes", scopes, "--data-dir", str(data_dir)])
-    assert r.exit_code == 0, r.output
-    key = r.output.strip()
+    key = conftest_create_key(data_dir, scopes)
     assert key.startswith("po_") and len(key) > 40
     return key
 

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from promo_opt import pipeline
-from promo_opt.cli import app as cli_app
 from promo_opt.config import load_config, load_drivers_config
 from promo_opt.graph.worlds import load_graph_world
 from promo_opt.ltv.simulate import load_panel_world
 from promo_opt.simulation import load_world
+from tests.conftest import create_key
 from tests.service_harness import Server, wait_job
 
 FUNNEL_TIERS = [["age", "homeowner", "new_user"], ["promo"], ["entered_room", "switched_room"], ["add_to_cart"],
@@ -51,13 +50,8 @@ def panel_campaign(tmp_path_factory):
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("an-svc") / "data"
     d.mkdir()
-    keys = {}
-    for name, scopes in (("rw", "read,write"), ("ro", "read")):
-        r = CliRunner().invoke(cli_app, ["keys", "create", "--scopes", scopes, "--data-dir", str(d)])
-        assert r.exit_code == 0, r.output
-        keys[name] = r.output.strip()
     s = Server(d).start()
-    s.keys = keys
+    s.keys = {"rw": create_key(d), "ro": create_key(d, "read")}
     yield s
     s.stop()
 

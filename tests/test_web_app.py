@@ -21,10 +21,9 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from promo_opt.cli import app as cli_app
 from promo_opt.simulation import load_world
+from tests.conftest import create_key
 from tests.service_harness import Receiver, Server
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
@@ -39,12 +38,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 AXE = Path(__file__).parent / "assets" / "axe-core" / "axe.min.js"
 JOB_TIMEOUT_MS = 300_000  # a training job on a loaded 2-core machine; the page polls, the test waits
-
-
-def create_key(data_dir, scopes) -> str:
-    r = CliRunner().invoke(cli_app, ["keys", "create", "--scopes", scopes, "--data-dir", str(data_dir)])
-    assert r.exit_code == 0, r.output
-    return r.output.strip()
 
 
 @pytest.fixture(scope="module")
