@@ -72,7 +72,7 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
         grams = gram_matrices(panel, design, boot, seed * 100_003 + pid) if _has_rows(panel, design.first_row) else None
         stats = np.concatenate([
             [panel.n_rows, panel.n_customers, grams.n_rows if grams else 0, grams.n_customers if grams else 0],
-            np.bincount(panel.arm, minlength=K), panel.y.sum(axis=0), panel.y.min(axis=0), panel.y.max(axis=0),
+            np.bincount(panel.arm, minlength=K), panel.y.sum(axis=0, dtype=np.float64), panel.y.min(axis=0), panel.y.max(axis=0),
             panel.controls.sum(axis=0), panel.controls.min(axis=0) if p else [], panel.controls.max(axis=0) if p else []])
         yield pd.DataFrame({"g": [grams.G.ravel() if grams else np.zeros(q * q)],
                             "gb": [grams.G_boot.ravel() if grams else np.zeros(boot * q * q)], "stats": [stats]})
