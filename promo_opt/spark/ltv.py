@@ -1,7 +1,8 @@
 """The long-term model on Spark: the Gram matrices summed over partitions of whole customers.
 
-The panel is hash-partitioned by customer and sorted by week; every partition runs the core's own
-``check_panel`` and ``gram_matrices`` on its customers (so the bad-input checks and the arithmetic
+The panel is hash-partitioned by customer; every partition runs the core's own ``check_panel`` (which
+puts its rows in (customer, week) order: a Spark sort would only repeat it, and measured it took about half
+of the shuffle-to-pandas time) and ``gram_matrices`` on its customers (so the bad-input checks and the arithmetic
 are the local engine's) and returns ``Z'Z``, its bootstrap replicates and a few panel-wide
 summaries. The driver adds them up and calls the same ``fit_from_grams`` and ``value_fit`` as the
 local engine: the coefficients and values equal the local ones up to floating-point summation
@@ -78,7 +79,6 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
                             "gb": [grams.G_boot.ravel() if grams else np.zeros(boot * q * q)], "stats": [stats]})
 
     out = (df.select(*need).repartition(config.spark.partitions or spark.sparkContext.defaultParallelism, ltv.customer)
-           .sortWithinPartitions(ltv.customer, ltv.week)
            .mapInPandas(partition, "g array<double>, gb array<double>, stats array<double>"))
     with user_errors():
         rows = out.toPandas()
