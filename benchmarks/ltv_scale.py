@@ -2,8 +2,8 @@
 
 A world with ``--surrogates`` surrogates (random stable dynamics: own lags, a few cross lags, arm
 effects on some surrogates and the outcome) is simulated in blocks of ``--block`` customers into one
-compact frame (float32 variables and controls, int32 ids and weeks, a categorical arm: what a
-Parquet file with float columns holds), then the panel is checked, the system fitted (no
+compact frame (float32 variables and controls, or float64 with ``--float64``; int32 ids and weeks,
+a categorical arm: what a Parquet file with float columns holds), then the panel is checked, the system fitted (no
 bootstrap, or ``--boot``) and one shock ("discount_20 once") propagated over 26 weeks. Peak RSS is
 read after every step (it only grows).
 
@@ -12,7 +12,7 @@ the report adds a least-squares line through them per step and for the peak RSS,
 ``--project`` customers.
 
     nice -n 19 .venv/bin/python benchmarks/ltv_scale.py [--customers 100000 [200000 ...]] [--weeks 52] \
-        [--surrogates 20] [--boot 0] [--project 1000000] [--out reports/ltv_scale]
+        [--surrogates 20] [--boot 0] [--float64] [--project 1000000] [--block 20000] [--out reports/ltv_scale]
 """
 
 from __future__ import annotations
@@ -60,13 +60,14 @@ def big_world(surrogates: int, customers: int, weeks: int, seed: int = 0) -> Pan
                       control_effects={v: {"loyalty": 0.1} for v in V}, lags=lags, arm_effects=arm_effects)
 
 
-def simulate_compact(world: PanelWorld, customers: int, block: int) -> pd.DataFrame:
+def simulate_compact(world: PanelWorld, customers: int, block: int, dtype=np.float32) -> pd.DataFrame:
     """The panel of ``customers`` customers, block b simulated by ``world.simulate(seed=b)`` (its customers
-    renumbered after the previous blocks'), stored compactly; no block is ever held twice."""
+    renumbered after the previous blocks'), stored compactly (variables and controls in ``dtype``); no block is
+    ever held twice."""
     n = customers * world.weeks
     cols: dict[str, np.ndarray] = {"user_id": np.empty(n, np.int32), "week": np.empty(n, np.int32),
                                    "arm": np.empty(n, np.int8)}
-    cols.update({c: np.empty(n, np.float32) for c in [*world.variables, *world.controls]})
+    cols.update({c: np.empty(n, dtype) for c in [*world.variables, *world.controls]})
     lookup = {a: k for k, a in enumerate(world.arm_names)}
     for b, first in enumerate(range(0, customers, block)):
         size = min(block, customers - first)
@@ -99,7 +100,7 @@ def run_local(a) -> dict:
     load_before = _load()
     peak, seconds = {}, {}
     t0 = time.perf_counter()
-    df = simulate_compact(w, customers, a.block)
+    df = simulate_compact(w, customers, a.block, np.float64 if a.float64 else np.float32)
     seconds["simulate"] = time.perf_counter() - t0
     peak["simulate"] = _peak_gib()
     frame_gib = df.memory_usage(deep=True).sum() / 2**30
@@ -136,7 +137,8 @@ def run_sizes(a) -> dict:
         for n in a.customers:
             out = Path(tmp) / str(n)
             cmd = [sys.executable, __file__, "--customers", str(n), "--weeks", str(a.weeks), "--surrogates",
-                   str(a.surrogates), "--boot", str(a.boot), "--block", str(a.block), "--out", str(out)]
+                   str(a.surrogates), "--boot", str(a.boot), "--block", str(a.block), "--out", str(out),
+                   *(["--float64"] if a.float64 else [])]
             subprocess.run(cmd, check=True)
             runs.append(json.loads(Path(f"{out}.json").read_text()))
     x = np.array([r["customers"] for r in runs], dtype=float)
@@ -164,8 +166,8 @@ def local_text(res: dict) -> str:
     text = (f"# ltv scale\n\nCommand: `{res['command']}` (2 shared cores, `nice -n 19`, OMP_NUM_THREADS="
             f"{r0['threads']})\n\n"
             f"{r0['weeks']} weeks x {r0['surrogates']} surrogates, {r0['regressors']} regressors per row, "
-            f"{r0['boot']} bootstrap replicates; the panel simulated in blocks into a frame of float32 variables "
-            f"(Panel.y {r0['panel_dtype']}). Each size ran in its own process; peak RSS is that process's maximum "
+            f"{r0['boot']} bootstrap replicates; the panel simulated in blocks into a frame of {r0['panel_dtype']} "
+            f"variables (Panel.y {r0['panel_dtype']}). Each size ran in its own process; peak RSS is that process's maximum "
             "resident set (GiB = 2^30 bytes); load is /proc/loadavg (1, 5, 15 min).\n\n" + "\n".join(lines) + "\n\n"
             + "".join(f"Peak RSS after each step at {r['customers']:,}: "
                       + ", ".join(f"{k} {v:.2f}" for k, v in r["peak_rss_gib_after"].items())
@@ -188,6 +190,8 @@ def main() -> None:
     ap.add_argument("--surrogates", type=int, default=20)
     ap.add_argument("--boot", type=int, default=0)
     ap.add_argument("--block", type=int, default=20_000, help="customers simulated at a time")
+    ap.add_argument("--float64", action="store_true",
+                    help="keep the simulated values in float64 (a panel whose values are not exactly float32)")
     ap.add_argument("--project", type=int, default=1_000_000, help="customers the line is projected to")
     ap.add_argument("--engine", choices=["local", "spark"], default="local")
     ap.add_argument("--partitions", type=int, default=8, help="Spark partitions (--engine spark)")
@@ -214,7 +218,8 @@ def spark_main(a) -> tuple[dict, str]:
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        write_table(simulate_compact(w, customers, a.block), Path(tmp) / "panel.parquet")
+        dtype = np.float64 if a.float64 else np.float32
+        write_table(simulate_compact(w, customers, a.block, dtype), Path(tmp) / "panel.parquet")
         t_sim = time.perf_counter() - t0
         raw = w.campaign_config(str(Path(tmp) / "panel.parquet"), boot=a.boot)
         raw["spark"] = {"master": "local[2]", "partitions": a.partitions,
@@ -239,7 +244,8 @@ def spark_main(a) -> tuple[dict, str]:
     text = (f"# ltv scale on Spark\n\nCommand: `{res['command']}` (local[2], 2 shared cores, `nice -n 19`; load "
             f"before {load_before}, after {res['load_after']})\n\n"
             f"{customers:,} customers x {a.weeks} weeks x {a.surrogates} surrogates, {fit.n_rows:,} rows fitted, "
-            f"{a.partitions} partitions, the panel written as Parquet with float32 variables.\n\n"
+            f"{a.partitions} partitions, the panel written as Parquet with "
+            f"{'float64' if a.float64 else 'float32'} variables.\n\n"
             "| step | seconds |\n|---|---:|\n" + "".join(f"| {k} | {v:.1f} |\n" for k, v in res["seconds"].items())
             + f"\nDriver peak RSS {res['driver_peak_rss_gib']:.2f} GiB (the executors' Python workers are separate "
             f"processes). long_term of discount_20: {est:.4f} (truth {truth:.4f}).\n")
