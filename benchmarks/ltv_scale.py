@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,26 +61,32 @@ def big_world(surrogates: int, customers: int, weeks: int, seed: int = 0) -> Pan
                       control_effects={v: {"loyalty": 0.1} for v in V}, lags=lags, arm_effects=arm_effects)
 
 
-def simulate_compact(world: PanelWorld, customers: int, block: int, dtype=np.float32) -> pd.DataFrame:
-    """The panel of ``customers`` customers, block b simulated by ``world.simulate(seed=b)`` (its customers
-    renumbered after the previous blocks'), stored compactly (variables and controls in ``dtype``); no block is
-    ever held twice."""
-    n = customers * world.weeks
-    cols: dict[str, np.ndarray] = {"user_id": np.empty(n, np.int32), "week": np.empty(n, np.int32),
-                                   "arm": np.empty(n, np.int8)}
-    cols.update({c: np.empty(n, dtype) for c in [*world.variables, *world.controls]})
-    lookup = {a: k for k, a in enumerate(world.arm_names)}
+def compact_blocks(world: PanelWorld, customers: int, block: int, dtype=np.float32) -> Iterator[pd.DataFrame]:
+    """The panel of ``customers`` customers in blocks: block b is ``world.simulate(seed=b)`` of the next ``block``
+    customers (ids after the previous blocks'), with int32 ids and weeks, a categorical arm and the variables
+    and controls in ``dtype``."""
     for b, first in enumerate(range(0, customers, block)):
-        size = min(block, customers - first)
-        df = world.simulate(seed=b, customers=size)
-        rows = slice(first * world.weeks, (first + size) * world.weeks)
-        cols["user_id"][rows] = df["user_id"].to_numpy() + first
-        cols["week"][rows] = df["week"].to_numpy()
+        df = world.simulate(seed=b, customers=min(block, customers - first))
         codes, values = pd.factorize(df["arm"])
-        cols["arm"][rows] = np.array([lookup[v] for v in values], dtype=np.int8)[codes]
-        for c in [*world.variables, *world.controls]:
-            cols[c][rows] = df[c].to_numpy()
-        del df
+        arm = np.array([world.arm_names.index(v) for v in values], dtype=np.int8)[codes]
+        yield pd.DataFrame({"user_id": (df["user_id"].to_numpy() + first).astype(np.int32),
+                            "week": df["week"].to_numpy().astype(np.int32),
+                            "arm": pd.Categorical.from_codes(arm, categories=world.arm_names),
+                            **{c: df[c].to_numpy().astype(dtype) for c in [*world.variables, *world.controls]}},
+                           copy=False)
+
+
+def simulate_compact(world: PanelWorld, customers: int, block: int, dtype=np.float32) -> pd.DataFrame:
+    """The blocks of :func:`compact_blocks` in one frame, filled into preallocated columns (no block held twice)."""
+    n, row = customers * world.weeks, 0
+    cols: dict[str, np.ndarray] = {}
+    for part in compact_blocks(world, customers, block, dtype):
+        if not cols:
+            cols = {c: np.empty(n, np.int8 if c == "arm" else part[c].dtype) for c in part.columns}
+        rows = slice(row, row + len(part))
+        for c in part.columns:
+            cols[c][rows] = part[c].cat.codes.to_numpy() if c == "arm" else part[c].to_numpy()
+        row += len(part)
     cols["arm"] = pd.Categorical.from_codes(cols["arm"], categories=world.arm_names)
     return pd.DataFrame(cols, copy=False)
 
@@ -208,7 +215,8 @@ def main() -> None:
 
 
 def spark_main(a) -> tuple[dict, str]:
-    """The same fit + one shock with the panel read from Parquet by Spark (local[2])."""
+    """The same fit + one shock with the panel read from Parquet by Spark (local[2]); the driver writes the
+    panel block by block, so it never holds the whole panel."""
     from promo_opt.data import write_table
     from promo_opt.spark.ltv import fit_ltv_spark
     from promo_opt.spark.session import spark_session
@@ -219,7 +227,8 @@ def spark_main(a) -> tuple[dict, str]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         dtype = np.float64 if a.float64 else np.float32
-        write_table(simulate_compact(w, customers, a.block, dtype), Path(tmp) / "panel.parquet")
+        for b, part in enumerate(compact_blocks(w, customers, a.block, dtype)):  # a directory of Parquet files
+            write_table(part, Path(tmp) / "panel.parquet" / f"part-{b:05d}.parquet")
         t_sim = time.perf_counter() - t0
         raw = w.campaign_config(str(Path(tmp) / "panel.parquet"), boot=a.boot)
         raw["spark"] = {"master": "local[2]", "partitions": a.partitions,
@@ -244,7 +253,7 @@ def spark_main(a) -> tuple[dict, str]:
     text = (f"# ltv scale on Spark\n\nCommand: `{res['command']}` (local[2], 2 shared cores, `nice -n 19`; load "
             f"before {load_before}, after {res['load_after']})\n\n"
             f"{customers:,} customers x {a.weeks} weeks x {a.surrogates} surrogates, {fit.n_rows:,} rows fitted, "
-            f"{a.partitions} partitions, the panel written as Parquet with "
+            f"{a.partitions} partitions, the panel written as Parquet (one file per block) with "
             f"{'float64' if a.float64 else 'float32'} variables.\n\n"
             "| step | seconds |\n|---|---:|\n" + "".join(f"| {k} | {v:.1f} |\n" for k, v in res["seconds"].items())
             + f"\nDriver peak RSS {res['driver_peak_rss_gib']:.2f} GiB (the executors' Python workers are separate "
