@@ -2,10 +2,10 @@
 
 A world with ``--surrogates`` surrogates (random stable dynamics: own lags, a few cross lags, arm
 effects on some surrogates and the outcome) is simulated in blocks of ``--block`` customers into one
-compact frame (float32 variables and controls, or float64 with ``--float64``; int32 ids and weeks,
-a categorical arm: what a Parquet file with float columns holds), then the panel is checked, the system fitted (no
-bootstrap, or ``--boot``) and one shock ("discount_20 once") propagated over 26 weeks. Peak RSS is
-read after every step (it only grows).
+compact frame (float32 variables and controls, or float64 with ``--float64``; int32 ids and
+weeks, a categorical arm: what a Parquet file with float columns holds), then the panel is checked,
+the system fitted (no bootstrap, or ``--boot``) and one shock ("discount_20 once") propagated over 26 weeks. Peak RSS is
+measured per step (the kernel's high-water mark, reset when a step starts).
 
 With several ``--customers`` every size runs in its own process (so each has its own peak RSS) and
 the report adds a least-squares line through them per step and for the peak RSS, projected to
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,33 @@ def simulate_compact(world: PanelWorld, customers: int, block: int, dtype=np.flo
 
 
 def _peak_gib() -> float:
+    """The process's peak RSS so far (getrusage)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def _status_gib(key: str) -> float:
+    """A memory figure of /proc/self/status (VmRSS, VmHWM), in GiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
+    return int(line.split()[1]) / 2**20
+
+
+class Steps:
+    """Seconds and peak RSS of each step. The kernel's high-water mark (VmHWM) is reset when a step starts
+    (``/proc/self/clear_refs``, Linux >= 4.0), so a step's peak is its own, not an earlier step's."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.rss_before_gib: dict[str, float] = {}
+        self.peak_gib: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        Path("/proc/self/clear_refs").write_text("5")
+        self.rss_before_gib[name] = _status_gib("VmRSS")
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t0
+        self.peak_gib[name] = _status_gib("VmHWM")
 
 
 def _load() -> str:
@@ -100,38 +127,31 @@ def _load() -> str:
 
 
 def run_local(a) -> dict:
-    """One size, in this process: simulate, check, fit, shock; seconds and peak RSS after each step."""
+    """One size, in this process: simulate, check, fit, shock; seconds and peak RSS of each step."""
     customers = a.customers[0]
     w = big_world(a.surrogates, customers, a.weeks)
     cfg = parse_config(w.campaign_config("in-memory", boot=a.boot))
     load_before = _load()
-    peak, seconds = {}, {}
-    t0 = time.perf_counter()
-    df = simulate_compact(w, customers, a.block, np.float64 if a.float64 else np.float32)
-    seconds["simulate"] = time.perf_counter() - t0
-    peak["simulate"] = _peak_gib()
+    step = Steps()
+    with step("simulate"):
+        df = simulate_compact(w, customers, a.block, np.float64 if a.float64 else np.float32)
     frame_gib = df.memory_usage(deep=True).sum() / 2**30
-    t0 = time.perf_counter()
-    panel = check_panel(df, cfg.ltv, cfg.arm_names)
-    del df
-    seconds["check_panel"] = time.perf_counter() - t0
-    peak["check_panel"] = _peak_gib()
+    with step("check_panel"):
+        panel = check_panel(df, cfg.ltv, cfg.arm_names)
+        del df
     panel_gib = sum(x.nbytes for x in (panel.customer, panel.week, panel.arm, panel.y, panel.controls)) / 2**30
-    t0 = time.perf_counter()
-    fit = fit_system(cfg.ltv, panel, boot=a.boot)
-    seconds["fit"] = time.perf_counter() - t0
-    peak["fit"] = _peak_gib()
-    t0 = time.perf_counter()
-    plan = plan_shocks(fit, [ShockConfig(target="discount_20", kind="set")], cfg.ltv.horizon, cfg.arm_names, {})
-    path = propagate(fit, average_start(panel, cfg.ltv.lags), plan)
-    seconds["shock"] = time.perf_counter() - t0
-    peak["shock"] = _peak_gib()
-    seconds["check+fit+shock"] = seconds["check_panel"] + seconds["fit"] + seconds["shock"]
+    with step("fit"):
+        fit = fit_system(cfg.ltv, panel, boot=a.boot)
+    with step("shock"):
+        plan = plan_shocks(fit, [ShockConfig(target="discount_20", kind="set")], cfg.ltv.horizon, cfg.arm_names, {})
+        path = propagate(fit, average_start(panel, cfg.ltv.lags), plan)
+    seconds = step.seconds | {"check+fit+shock": step.seconds["check_panel"] + step.seconds["fit"] + step.seconds["shock"]}
     truth = w.true_values(cfg.ltv.horizon)["discount_20"]["long_term"]
     return {"engine": "local", "customers": customers, "weeks": a.weeks, "surrogates": a.surrogates, "boot": a.boot,
             "rows": panel.n_rows, "rows_fitted": fit.n_rows, "regressors": fit.design.q,
             "panel_dtype": str(panel.y.dtype), "frame_gib": frame_gib, "panel_gib": panel_gib,
-            "seconds": seconds, "peak_rss_gib_after": peak, "peak_rss_gib": peak["shock"],
+            "seconds": seconds, "rss_before_step_gib": step.rss_before_gib, "step_peak_rss_gib": step.peak_gib,
+            "peak_rss_gib": max(step.peak_gib.values()),  # (resetting VmHWM resets getrusage's maximum too)
             "long_term_discount_20": {"estimate": float(path.total("bookings")[0]), "truth": truth},
             "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "nice": os.nice(0),
             "load_before": load_before, "load_after": _load(), "command": "python " + " ".join(sys.argv)}
@@ -155,6 +175,8 @@ def run_sizes(a) -> dict:
         return {"per_100k_customers": slope * 1e5, "intercept": intercept, f"at_{a.project}": intercept + slope * a.project}
 
     projection = {"peak_rss_gib": line([r["peak_rss_gib"] for r in runs])}
+    projection.update({f"step_peak_rss_gib.{k}": line([r["step_peak_rss_gib"][k] for r in runs])
+                       for k in runs[0]["step_peak_rss_gib"]})
     projection.update({f"seconds.{k}": line([r["seconds"][k] for r in runs]) for k in runs[0]["seconds"]})
     return {"engine": "local", "sizes": runs, "project_to_customers": a.project, "projection": projection,
             "command": "python " + " ".join(sys.argv)}
@@ -174,11 +196,13 @@ def local_text(res: dict) -> str:
             f"{r0['threads']})\n\n"
             f"{r0['weeks']} weeks x {r0['surrogates']} surrogates, {r0['regressors']} regressors per row, "
             f"{r0['boot']} bootstrap replicates; the panel simulated in blocks into a frame of {r0['panel_dtype']} "
-            f"variables (Panel.y {r0['panel_dtype']}). Each size ran in its own process; peak RSS is that process's maximum "
-            "resident set (GiB = 2^30 bytes); load is /proc/loadavg (1, 5, 15 min).\n\n" + "\n".join(lines) + "\n\n"
-            + "".join(f"Peak RSS after each step at {r['customers']:,}: "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in r["peak_rss_gib_after"].items())
-                      + f" GiB. long_term of discount_20: {r['long_term_discount_20']['estimate']:.4f} "
+            f"variables (Panel.y {r0['panel_dtype']}). Each size ran in its own process; its peak RSS is the "
+            "largest of its steps' own peaks (VmHWM, reset when a step starts; GiB = 2^30 bytes); load is "
+            "/proc/loadavg (1, 5, 15 min).\n\n" + "\n".join(lines) + "\n\n"
+            + "".join(f"At {r['customers']:,}, each step's own peak RSS (GiB; RSS when it started): "
+                      + ", ".join(f"{k} {v:.2f} ({r['rss_before_step_gib'][k]:.2f})"
+                                  for k, v in r["step_peak_rss_gib"].items())
+                      + f". long_term of discount_20: {r['long_term_discount_20']['estimate']:.4f} "
                       f"(truth {r['long_term_discount_20']['truth']:.4f}).\n\n" for r in runs))
     if "projection" in res:
         n = res["project_to_customers"]
@@ -187,6 +211,11 @@ def local_text(res: dict) -> str:
                  f"| quantity | per 100k customers | intercept | at {n:,} |\n|---|---:|---:|---:|\n"
                  + "".join(f"| {k} | {v['per_100k_customers']:.2f} | {v['intercept']:.2f} | {v[f'at_{n}']:.1f} |\n"
                            for k, v in res["projection"].items()))
+        steps = {k: v[f"at_{n}"] for k, v in res["projection"].items() if k.startswith("step_peak_rss_gib.")}
+        worst = max(steps, key=steps.get)
+        text += (f"\nProjected peak RSS at {n:,} customers: {steps[worst]:.1f} GiB, in {worst.split('.', 1)[1]} (the "
+                 "largest of the steps' own peaks, each a line through the sizes; the process-wide line gives "
+                 f"{res['projection']['peak_rss_gib'][f'at_{n}']:.1f} GiB).\n")
     return text
 
 
