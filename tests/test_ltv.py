@@ -110,6 +110,66 @@ def test_panel_allows_customers_with_different_spans():
     assert p.n_customers == 40 and p.n_rows == len(d)
 
 
+def test_panel_is_compact_and_exact_in_any_row_order():
+    """float32 only when every value is exactly a float32; shuffled rows give the same panel."""
+    cfg = _cfg(LTV)
+    d = _panel_frame()
+    exact = d.assign(visits=np.round(d.visits * 4) / 4, bookings=np.round(d.bookings * 8))  # float64 dtype, exact in float32
+    p = check_panel(exact, cfg.ltv, cfg.arm_names)
+    assert p.y.dtype == np.float32 and p.customer.dtype == np.int32 and p.arm.dtype == np.int8
+    assert np.array_equal(p.y, exact[["visits", "bookings"]].to_numpy())
+    assert check_panel(d, cfg.ltv, cfg.arm_names).y.dtype == np.float64  # Gaussian draws: not rounded
+    shuffled = check_panel(exact.sample(frac=1.0, random_state=1), cfg.ltv, cfg.arm_names)
+    for name in ("customer", "week", "arm", "y", "controls", "customer_ids"):
+        assert np.array_equal(getattr(shuffled, name), getattr(p, name)), name
+    assert len(exact) == 320 and list(exact.index[:3]) == [0, 1, 2]  # the caller's frame is not modified
+
+
+def _one_shot_fit(df: pd.DataFrame, ltv, arm_names: list[str], var: str, regressors: list[str]) -> np.ndarray:
+    """The ridge coefficients of one equation from the whole design matrix built with pandas (lstsq on the rows
+    augmented by the penalty), independently of the streamed Gram matrices of ``fit_system``."""
+    df = df.sort_values(["user_id", "week"]).reset_index(drop=True)
+    g = df.groupby("user_id")
+    pos = g.cumcount()
+    cols = {"intercept": np.ones(len(df))}
+    for lag in range(1, ltv.lags + 1):
+        for v in ltv.variables:
+            cols[f"{v}[t-{lag}]"] = g[v].shift(lag)
+    for lag in range(ltv.lags + 1):
+        for a in arm_names[1:]:
+            cols[f"arm={a}[t]" if lag == 0 else f"arm={a}[t-{lag}]"] = (g["arm"].shift(lag) == a).astype(float)
+    for c in ltv.controls:
+        cols[f"control:{c}"] = df[c]
+    first = df[pos < ltv.lags].groupby("user_id")[ltv.variables].mean()
+    for v in ltv.variables:
+        cols[f"control:level:{v}"] = df["user_id"].map(first[v])
+        cols[f"{v}[t]"] = df[v]
+    used = (pos >= ltv.first_row).to_numpy()
+    Z = pd.DataFrame(cols)[regressors].to_numpy()[used]
+    pen = ltv.alpha * ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
+    pen[0] = 0.0
+    A = np.vstack([Z, np.diag(np.sqrt(pen))])
+    b = np.r_[df[var].to_numpy()[used], np.zeros(len(regressors))]
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+@pytest.mark.parametrize("chunk_floats", [1, 5e4, 2e7])  # one customer per chunk, a few dozen, all at once
+def test_streamed_fit_equals_the_one_shot_fit(monkeypatch, chunk_floats):
+    """The Gram matrices accumulated over chunks of customers give the coefficients of one least-squares
+    solve on the full design matrix, to 1e-9."""
+    import promo_opt.ltv.model as model
+
+    w = load_panel_world("same_period")
+    cfg = parse_config(w.campaign_config("x", boot=0))
+    cfg = cfg.model_copy(update={"ltv": cfg.ltv.model_copy(update={"alpha": 1e-3})})
+    df = w.simulate(3, customers=300).sample(frac=1.0, random_state=0)  # any row order
+    monkeypatch.setattr(model, "_CHUNK_FLOATS", chunk_floats)
+    fit = fit_system(cfg.ltv, check_panel(df, cfg.ltv, cfg.arm_names), boot=0)
+    for var, cols in fit.columns.items():
+        ref = _one_shot_fit(df, cfg.ltv, cfg.arm_names, var, [fit.design.regressors[c] for c in cols])
+        assert np.allclose(fit.coef[var][0], ref, rtol=1e-9, atol=1e-9), var
+
+
 # -------------------------------------------------------------------------------- known-answer worlds
 def _small_world(name: str, noise: float | None = None, **upd) -> PanelWorld:
     w = load_panel_world(name)

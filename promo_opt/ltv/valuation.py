@@ -153,7 +153,7 @@ def shapley_dict(s: ShapleyResult) -> dict:
 
 def average_start(panel: Panel, lags: int) -> Start:
     """An average customer: every variable at its panel mean in the L weeks before week 0."""
-    return Start(lags=np.tile(panel.y.mean(axis=0), (lags, 1)),
+    return Start(lags=np.tile(panel.y.mean(axis=0, dtype=np.float64), (lags, 1)),
                  controls=panel.controls.mean(axis=0) if panel.controls.size else np.zeros(panel.controls.shape[1]))
 
 

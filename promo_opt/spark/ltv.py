@@ -1,7 +1,8 @@
 """The long-term model on Spark: the Gram matrices summed over partitions of whole customers.
 
-The panel is hash-partitioned by customer and sorted by week; every partition runs the core's own
-``check_panel`` and ``gram_matrices`` on its customers (so the bad-input checks and the arithmetic
+The panel is hash-partitioned by customer; every partition runs the core's own ``check_panel`` (which
+puts its rows in (customer, week) order: a Spark sort would only repeat it, and measured it took about half
+of the shuffle-to-pandas time) and ``gram_matrices`` on its customers (so the bad-input checks and the arithmetic
 are the local engine's) and returns ``Z'Z``, its bootstrap replicates and a few panel-wide
 summaries. The driver adds them up and calls the same ``fit_from_grams`` and ``value_fit`` as the
 local engine: the coefficients and values equal the local ones up to floating-point summation
@@ -72,13 +73,12 @@ def fit_ltv_spark(config: CampaignConfig, boot: int | None = None, spark=None) -
         grams = gram_matrices(panel, design, boot, seed * 100_003 + pid) if _has_rows(panel, design.first_row) else None
         stats = np.concatenate([
             [panel.n_rows, panel.n_customers, grams.n_rows if grams else 0, grams.n_customers if grams else 0],
-            np.bincount(panel.arm, minlength=K), panel.y.sum(axis=0), panel.y.min(axis=0), panel.y.max(axis=0),
+            np.bincount(panel.arm, minlength=K), panel.y.sum(axis=0, dtype=np.float64), panel.y.min(axis=0), panel.y.max(axis=0),
             panel.controls.sum(axis=0), panel.controls.min(axis=0) if p else [], panel.controls.max(axis=0) if p else []])
         yield pd.DataFrame({"g": [grams.G.ravel() if grams else np.zeros(q * q)],
                             "gb": [grams.G_boot.ravel() if grams else np.zeros(boot * q * q)], "stats": [stats]})
 
     out = (df.select(*need).repartition(config.spark.partitions or spark.sparkContext.defaultParallelism, ltv.customer)
-           .sortWithinPartitions(ltv.customer, ltv.week)
            .mapInPandas(partition, "g array<double>, gb array<double>, stats array<double>"))
     with user_errors():
         rows = out.toPandas()
