@@ -7,7 +7,7 @@ as a share of the oracle's (same constraints), and for auto the paired differenc
 single learner of that world (chosen after the fact, so the comparison favours the single
 learner) with its standard error over seeds.
 
-    nice .venv/bin/python benchmarks/learners_worlds.py [--worlds travel,retail_vouchers,subscription_drift]
+    nice .venv/bin/python benchmarks/learners_worlds.py [--worlds travel,retail_vouchers,subscription_drift,generated_17]
         [--learners pooled_smooth,pooled,...] [--seeds 0,1,2] [--n-train 30000] [--n-candidates 20000] [--folds 5]
 
 Writes reports/learners_worlds.json and .md.
@@ -30,7 +30,14 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import write_bytes, write_json  # noqa: E402
 from promo_opt.learners.registry import auto_candidates  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
+from promo_opt.simulation.generator import random_world  # noqa: E402
 from winners_curse import measure  # noqa: E402  (train -> score -> allocate -> truth, one campaign)
+
+
+def world_named(name: str):
+    """A scenario world by name, or ``generated_N``: world N of the generator (as benchmarks/generated_worlds.py)."""
+    head, _, tail = name.rpartition("_")
+    return random_world(int(tail)) if head == "generated" and tail.isdigit() else load_world(name)
 
 
 def one(cfg) -> dict:
@@ -56,7 +63,7 @@ def main() -> None:
     for world in args.worlds.split(","):
         for seed in seeds:
             with tempfile.TemporaryDirectory() as d:
-                path = load_world(world).write_campaign(d, seed=seed, n_train=args.n_train,
+                path = world_named(world).write_campaign(d, seed=seed, n_train=args.n_train,
                                                         n_candidates=args.n_candidates)
                 for learner in settings:
                     cfg = load_config(path, **{"model.learner": learner, "model.folds": args.folds, "seed": seed})
