@@ -69,3 +69,33 @@ def test_spark_bad_panel_is_the_local_error(panel_campaign, tmp_path):
     p.assign(arm=p.arm.replace("discount_5", "promo_x")).to_parquet(bad)
     with pytest.raises(DataError, match=r"\['promo_x'\] that are not arms"):
         estimate_ltv_spark(cfg.model_copy(update={"ltv": cfg.ltv.model_copy(update={"panel": bad})}))
+
+
+def test_spark_segments_equal_local(tmp_path):
+    # two tiers from a habit and a pull-forward world, plus a small tier the model gives the pooled values;
+    # tier also a 0/1 control, constant within each level (dropped from each level's own fit on both engines)
+    from promo_opt.ltv.simulate import segmented_panel
+    from promo_opt.spark.ltv import estimate_ltv_spark
+
+    worlds = {"habit": load_panel_world("habit"), "pull": load_panel_world("pull_forward")}
+    panel = segmented_panel(worlds, "tier", seed=2, customers=700)
+    small = panel.user_id.isin(panel.user_id.unique()[:150])
+    panel.loc[small, "tier"] = "new"
+    panel["is_habit"] = (panel.tier == "habit").astype(float)
+    panel.to_parquet(tmp_path / "panel.parquet")
+    raw = worlds["habit"].campaign_config("panel.parquet", boot=0)
+    raw["ltv"].update({"segment": "tier", "segment_min_customers": 300, "controls": ["age", "loyalty", "is_habit"]})
+    raw["spark"] = {"master": "local[2]", "partitions": 3, "conf": {"spark.sql.shuffle.partitions": "3"}}
+    (tmp_path / "campaign.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(tmp_path / "campaign.yaml")
+    a, b = estimate_ltv(cfg).to_dict(), estimate_ltv_spark(cfg).to_dict()
+    sa, sb = a["segments"]["tier"], b["segments"]["tier"]
+    assert set(sa) == set(sb) == {"habit", "pull", "new"}
+    for level in sa:
+        for arm, v in sa[level].items():
+            w = sb[level][arm]
+            assert (w["source"], w["n_customers"], w.get("reason")) == (v["source"], v["n_customers"], v.get("reason"))
+            for q in ("immediate", "long_term", "multiplier"):
+                assert w[q]["estimate"] == pytest.approx(v[q]["estimate"], abs=1e-6), (level, arm, q)
+    assert sa["habit"]["discount_20"]["source"] == "segment" and sa["new"]["discount_20"]["source"] == "pooled"
+    assert sa["habit"]["discount_20"]["multiplier"]["estimate"] > 1.5 * sa["pull"]["discount_20"]["multiplier"]["estimate"]

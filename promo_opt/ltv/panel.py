@@ -46,16 +46,19 @@ class Panel:
     def n_rows(self) -> int:
         return len(self.week)
 
-    def customers(self, keep: np.ndarray) -> "Panel":
+    def customers(self, keep: np.ndarray, drop_constant_controls: bool = True) -> "Panel":
         """The panel of the customers ``keep`` ((c,) bool), renumbered in order.
 
         Control columns constant among them are dropped (collinear with the intercept: e.g. the one-hot
         columns of the segment a subset is cut from); their names leave ``control_names`` too.
+        ``drop_constant_controls`` False keeps every column (a part of a level whose other customers
+        are elsewhere, as on a Spark partition).
         """
         keep = np.asarray(keep, dtype=bool)
         rows = keep[self.customer]
         X = self.controls[keep]
-        varies = np.ptp(X, axis=0) > 0 if len(X) else np.zeros(X.shape[1], dtype=bool)
+        varies = (np.ptp(X, axis=0) > 0 if len(X) else np.zeros(X.shape[1], dtype=bool)) if drop_constant_controls \
+            else np.ones(X.shape[1], dtype=bool)
         return Panel(customer=(np.cumsum(keep) - 1)[self.customer[rows]], week=self.week[rows], arm=self.arm[rows],
                      y=self.y[rows], controls=X[:, varies],
                      control_names=[c for c, v in zip(self.control_names, varies) if v], variables=self.variables,

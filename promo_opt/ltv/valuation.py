@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -204,43 +205,65 @@ def estimate_ltv(config: CampaignConfig, boot: int | None = None, panel: pd.Data
     res = value_fit(config, fit, average_start(panel, ltv.lags))
     if ltv.segment is not None:
         res.segment = ltv.segment
-        res.segments = value_segments(config, panel, res.arms, boot, res.notes)
+        res.segments = value_segments(config, panel_levels(config, panel, boot), res.arms, res.notes)
     return res
 
 
-def value_segments(config: CampaignConfig, panel: Panel, pooled: list[ArmValue], boot: int | None,
+@dataclass
+class SegmentLevel:
+    """One level of ``ltv.segment`` as an engine found it: its customers, and how to fit them (the local
+    engine refits the level's sub-panel; Spark solves the level's summed Gram matrices)."""
+
+    level: str
+    n_customers: int
+    fit: Callable[[], tuple[FittedSystem, Start]]  # raises DataError where the level's panel cannot be fitted
+
+
+def value_segments(config: CampaignConfig, levels: list[SegmentLevel], pooled: list[ArmValue],
                    notes: list[str]) -> list[SegmentValue]:
     """Every level of ``ltv.segment`` valued on its own fit, or given the ``pooled`` values with the reason
-    (see the module docstring); what a reader must know is appended to ``notes``."""
+    (see the module docstring); what a reader must know is appended to ``notes``. Both engines call it."""
     ltv = config.ltv
     out = []
-    for level in np.unique(panel.segment):
-        keep = panel.segment == level
-        n = int(keep.sum())
+    for lv in sorted(levels, key=lambda x: x.level):
+        level, n = lv.level, lv.n_customers
         if n < ltv.segment_min_customers:
-            out.append(SegmentValue(str(level), n, "pooled", pooled, f"{n:,} customers, fewer than "
+            out.append(SegmentValue(level, n, "pooled", pooled, f"{n:,} customers, fewer than "
                                     f"ltv.segment_min_customers = {ltv.segment_min_customers:,}"))
             continue
-        sub = panel.customers(keep)
         try:
-            fit = fit_system(ltv, sub, seed=config.seed, boot=boot)
+            fit, start = lv.fit()
         except DataError as err:  # recorded as the reason, in ltv.json and the notes
-            out.append(SegmentValue(str(level), n, "pooled", pooled, f"its own fit was refused: {err}"))
+            out.append(SegmentValue(level, n, "pooled", pooled, f"its own fit was refused: {err}"))
             continue
-        arms = value_arms(fit, average_start(sub, ltv.lags), ltv, config.arm_names, attribute=False)
+        arms = value_arms(fit, start, ltv, config.arm_names, attribute=False)
         flat = [a.arm for a in arms if not a.immediate[0] > 0]
         if flat:
-            out.append(SegmentValue(str(level), n, "pooled", pooled, f"the immediate effect of {flat} is not "
+            out.append(SegmentValue(level, n, "pooled", pooled, f"the immediate effect of {flat} is not "
                                     "positive there, so it has no multiplier"))
             continue
         rho = fit.spectral_radius()
         log.info("ltv: segment %s=%s fitted on %d customers; spectral radius %.3f", ltv.segment, level, n, rho)
         if rho >= 1:
-            notes.append(f"ltv.segment '{ltv.segment}' = {str(level)!r}: the fitted dynamics are not stable (spectral "
+            notes.append(f"ltv.segment '{ltv.segment}' = {level!r}: the fitted dynamics are not stable (spectral "
                          f"radius {rho:.3f} >= 1); do not trust its long-term values beyond a few weeks")
-        out.append(SegmentValue(str(level), n, "segment", arms))
+        out.append(SegmentValue(level, n, "segment", arms))
     notes += [f"ltv.segment '{ltv.segment}' = {s.level!r}: pooled values ({s.reason})" for s in out if s.source == "pooled"]
     return out
+
+
+def panel_levels(config: CampaignConfig, panel: Panel, boot: int | None) -> list[SegmentLevel]:
+    """The local engine's levels of ``ltv.segment``: each level's customers refitted as a panel of their own."""
+    ltv = config.ltv
+
+    def fitter(keep: np.ndarray):
+        def fit() -> tuple[FittedSystem, Start]:
+            sub = panel.customers(keep)
+            return fit_system(ltv, sub, seed=config.seed, boot=boot), average_start(sub, ltv.lags)
+        return fit
+
+    return [SegmentLevel(str(level), int((panel.segment == level).sum()), fitter(panel.segment == level))
+            for level in np.unique(panel.segment)]
 
 
 def check_shock_targets(ltv: LtvConfig, arm_names: list[str]) -> None:
