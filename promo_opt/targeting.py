@@ -130,18 +130,18 @@ class _Parser:
         return node
 
     def or_expr(self):
-        parts = [self.and_expr()]
-        while self.tok.kind == "keyword" and self.tok.text == "or":
-            self.take()
-            parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else Junction("or", tuple(parts))
+        return self._junction("or", self.and_expr)
 
     def and_expr(self):
-        parts = [self.atom()]
-        while self.tok.kind == "keyword" and self.tok.text == "and":
+        return self._junction("and", self.atom)
+
+    def _junction(self, op: str, part):
+        """``part ("op" part)*``: the part itself, or their Junction."""
+        parts = [part()]
+        while self.tok.kind == "keyword" and self.tok.text == op:
             self.take()
-            parts.append(self.atom())
-        return parts[0] if len(parts) == 1 else Junction("and", tuple(parts))
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else Junction(op, tuple(parts))
 
     def atom(self):
         t = self.take()
@@ -180,7 +180,7 @@ class _Parser:
 
 @dataclass(frozen=True)
 class Rule:
-    """A parsed rule: ``mask(frame)`` -> (n,) bool, ``columns`` it reads, ``text`` in canonical form."""
+    """A parsed rule: ``mask(frame)`` -> (n,) bool; ``problems(frame)`` what keeps it from reading a frame."""
 
     source: str
     tree: object
@@ -195,10 +195,6 @@ class Rule:
             else:
                 stack.extend(reversed(node.parts))
         return out
-
-    @property
-    def columns(self) -> list[str]:
-        return list(dict.fromkeys(c.column for c in self.conditions))
 
     def problems(self, frame: pd.DataFrame, values: bool = True, levels: int = 20) -> list[str]:
         """What keeps the rule from reading ``frame``: an unknown column, a literal of the wrong type for its
