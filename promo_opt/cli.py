@@ -28,8 +28,9 @@ OutOpt = typer.Option(..., "--out", help="output directory")
 def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    logging.getLogger("causalml").setLevel(logging.WARNING)  # its INFO lines narrate every base-model fit
+    # their INFO lines narrate every base-model fit (causalml) or every PC search of the bootstrap (pgmpy)
+    for chatty in ("matplotlib", "causalml", "pgmpy"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 @app.callback()
