@@ -119,3 +119,33 @@ def test_uplift_calibration_shrinks_noisy_heterogeneity_and_leaves_a_right_model
     # a right model: the slope's deviations from 1 are noise (unshrunk mean |beta - 1| is ~0.17 here)
     betas = np.array([UpliftCalibration.fit(*_calibration_data(20_000, noise=0.0, seed=s)).beta[1] for s in range(10)])
     assert (betas == 1.0).mean() >= 0.6 and np.abs(betas - 1).mean() < 0.08
+
+
+def test_uplift_calibration_is_not_fooled_by_a_level_error_that_moves_with_the_uplift():
+    """A smooth pooled model that puts the control level too high where it puts the uplift high (and too
+    low where low): the regression of y - p_control on the estimate over the arm's rows alone takes the
+    level error for missing heterogeneity and keeps a flattened model's slope near 1. The BLP on the
+    control and arm rows sees through it and finds the true slope, 2 (the model halves every user's
+    deviation from the mean uplift)."""
+    from promo_opt.learners.honest import UpliftCalibration
+
+    rng = np.random.default_rng(5)
+    n = 400_000
+    s = rng.normal(size=n)
+    p0 = 0.2 + 0.05 * rng.uniform(-1, 1, n)  # the level varies independently of the uplift
+    tau = 0.05 + 0.04 * np.tanh(s)
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < np.where(arm == 1, p0 + tau, p0)).astype(np.int64)
+    tau_hat = 0.05 + 0.02 * np.tanh(s)  # half the true spread (the BLP slope's standard error is ~0.08 here)
+    p0_hat = p0 + 0.02 * np.tanh(s)  # the level error the half-spread model makes up for
+    raw = np.column_stack([p0_hat, p0_hat + tau_hat])
+    cal = UpliftCalibration.fit(raw, arm, y)
+    assert cal.beta[1] == pytest.approx(2.0, abs=0.25)
+    on = arm == 1  # what the arm-only regression would have said: the two errors cancel, slope ~1
+    x = tau_hat[on] - tau_hat[on].mean()
+    naive = float((x * (y[on] - p0_hat[on])).sum() / (x * x).sum())
+    assert abs(naive - 1.0) < 0.3
+    calibrated = cal.apply(raw)
+    assert np.corrcoef(calibrated[:, 1] - calibrated[:, 0], tau)[0, 1] > 0.99
+    assert np.polyfit(calibrated[:, 1] - calibrated[:, 0], tau, 1)[0] == pytest.approx(1.0, abs=0.15)
+

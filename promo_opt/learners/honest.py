@@ -7,13 +7,22 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 
 1. level: ``p_control`` is recalibrated (Platt scaling on control rows), since every arm's
    probability is built on it and the spend depends on the levels, not only the differences;
-2. uplift: for each arm k, on the rows that received k, the best linear predictor of the true
-   uplift given the estimate (Chernozhukov et al.'s BLP)::
+2. uplift: for each arm k, on the rows that received k or the control, the best linear predictor
+   of the true uplift given the estimate (Chernozhukov et al.'s BLP)::
 
-       y - p_control(x) = gamma_k + beta_k * (tau_hat_k(x) - mean tau_hat_k) + noise
+       y = a0 + a1 p_control(x) + gamma_k (D - e) + beta_k (D - e)(tau_hat_k(x) - mean tau_hat_k) + noise
 
-   beta_k < 1 measures how much of the estimated heterogeneity is noise; the calibrated uplift
-   ``gamma_k + beta_k * (tau_hat_k - mean)`` shrinks it away. Scoring averages the fold models.
+   with D = 1 on the rows that received k and e its share. beta_k < 1 measures how much of the
+   estimated heterogeneity is noise, beta_k > 1 how much the model flattened; the calibrated
+   uplift ``gamma_k + beta_k * (tau_hat_k - mean)`` corrects both. Scoring averages the fold models.
+
+   The control rows are what make the slope honest: ``D - e`` is independent of x under
+   randomization, so an error of ``p_control`` that moves with tau_hat (a smooth pooled model
+   that puts the level too high where the uplift is high, and too low where it is low) cannot
+   leak into beta_k. A regression of ``y - p_control`` on tau_hat over the arm's rows alone takes
+   that error for (missing) heterogeneity: in the travel world it gave beta 1.03 where the
+   candidates' true uplift rises 2.2 per unit of the estimate, so the model promised the best
+   users half their true return and an ROI floor cut the budget to half.
 
 Both gamma_k and beta_k are themselves noisy (a few thousand binary outcomes per arm give beta a
 standard error of ~0.3), and a noisy beta > 1 would stretch noise instead of removing it. So each
@@ -94,28 +103,7 @@ class UpliftCalibration:
         p0 = cls._level(platt, raw[:, 0], binary)
         gamma, beta, center = np.zeros(K), np.zeros(K), np.zeros(K)
         for k in range(1, K):
-            if not binary:
-                gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta, eb)
-                continue
-            on = arm == k
-            tau = raw[on, k] - raw[on, 0]
-            center[k] = tau.mean()
-            resid = y[on] - p0[on]
-            m = int(on.sum())
-            if m < 2:  # nothing to calibrate against: keep the model's uplift
-                gamma[k], beta[k] = center[k], 1.0
-                continue
-            x = tau - center[k]
-            g = float(resid.mean())
-            gamma[k] = eb(g, center[k], float(resid.std()) / np.sqrt(m))
-            sxx = float((x * x).sum())
-            if sxx > 0:
-                b = float((x * (resid - g)).sum() / sxx)
-                e = resid - g - b * x  # heteroskedasticity-robust standard error of the slope
-                se_b = float(np.sqrt(((x * e) ** 2).sum()) / sxx)
-                beta[k] = float(np.clip(eb(b, 1.0, se_b), 0.0, max_beta))
-            else:
-                beta[k] = 1.0
+            gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta, eb)
         return cls(platt=platt, gamma=gamma, beta=beta, center=center, binary=binary)
 
     @staticmethod
@@ -137,14 +125,14 @@ class UpliftCalibration:
 def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int,
          max_beta: float, eb=eb_shrink) -> tuple[float, float, float]:
     """(gamma, beta, center) of arm k by the best linear predictor regression of Chernozhukov et al. on
-    the rows of the control and k::
+    the rows of the control and k (module doc)::
 
         y = a0 + a1 p0(x) + gamma (D - e) + beta (D - e)(tau_hat(x) - center) + noise
 
-    The control rows absorb level errors of p0 that grow with the level, which the arm-only
-    regression of y - p0 on tau_hat takes for (missing) heterogeneity: with counts, whose uplift
-    scales with the level, that regression drove beta to 0 in generated worlds. gamma and beta are
-    shrunk by empirical Bayes as for binary outcomes (heteroskedasticity-robust standard errors).
+    The control rows absorb level errors of p0 that move with tau_hat, which the arm-only
+    regression of y - p0 on tau_hat takes for heterogeneity (with counts, whose uplift scales
+    with the level, it drove beta to 0; with a smooth binary model, to 1 where the truth was 2).
+    gamma and beta are shrunk by empirical Bayes (heteroskedasticity-robust standard errors).
     """
     on = (arm == 0) | (arm == k)
     tau = raw[on, k] - raw[on, 0]
