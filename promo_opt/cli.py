@@ -177,16 +177,21 @@ def allocate(config: Path = ConfigArg, scores: Path = typer.Option(..., "--score
                                                   "winner's-curse-corrected forecast to the summary")) -> None:
     """Choose the arm of every candidate from a scores file (the data paths are not opened)."""
     cfg = _config(config, budget, min_roi)
-    correction = None
-    if model is not None:
-        from promo_opt.model import TrainedModel
-
-        correction = TrainedModel.load(model, cfg).metrics.get("forecast_correction")
+    correction = _model_correction(model, cfg)
     if _use_spark(engine):
         return _spark_allocate(cfg, scores, out, correction)
     outcome = pipeline.allocate(cfg, pipeline.read_scores(scores), correction=correction)
     pipeline.write_allocation(outcome, out)
     _print_summary(outcome.summary, out)
+
+
+def _model_correction(model: Optional[Path], cfg) -> dict | None:
+    """The winner's-curse correction saved with a trained model (None without ``--model``)."""
+    if model is None:
+        return None
+    from promo_opt.model import TrainedModel
+
+    return TrainedModel.load(model, cfg).metrics.get("forecast_correction")
 
 
 def _parse_budgets(budgets: Optional[str], budget_range: Optional[str]):
@@ -211,16 +216,20 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
          budgets: Optional[str] = typer.Option(None, help="comma-separated budgets, e.g. 1000,5000,20000"),
          budget_range: Optional[str] = typer.Option(None, "--budget-range", help="LO:HI:N evenly spaced budgets"),
          min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
-         engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)")) -> None:
+         engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
+         model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': the ROI floor is "
+                                              "held on its corrected forecast, as 'allocate --model' holds it")) -> None:
     """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains."""
     from promo_opt.data import write_bytes, write_table
     from promo_opt.report.html import budget_curve_figure, png_bytes
 
     cfg = _config(config, None, min_roi)
+    correction = _model_correction(model, cfg)
     if _use_spark(engine):
-        curve = _spark_plan(cfg, scores, out, _parse_budgets(budgets, budget_range))
+        curve = _spark_plan(cfg, scores, out, _parse_budgets(budgets, budget_range), correction)
     else:
-        curve = pipeline.plan(cfg, pipeline.read_scores(scores), _parse_budgets(budgets, budget_range))
+        curve = pipeline.plan(cfg, pipeline.read_scores(scores), _parse_budgets(budgets, budget_range),
+                              correction=correction)
     write_table(curve, out / "plan.csv")
     write_bytes(png_bytes(budget_curve_figure(curve, cfg.constraints.budget)), out / "plan.png")
     typer.echo(curve[["budget", "spend", "incremental_conversions", "roi"]].to_string(index=False, float_format="%.4g"))
@@ -501,10 +510,10 @@ def _spark_allocate(cfg: CampaignConfig, scores: Path, out: Path, correction: di
     _print_passes(outcome.passes)
 
 
-def _spark_plan(cfg: CampaignConfig, scores: Path, out: Path, budgets):
+def _spark_plan(cfg: CampaignConfig, scores: Path, out: Path, budgets, correction: dict | None):
     from promo_opt.spark import engine
 
-    return engine.plan(cfg, str(scores), out, budgets)
+    return engine.plan(cfg, str(scores), out, budgets, correction=correction)
 
 
 def _print_passes(passes: list[dict]) -> None:

@@ -299,19 +299,21 @@ class AllocationOutcome:
     econ: Economics
     allocation: Allocation  # over the treatable users
     budget: float | None
-    min_roi: float | None
+    min_roi: float | None  # the planner's floor on the true ROI
     targets: pd.DataFrame
     summary: dict = field(default_factory=dict)
     segment: np.ndarray | None = None  # segment code of each treatable (non-holdout) user, when configured
     segment_names: list[str] | None = None
+    allocated_min_roi: float | None = None  # the floor on the model's expected ROI the allocator held (allocation_floor)
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
              min_roi: float | None = None, correction: dict | None = None) -> AllocationOutcome:
     """``correction``: the model's ``metrics["forecast_correction"]``; when measured, the summary
     gets a ``forecast`` block: the expected totals corrected for the winner's curse, with a 90%
-    interval (``interval90``). ``constraints.min_roi_confidence`` raises the floor until it holds
-    with that probability (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
+    interval (``interval90``), and the ROI floor is held on that forecast (:func:`allocation_floor`).
+    ``constraints.min_roi_confidence`` raises the floor until it holds with that probability
+    (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     t0 = time.perf_counter()
@@ -338,6 +340,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     corr = ForecastCorrection.from_dict(correction) if correction and correction.get("applied") else None
     guarantee = None
     confidence = config.constraints.min_roi_confidence
+    floor = allocation_floor(min_roi, correction)
     if confidence is not None and min_roi:
         from promo_opt.evaluation.guarantee import guaranteed_floor
 
@@ -345,9 +348,11 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
             raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
                                 "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
                                 "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
-        result, _, guarantee = guaranteed_floor(solve_at, min_roi, confidence, corr)
+        result, _, guarantee = _floor_named(lambda: guaranteed_floor(solve_at, min_roi, confidence, corr, start=floor),
+                                            min_roi, floor)
+        floor = guarantee.allocated_min_roi
     else:
-        result, _ = solve_at(min_roi)
+        result, _ = _floor_named(lambda: solve_at(floor), min_roi, floor)
     arm = np.zeros(n, dtype=np.int64)
     arm[treat] = result.arm
     cols = econ.pick(arm)
@@ -361,6 +366,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "control_arm": config.control.name,
         "budget": budget,
         "min_roi": min_roi,
+        "allocated_min_roi": floor,
         "n_candidates": int(n),
         "holdout_size": int(hold.sum()),
         "expected": {**totals},
@@ -378,8 +384,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     }
     if guarantee is not None:
         summary["roi_guarantee"] = guarantee.as_dict()
-    use = budget_use(totals, budget, guarantee.allocated_min_roi if guarantee is not None else min_roi,
-                     config.objective)
+    use = budget_use(totals, budget, floor, config.objective, asked=min_roi)
     if use is not None:
         summary["budget_use"] = use
     if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
@@ -390,19 +395,48 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     if forecast is not None:
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
-                             min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names)
+                             min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names,
+                             allocated_min_roi=floor)
+
+
+def allocation_floor(min_roi: float | None, correction: dict | None) -> float | None:
+    """The floor on the model's expected ROI that the allocator holds for the planner's ``min_roi``:
+    the one under which the corrected forecast meets ``min_roi``
+    (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.allocation_floor`); ``min_roi`` itself
+    without an applied correction (``model.correct_forecast: false``, a model without a held-out
+    measurement). Every door (allocate, plan, the service's slider, Spark) goes through it, so the
+    curve and the list agree."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    if not min_roi or not correction or not correction.get("applied"):
+        return min_roi
+    return ForecastCorrection.from_dict(correction).allocation_floor(min_roi)
+
+
+def _floor_named(solve, min_roi: float | None, floor: float | None):
+    """``solve()``; an infeasible floor names the planner's ``min_roi`` and the floor it became."""
+    try:
+        return solve()
+    except InfeasibleError as err:
+        if min_roi is None or floor is None or abs(floor - min_roi) <= 1e-12 * max(1.0, abs(min_roi)):
+            raise
+        raise InfeasibleError(f"{err} (min_roi {min_roi:g} is held on the forecast: the held-out measurement says "
+                              f"true returns are {min_roi / floor:.3g}x the model's, so the model's expected ROI "
+                              f"must reach {floor:.4g})") from err
 
 
 # below this share of the budget the summary, the CLI and the report say why the money is not spent
 UNDERSPEND_SHARE = 0.5
 
 
-def budget_use(totals: dict, budget: float | None, min_roi: float | None, objective: str) -> dict | None:
+def budget_use(totals: dict, budget: float | None, min_roi: float | None, objective: str,
+               asked: float | None = None) -> dict | None:
     """How much of the budget the policy expects to spend and what stops it (``summary.budget_use``):
-    ``limit`` is ``budget`` (spent), ``roi_floor`` (the floor binds: the expected ROI sits on it) or
-    ``objective`` (no further user gains under the objective). ``warning`` when the expected spend is
-    below ``UNDERSPEND_SHARE`` of the budget, so a policy that quietly spends almost nothing is never
-    silent. None without a budget."""
+    ``limit`` is ``budget`` (spent), ``roi_floor`` (the floor binds: the expected ROI sits on
+    ``min_roi``, the floor the allocator held) or ``objective`` (no further user gains under the
+    objective). ``warning`` when the expected spend is below ``UNDERSPEND_SHARE`` of the budget, so a
+    policy that quietly spends almost nothing is never silent; it names the planner's floor
+    ``asked`` (default ``min_roi``). None without a budget."""
     if not budget:
         return None
     spend, revenue = float(totals["spend"]), float(totals["incremental_revenue"])
@@ -415,7 +449,10 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
         limit = "objective"
     out = {"share": share, "limit": limit}
     if share < UNDERSPEND_SHARE:
-        why = (f"the ROI floor {min_roi:g} binds: the model sees too few users whose expected return clears it "
+        asked = min_roi if asked is None else asked
+        held = "" if min_roi is None or abs(asked - min_roi) <= 1e-9 * max(1.0, asked) else \
+            f" (held on the forecast: an expected ROI of {min_roi:.3g})"
+        why = (f"the ROI floor {asked:g}{held} binds: the model sees too few users whose expected return clears it "
                "(lower constraints.min_roi, or see the forecast interval: a floor near the best attainable ROI "
                "turns small estimation errors into large cuts)" if limit == "roi_floor" else
                f"no further user gains under the objective '{objective}' by the model's estimates")
@@ -448,18 +485,19 @@ def _side_constraints(config: CampaignConfig) -> bool:
 
 
 def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi: float | None = None,
-         n_points: int = 50) -> pd.DataFrame:
+         n_points: int = 50, correction: dict | None = None) -> pd.DataFrame:
     """What-if: the budget curve over the treatable (non-holdout) candidates of a scores table.
 
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
-    (config's unless given) is honoured: budgets whose path point breaks it are re-solved.
+    (config's unless given) is honoured: budgets whose path point breaks it are re-solved; with the
+    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`allocation_floor`).
     """
-    problem, conversions = plan_problem(config, scores, min_roi=min_roi)
+    problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
     return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
 
 
-def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *,
-                 min_roi: float | None = None) -> tuple[AllocationProblem, np.ndarray]:
+def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
+                 correction: dict | None = None) -> tuple[AllocationProblem, np.ndarray]:
     """What ``plan`` curves: the budget/ROI problem over the treatable candidates and their (n, K)
     incremental conversions. Built once, it answers many budget questions (the service caches it)."""
     if _side_constraints(config):
@@ -468,7 +506,8 @@ def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *,
                             "'promo-opt allocate --budget X' for each budget")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
-    return _budget_roi_problem(config, econ, treat, config.constraints.min_roi if min_roi is None else min_roi)
+    floor = allocation_floor(config.constraints.min_roi if min_roi is None else min_roi, correction)
+    return _budget_roi_problem(config, econ, treat, floor)
 
 
 def _budget_roi_problem(config, econ: Economics, treat, min_roi) -> tuple[AllocationProblem, np.ndarray]:
@@ -487,7 +526,7 @@ def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: i
     """The report's curve: budgets from 0 to twice the campaign's, same ROI floor."""
     top = 2.0 * outcome.budget if outcome.budget else None
     budgets = np.linspace(0, top, n_points) if top else None
-    return _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.min_roi, n_points)
+    return _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.allocated_min_roi, n_points)
 
 
 def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:

@@ -113,7 +113,11 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
     assert [p["users_per_arm"]["pct10"] for p in pts] == ref["users_pct10"].tolist()
     assert all(sum(p["users_per_arm"].values()) == 1900 for p in pts)  # 2000 minus the 5% holdout
     assert [p["budget"] for p in again] == [0, 1000, 2000, 3000, 4000]
-    assert roi["min_roi"] == 2.5 and roi["points"][0]["roi"] >= 2.5 - 1e-9
+    # the floor is held on the scoring model's corrected forecast, as an allocation holds it
+    metrics = json.loads((server.data_dir / "jobs" / flow["model"]["id"] / "metrics.json").read_text())
+    floor = pipeline.allocation_floor(2.5, metrics.get("forecast_correction"))
+    assert roi["min_roi"] == 2.5 and roi["allocated_min_roi"] == pytest.approx(floor)
+    assert roi["points"][0]["roi"] >= floor - 1e-9
 
 
 def test_allocate_download_every_format(server, flow, campaign):

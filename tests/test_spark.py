@@ -89,12 +89,20 @@ def rel(a: float, b: float) -> float:
 ])
 def test_distributed_allocation_equals_single_machine(spark, scores_file, reduced_everywhere, tmp_path,
                                                       objective, constraints) -> None:
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
     path, scores = scores_file
     cfg = make_config(**constraints).model_copy(update={"objective": objective})
-    local = pipeline.allocate(cfg, scores)
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    # a model whose held-out returns beat its expectations by 10%: both engines hold the floor on the forecast
+    corr = {"applied": True, **ForecastCorrection(ratio={**one, "incremental_revenue": 1.1}, raw_ratio=dict(one),
+                                                  ratio_se=dict(one)).as_dict()}
+    local = pipeline.allocate(cfg, scores, correction=corr)
     out = spark_allocate.allocate(spark, cfg, spark.read.parquet(str(path)), str(tmp_path / "targets.parquet"),
-                                  direct_limit=DIRECT, partitions=3)
+                                  direct_limit=DIRECT, partitions=3, correction=corr)
     s, ls = out.summary, local.summary
+    assert s["min_roi"] == ls["min_roi"] == constraints.get("min_roi")
+    assert s["allocated_min_roi"] == ls["allocated_min_roi"] == (constraints["min_roi"] / 1.1 if "min_roi" in constraints else None)
     assert s["reduction"].startswith("reduced") and "free users" in s["reduction"]
     assert ls["solver"] == s["solver"] == "dual"
     targets = pd.read_parquet(tmp_path / "targets.parquet")

@@ -149,3 +149,68 @@ def test_uplift_calibration_is_not_fooled_by_a_level_error_that_moves_with_the_u
     assert np.corrcoef(calibrated[:, 1] - calibrated[:, 0], tau)[0, 1] > 0.99
     assert np.polyfit(calibrated[:, 1] - calibrated[:, 0], tau, 1)[0] == pytest.approx(1.0, abs=0.15)
 
+
+def test_the_floor_is_held_on_the_forecast():
+    """Revenue ratio 1.25, spend ratio 1: the model's returns are 80% of the truth's, so the allocator's
+    floor on its expected ROI is min_roi / 1.25; the forecast of the policy then meets min_roi."""
+    from promo_opt.pipeline import allocation_floor
+
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    c = ForecastCorrection(ratio={**one, "incremental_revenue": 1.25}, raw_ratio=dict(one), ratio_se=dict(one))
+    assert c.allocation_floor(1.5) == pytest.approx(1.2)
+    assert ForecastCorrection(ratio={**one, "incremental_revenue": -0.3}, raw_ratio=dict(one),
+                              ratio_se=dict(one)).allocation_floor(1.5) == 1.5  # no positive return measured
+    d = {"applied": True, **c.as_dict()}
+    assert allocation_floor(1.5, d) == pytest.approx(1.2)
+    assert allocation_floor(None, d) is None and allocation_floor(1.5, None) == 1.5
+    assert allocation_floor(1.5, {**d, "applied": False}) == 1.5
+
+
+def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, small_campaign):
+    """On a trained model: the allocation's forecast ROI sits on min_roi where the floor binds; the
+    summary records the floor the allocator held, and the budget curve at the campaign's budget is the
+    same policy (plan takes the same correction)."""
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+    from promo_opt.model import TrainedModel
+
+    cfg = load_config(small_campaign)
+    model = TrainedModel.load(run_out / "model", cfg)
+    scores = pipeline.read_scores(run_out / "scores.parquet")
+    corr = dict(model.metrics["forecast_correction"])
+    corr["applied"] = True
+    corr["ratio"] = {**corr["ratio"], "incremental_revenue": 1.3, "spend": 1.0}
+    plain = pipeline.allocate(cfg, scores, min_roi=None, budget=1e12)
+    floor = 1.1 * plain.summary["expected"]["roi"] * 1.3  # binds on the forecast (and harder on the model's numbers)
+    o = pipeline.allocate(cfg, scores, min_roi=floor, budget=1e12, correction=corr)
+    assert o.summary["min_roi"] == floor and o.summary["allocated_min_roi"] == pytest.approx(floor / 1.3)
+    assert o.summary["forecast"]["roi"] == pytest.approx(floor, rel=1e-3)
+    assert o.summary["expected"]["roi"] == pytest.approx(floor / 1.3, rel=1e-3)
+    strict = pipeline.allocate(cfg, scores, min_roi=floor, budget=1e12)  # without the correction: the old floor
+    assert strict.summary["allocated_min_roi"] == floor and strict.summary["expected"]["spend"] < o.summary["expected"]["spend"]
+    curve = pipeline.plan(cfg, scores, [o.summary["expected"]["spend"] * 1.0001], min_roi=floor, correction=corr)
+    assert curve["spend"].iloc[0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-3)
+
+
+def test_plan_cli_holds_the_floor_on_the_models_forecast(run_out, small_campaign, tmp_path):
+    """``plan --model`` curves what ``allocate --model`` allocates: with the model's own correction, the floor
+    on the expected ROI is min_roi x r_spend / r_revenue at every budget."""
+    import pandas as pd
+    from conftest import invoke
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+    from promo_opt.model import TrainedModel
+
+    corr = TrainedModel.load(run_out / "model", load_config(small_campaign)).metrics["forecast_correction"]
+    floor = pipeline.allocation_floor(1.2, corr)
+    curves = {}
+    for extra in ([], ["--model", run_out / "model"]):
+        out = tmp_path / f"plan{len(extra)}"
+        r = invoke("plan", small_campaign, "--scores", run_out / "scores.parquet", "--out", out, "--min-roi", "1.2",
+                   "--budgets", "500,2000,8000", *extra)
+        assert r.exit_code == 0, r.output
+        curves[bool(extra)] = pd.read_csv(out / "plan.csv")
+    held = curves[True]
+    assert (held["roi"].dropna() >= floor - 1e-6).all()
+    if corr.get("applied") and abs(floor - 1.2) > 1e-9:  # the correction moved the floor: the curves differ
+        assert not np.allclose(held["spend"], curves[False]["spend"]) or (curves[False]["roi"] > 1.2 + 1e-6).all()

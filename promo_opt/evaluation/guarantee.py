@@ -10,10 +10,13 @@ forecast ratios, with the measured covariance. The floor holds when the margin
     P(floor holds) = Phi(mu / sigma),  mu = r_R R - m r_S S,
     sigma^2 = R^2 V_RR + m^2 S^2 V_SS - 2 m R S V_RS
 
-For a confidence c the allocator is run under a raised floor m' >= m, found by bisection, the
-smallest m' whose policy reaches P >= c: a stricter floor keeps only the users whose return is
-clearly above it, which widens the margin faster than it widens sigma. The raised floor, the
-achieved probability and that of the plain floor go to ``summary.json``.
+Without a confidence the allocator's floor is m0 = m r_S / r_R
+(:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.allocation_floor`), where mu = 0: the plain
+floor holds on the forecast, with P about one half where it binds. For a confidence c the
+allocator is run under a raised floor m' >= m0, found by bisection, the smallest m' whose policy
+reaches P >= c: a stricter floor keeps only the users whose return is clearly above it, which
+widens the margin faster than it widens sigma. The raised floor, the achieved probability and
+that of the plain floor's policy go to ``summary.json``.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def floor_probability(revenue: float, spend: float, min_roi: float, correction: 
 
 
 def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: ForecastCorrection,
-                     iterations: int = 30):
-    """The allocation under the smallest floor m' >= ``min_roi`` whose policy meets the floor
-    ``min_roi`` with probability >= ``confidence``.
+                     iterations: int = 30, start: float | None = None):
+    """The allocation under the smallest floor m' >= ``start`` (default ``min_roi``; the plain
+    floor the allocator would use) whose policy meets the floor ``min_roi`` with probability >= ``confidence``.
 
     ``solve_at(m)`` allocates under floor m and returns ``(result, totals)`` (totals as
     ``Economics.totals``). Returns ``(result, totals, RoiGuarantee)``.
@@ -70,10 +73,11 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
     def prob(totals):
         return floor_probability(totals["incremental_revenue"], totals["spend"], min_roi, correction)
 
-    base = solve_at(min_roi)
+    start = min_roi if start is None else start
+    base = solve_at(start)
     p0 = prob(base[1])
     if p0 >= confidence:
-        return (*base, RoiGuarantee(confidence, p0, p0, min_roi, min_roi))
+        return (*base, RoiGuarantee(confidence, p0, p0, min_roi, start))
 
     def attempt(m):
         """(allocation, safe) under floor m; (None, False) where no policy meets m."""
@@ -83,8 +87,8 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
             return None, False
         return r, prob(r[1]) >= confidence
 
-    lo, hi, best, best_floor = min_roi, None, None, None
-    step = max(min_roi, 0.1)
+    lo, hi, best, best_floor = start, None, None, None
+    step = max(start, 0.1)
     for _ in range(40):  # grow the floor until it is safe, or beyond what any policy attains
         r, safe = attempt(lo + step)
         if r is None or safe:
@@ -106,7 +110,7 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
             break
     if best is None:
         raise InfeasibleError(
-            f"constraints.min_roi_confidence {confidence:g}: no floor above min_roi {min_roi:g} gives a policy whose "
+            f"constraints.min_roi_confidence {confidence:g}: no floor above {start:g} gives a policy whose "
             f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; the best attainable "
             f"floor, about {lo:.3g}, is not safe enough): the held-out measurement is too uncertain: lower the "
             "confidence or the floor, or train on more past users")

@@ -22,7 +22,11 @@ as max(0, (r - 1)^2 - se^2), which gives the posterior mean
 
 (no correction when the gap is within one standard error, nearly all of it when it is many).
 The corrected forecast multiplies the model's totals for the candidates by r*; ROI and net
-revenue follow from the corrected totals.
+revenue follow from the corrected totals. The ROI floor is held on the same corrected numbers
+(:meth:`ForecastCorrection.allocation_floor`): the allocator's floor on the expected ROI is
+``min_roi x r*_spend / r*_revenue``, so the policy it picks is forecast to meet ``min_roi``, not
+merely expected to, and the summary never reports a forecast ROI far above a floor that held the
+budget back.
 
 The same measurement gives the forecast's uncertainty: the three raw ratios are sample means of
 independent row contributions, so their covariance is the contributions' covariance (times n)
@@ -220,6 +224,18 @@ class ForecastCorrection:
                    expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
                    rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])],
                    calibration_cov=[list(r) for r in d.get("calibration_cov", [])])
+
+    def allocation_floor(self, min_roi: float) -> float:
+        """The floor on the model's expected ROI under which the *forecast* ROI meets ``min_roi``:
+        ``min_roi x r_spend / r_revenue``. The forecast's ROI is the expected ROI times
+        r_revenue / r_spend, so a policy whose expected ROI sits on this floor is forecast to return
+        exactly ``min_roi``. A model that flattens the users' returns (ratio of revenue > 1) would
+        otherwise hold back budget that the held-out measurement says pays; one whose picks are
+        lucky (ratio < 1) is held to a stricter floor. ``min_roi`` itself when a ratio is not positive."""
+        r_rev, r_spend = self.ratio["incremental_revenue"], self.ratio["spend"]
+        if not (np.isfinite(r_rev) and np.isfinite(r_spend) and r_rev > 0 and r_spend > 0):
+            return float(min_roi)
+        return float(min_roi * r_spend / r_rev)
 
     def apply(self, totals: dict[str, float]) -> dict[str, float]:
         """Corrected totals (same keys as ``Economics.totals``)."""

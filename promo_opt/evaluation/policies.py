@@ -160,11 +160,11 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
     sub = outcome.econ.subset(treat)
     budget = outcome.budget if outcome.budget else float(outcome.summary["expected"]["spend"])
     held = _HeldOut(config, model, n_treatable)
-    bands = held.bands(np.linspace(0.0, 2.0 * budget, n_bands), outcome.min_roi, n_boot)
+    bands = held.bands(np.linspace(0.0, 2.0 * budget, n_bands), outcome.allocated_min_roi, n_boot)
     if config.data.truth is not None:
         from promo_opt.evaluation.truth import truth_economics
 
-        pols = baseline_policies(sub, config, outcome.arm[treat], budget, outcome.min_roi, seed=config.seed)
+        pols = baseline_policies(sub, config, outcome.arm[treat], budget, outcome.allocated_min_roi, seed=config.seed)
         rules = []
         if config.targeting_rules:
             features = candidate_features(config, model.features, outcome.ids)[treat].reset_index(drop=True)
@@ -176,7 +176,7 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
         if rules:
             out["targeting_rules"] = [r.as_dict() for r in rules]
         return out
-    out = held.compare(budget, outcome.min_roi, n_boot)
+    out = held.compare(budget, outcome.allocated_min_roi, n_boot)
     out["budget_bands"] = bands
     return out
 

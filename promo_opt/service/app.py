@@ -318,7 +318,8 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     min_roi = cfg.constraints.min_roi if body.min_roi is None else body.min_roi
     scores_path = svc.artefacts.job_dir(job.id) / SCORES_FILE
     cached = svc.cache.peek((job.id, min_roi)) or await run_in_threadpool(
-        svc.cache.get, (job.id, min_roi), lambda: plans.build_frontier(cfg, scores_path, min_roi))
+        svc.cache.get, (job.id, min_roi),
+        lambda: plans.build_frontier(cfg, scores_path, min_roi, svc.worker.forecast_correction(job.id)))
     budgets = body.budgets
     if body.budget_range is not None:
         r = body.budget_range
@@ -336,7 +337,8 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
                         users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)},
                         spend_per_arm={a: float(v[i]) for a, v in zip(cfg.arm_names, spend) if v is not None})
               for i in range(len(cols["budget"]))]
-    return PlanResponse(scores_id=job.id, min_roi=min_roi, objective=cfg.objective, points=points)
+    return PlanResponse(scores_id=job.id, min_roi=min_roi, allocated_min_roi=cached.problem.min_roi,
+                        objective=cfg.objective, points=points)
 
 
 # ----------------------------------------------------------------------------------------------

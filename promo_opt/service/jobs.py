@@ -125,7 +125,7 @@ class Worker:
         """The config and the core's allocation outcome of an ``allocate`` job (the solve is deterministic)."""
         cfg = self.config(job.campaign_id, job.params.get("overrides"))
         scores = read_table(self.artefacts.job_dir(job.parent_id) / SCORES_FILE, "scores")
-        return cfg, pipeline.allocate(cfg, scores, correction=self._forecast_correction(job.parent_id))
+        return cfg, pipeline.allocate(cfg, scores, correction=self.forecast_correction(job.parent_id))
 
     def _run_allocate(self, job: Job) -> dict:
         cfg, outcome = self._allocation(job)
@@ -134,7 +134,7 @@ class Worker:
         write_json(outcome.summary, out / SUMMARY_FILE)
         return json.loads((out / SUMMARY_FILE).read_text())  # as written: NaN -> null, numpy -> plain
 
-    def _forecast_correction(self, score_job_id: str) -> dict | None:
+    def forecast_correction(self, score_job_id: str) -> dict | None:
         """The winner's-curse correction saved with the model that the scores came from."""
         score_job = self.store.get_job(score_job_id)
         if score_job is None or score_job.parent_id is None:

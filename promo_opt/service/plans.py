@@ -72,11 +72,13 @@ class FrontierCache:
             return value
 
 
-def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | None) -> CachedFrontier:
+def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | None,
+                   correction: dict | None = None) -> CachedFrontier:
+    """``correction``: the scoring model's, so the floor is held on the forecast as in an allocation."""
     scores = read_table(scores_path, "scores")
-    problem, conversions = pipeline.plan_problem(config, scores, min_roi=min_roi)
+    problem, conversions = pipeline.plan_problem(config, scores, min_roi=min_roi, correction=correction)
     path = SortedFrontier.from_path(frontier_path(problem, conversions))
-    floor = FloorPath(problem, conversions) if min_roi is not None else None
+    floor = FloorPath(problem, conversions) if problem.min_roi is not None else None
     return CachedFrontier(problem=problem, conversions=conversions, frontier=path, floor=floor)
 
 

@@ -109,6 +109,8 @@ class PlanPoint(BaseModel):
 class PlanResponse(BaseModel):
     scores_id: str
     min_roi: float | None
+    # the floor on the model's expected ROI that the curve holds: min_roi on the scoring model's corrected forecast
+    allocated_min_roi: float | None = None
     objective: str
     points: list[PlanPoint]
 

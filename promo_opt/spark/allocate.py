@@ -335,12 +335,14 @@ def _totals_from(spark, path: str, config: CampaignConfig) -> pd.DataFrame:
 
 def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget: float | None = None,
              min_roi: float | None = None, direct_limit: int | None = None,
-             partitions: int | None = None) -> SparkAllocationOutcome:
+             partitions: int | None = None, correction: dict | None = None) -> SparkAllocationOutcome:
     """Allocate the users of a Spark scores DataFrame; write the targeting list atomically.
 
     Same policy, objective and certificate as :func:`promo_opt.pipeline.allocate` on the same rows in
-    the same order. ``direct_limit`` (default: the single-machine dual's) is the number of
-    treatable users up to which they are collected and solved on the driver, as one machine does.
+    the same order, the ROI floor held on the forecast of the model's ``correction`` as there
+    (:func:`promo_opt.pipeline.allocation_floor`). ``direct_limit`` (default: the single-machine
+    dual's) is the number of treatable users up to which they are collected and solved on the
+    driver, as one machine does.
     """
     t_start = time.perf_counter()
     budget = config.constraints.budget if budget is None else budget
@@ -357,9 +359,12 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                     f"arm caps, segment budgets or solver '{config.solver}' need the exact single-machine solver, "
                     f"which takes at most {EXACT_AUTO_LIMIT} user x arm cells; these {idx.n_treat} users x "
                     f"{K - 1} arms are more: drop the caps/segments (or use solver auto) for the Spark engine")
-            summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi)
+            summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction)
         else:
-            summary = _allocate_distributed(spark, config, idx, targets_path, budget, min_roi)
+            floor = pipeline.allocation_floor(min_roi, correction)
+            summary = pipeline._floor_named(
+                lambda: _allocate_distributed(spark, config, idx, targets_path, budget, floor), min_roi, floor)
+            summary.update(min_roi=min_roi, allocated_min_roi=floor)
     finally:
         idx.df.unpersist()
     summary["engine"] = "spark"
@@ -369,13 +374,13 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
     return SparkAllocationOutcome(targets_path=targets_path, summary=summary, passes=plog.passes)
 
 
-def _allocate_collected(spark, config, idx, targets_path, budget, min_roi) -> dict:
+def _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction) -> dict:
     """Few users (or side constraints): collect the scores in order and call the core."""
     t0 = time.perf_counter()
     with user_errors():
         pdf = idx.df.toPandas()
     pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
-    outcome = pipeline.allocate(config, pdf, budget=budget, min_roi=min_roi)
+    outcome = pipeline.allocate(config, pdf, budget=budget, min_roi=min_roi, correction=correction)
     idx.log.add("collect and solve on the driver", time.perf_counter() - t0, users=int(len(pdf)),
                 solver=outcome.summary["solver"])
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None,
     ref = str(scores) if scores else input_ref(config, "scores")
     df = read_input(spark, ref, "scores")
     targets = config.spark.targets or str(Path(out) / "targets.parquet")
-    outcome = _allocate.allocate(spark, config, df, targets)
+    outcome = _allocate.allocate(spark, config, df, targets, correction=correction)
     forecast = pipeline.corrected_forecast(outcome.summary["expected"], correction)
     if forecast is not None:
         outcome.summary["forecast"] = forecast
@@ -83,11 +83,12 @@ def truth_check(config: CampaignConfig, targets_path: str, summary: dict) -> dic
     return report.as_dict()
 
 
-def plan(config: CampaignConfig, scores: str | None, out: Path, budgets=None, spark=None) -> pd.DataFrame:
+def plan(config: CampaignConfig, scores: str | None, out: Path, budgets=None, spark=None,
+         correction: dict | None = None) -> pd.DataFrame:
     """The budget curve from a scores table (the caller writes it); the passes go to plan_passes.json."""
     spark = spark or _session(config)
     ref = str(scores) if scores else input_ref(config, "scores")
-    curve, passes = _plan.plan(spark, config, read_input(spark, ref, "scores"), budgets)
+    curve, passes = _plan.plan(spark, config, read_input(spark, ref, "scores"), budgets, correction=correction)
     write_json({"engine": "spark", "passes": passes}, Path(out) / "plan_passes.json")
     return curve
 
@@ -128,7 +129,7 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     budget = outcome.summary["budget"]
     budgets = np.linspace(0, 2.0 * budget, 41) if budget else None
     curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
-                                    min_roi=outcome.summary["min_roi"], n_points=41)
+                                    min_roi=outcome.summary["allocated_min_roi"], n_points=41)
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     summary["learner"] = model.metrics["selection"]["chosen"]

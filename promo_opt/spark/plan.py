@@ -47,12 +47,14 @@ def _segments(pdf, config, min_roi):
 
 
 def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float | None = None, n_points: int = 50,
-         direct_limit: int | None = None, partitions: int | None = None, n_bins: int = 4096) -> tuple[pd.DataFrame, list]:
-    """The budget curve (same columns and rows as :func:`promo_opt.pipeline.plan`) and the pass log."""
+         direct_limit: int | None = None, partitions: int | None = None, n_bins: int = 4096,
+         correction: dict | None = None) -> tuple[pd.DataFrame, list]:
+    """The budget curve (same columns and rows as :func:`promo_opt.pipeline.plan`, the floor held on
+    the forecast of the model's ``correction`` as there) and the pass log."""
     if pipeline._side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning")
-    min_roi = config.constraints.min_roi if min_roi is None else min_roi
+    min_roi = pipeline.allocation_floor(config.constraints.min_roi if min_roi is None else min_roi, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)
