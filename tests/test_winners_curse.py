@@ -212,5 +212,12 @@ def test_plan_cli_holds_the_floor_on_the_models_forecast(run_out, small_campaign
         curves[bool(extra)] = pd.read_csv(out / "plan.csv")
     held = curves[True]
     assert (held["roi"].dropna() >= floor - 1e-6).all()
+    r = invoke("allocate", small_campaign, "--scores", run_out / "scores.parquet", "--out", tmp_path / "alloc",
+               "--min-roi", "1.2", "--model", run_out / "model")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "alloc" / "summary.json").read_text())
+    assert summary["min_roi"] == 1.2 and summary["allocated_min_roi"] == pytest.approx(floor)
+    assert ("ROI floor       1.2 on the forecast" in r.output) is (abs(floor - 1.2) > 1e-9)
     if corr.get("applied") and abs(floor - 1.2) > 1e-9:  # the correction moved the floor: the curves differ
         assert not np.allclose(held["spend"], curves[False]["spend"]) or (curves[False]["roi"] > 1.2 + 1e-6).all()
+
