@@ -221,3 +221,23 @@ def test_plan_cli_holds_the_floor_on_the_models_forecast(run_out, small_campaign
     if corr.get("applied") and abs(floor - 1.2) > 1e-9:  # the correction moved the floor: the curves differ
         assert not np.allclose(held["spend"], curves[False]["spend"]) or (curves[False]["roi"] > 1.2 + 1e-6).all()
 
+
+def test_eb_shrink_all_pools_the_prior_over_three_or_more_arms():
+    """Fewer than three deviations: each shrunk on its own. Three or more: one prior variance from all of
+    them, which keeps a lone noisy deviation from stretching (the arms' slopes are mostly right) and keeps
+    deviations that all arms share."""
+    from promo_opt.learners.honest import eb_shrink, eb_shrink_all
+
+    two = eb_shrink_all(np.array([3.0, 0.5]), np.ones(2), np.array([1.0, 1.0]))
+    assert two.tolist() == [eb_shrink(3.0, 1.0, 1.0), eb_shrink(0.5, 1.0, 1.0)]
+    assert eb_shrink_all(np.array([3.0, 2.0, 0.0]), np.ones(3), np.array([1.0, 0.0, 1.0]))[1] == 1.0  # se 0: target
+    rng = np.random.default_rng(0)
+    se = np.array([1.8, 1.2, 1.0, 1.1])
+    err_pooled, err_alone = [], []
+    for _ in range(2000):  # every arm's slope is right (1); its estimate is noise
+        est = 1.0 + rng.normal(0, se)
+        err_pooled.append(np.mean((eb_shrink_all(est, np.ones(4), se) - 1) ** 2))
+        err_alone.append(np.mean([(eb_shrink(e, 1.0, s) - 1) ** 2 for e, s in zip(est, se)]))
+    assert np.mean(err_pooled) < 0.6 * np.mean(err_alone)
+    strong = eb_shrink_all(np.array([2.0, 2.1, 1.9, 2.05]), np.ones(4), np.full(4, 0.1))  # a shared flattening
+    assert np.all(np.abs(strong - np.array([2.0, 2.1, 1.9, 2.05])) < 0.02)

@@ -27,8 +27,12 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 Both gamma_k and beta_k are themselves noisy (a few thousand binary outcomes per arm give beta a
 standard error of ~0.3), and a noisy beta > 1 would stretch noise instead of removing it. So each
 is shrunk toward its no-change value (the model's own mean uplift; a slope of 1) by empirical
-Bayes (:func:`eb_shrink`): a deviation within one standard error is dropped, a deviation of many
-standard errors is kept nearly whole.
+Bayes (:func:`eb_shrink_all`): a normal prior around the no-change value whose variance is
+estimated from the deviations themselves, so a deviation within its standard error is dropped
+and one of many standard errors is kept nearly whole. With three or more promotions the prior
+variance is estimated from all of them (James-Stein), not from each arm's one deviation: in a
+20k-user campaign with four promotions, one arm's slope 3.96 +- 1.78 kept 2.90 on its own
+(the others were near 1) and stretched noise into a loss; pooled, it keeps 1.8.
 """
 
 from __future__ import annotations
@@ -80,6 +84,26 @@ def eb_shrink(estimate: float, target: float, se: float) -> float:
     return float(target + d * max(0.0, 1.0 - (se * se) / (d * d)))
 
 
+def eb_shrink_all(estimates: np.ndarray, targets: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Empirical Bayes posterior means of several estimates, each toward its target, under one
+    normal prior of variance tau^2 on the deviations: ``target + d tau^2 / (tau^2 + se^2)``.
+
+    With three or more deviations that have a standard error, tau^2 = max(0, mean(d^2 - se^2))
+    (the James-Stein moment estimate); with fewer, each is shrunk on its own (:func:`eb_shrink`).
+    A standard error of 0 (nothing estimated) or not finite keeps the target."""
+    est, tgt, se = (np.asarray(a, dtype=np.float64) for a in (estimates, targets, se))
+    d = est - tgt
+    ok = np.isfinite(d) & np.isfinite(se) & (se > 0)
+    out = tgt.copy()
+    if ok.sum() < 3:
+        for i in np.flatnonzero(ok):
+            out[i] = eb_shrink(float(est[i]), float(tgt[i]), float(se[i]))
+        return out
+    tau2 = max(0.0, float(np.mean(d[ok] ** 2 - se[ok] ** 2)))
+    out[ok] = tgt[ok] + d[ok] * tau2 / (tau2 + se[ok] ** 2)
+    return out
+
+
 @dataclass
 class UpliftCalibration:
     """Per-arm maps from raw fold-model probabilities to calibrated ones (see module doc)."""
@@ -95,16 +119,19 @@ class UpliftCalibration:
             outcome_type: str = "binary", shrink: bool = True) -> "UpliftCalibration":
         """``shrink`` False: gamma and beta as estimated, without empirical Bayes (their sampling
         spread, for :func:`promo_opt.evaluation.heldout.calibration_cov`)."""
-        eb = eb_shrink if shrink else (lambda est, target, se: float(est))
         K = raw.shape[1]
         on0 = arm == 0
         binary = outcome_type == "binary"
         platt = _platt(_logit(raw[on0, 0]), y[on0]) if binary else _log_link(np.log(np.maximum(raw[on0, 0], _EPS)), y[on0])
         p0 = cls._level(platt, raw[:, 0], binary)
-        gamma, beta, center = np.zeros(K), np.zeros(K), np.zeros(K)
-        for k in range(1, K):
-            gamma[k], beta[k], center[k] = _blp(raw, arm, y, p0, k, max_beta, eb)
-        return cls(platt=platt, gamma=gamma, beta=beta, center=center, binary=binary)
+        est = np.array([(0.0, 0.0, 1.0, 0.0, 0.0)] + [_blp(raw, arm, y, p0, k) for k in range(1, K)])
+        g, se_g, b, se_b, center = est.T
+        if shrink:
+            g[1:] = eb_shrink_all(g[1:], center[1:], se_g[1:])
+            b[1:] = eb_shrink_all(b[1:], np.ones(K - 1), se_b[1:])
+        beta = np.clip(b, 0.0, max_beta)
+        beta[0] = 0.0
+        return cls(platt=platt, gamma=g, beta=beta, center=center, binary=binary)
 
     @staticmethod
     def _level(platt, p, binary: bool) -> np.ndarray:
@@ -122,24 +149,24 @@ class UpliftCalibration:
         return np.clip(p, _EPS, 1 - _EPS) if self.binary else np.clip(p, 0.0, None)
 
 
-def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int,
-         max_beta: float, eb=eb_shrink) -> tuple[float, float, float]:
-    """(gamma, beta, center) of arm k by the best linear predictor regression of Chernozhukov et al. on
-    the rows of the control and k (module doc)::
+def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int) -> tuple[float, ...]:
+    """(gamma, se of gamma, beta, se of beta, center) of arm k by the best linear predictor regression
+    of Chernozhukov et al. on the rows of the control and k (module doc)::
 
         y = a0 + a1 p0(x) + gamma (D - e) + beta (D - e)(tau_hat(x) - center) + noise
 
     The control rows absorb level errors of p0 that move with tau_hat, which the arm-only
     regression of y - p0 on tau_hat takes for heterogeneity (with counts, whose uplift scales
     with the level, it drove beta to 0; with a smooth binary model, to 1 where the truth was 2).
-    gamma and beta are shrunk by empirical Bayes (heteroskedasticity-robust standard errors).
+    Heteroskedasticity-robust standard errors; a standard error of 0 means "nothing to estimate"
+    (too few rows, or an estimate that does not vary), which the shrinkage keeps at no change.
     """
     on = (arm == 0) | (arm == k)
     tau = raw[on, k] - raw[on, 0]
     center = float(tau.mean())
     d = (arm[on] == k).astype(np.float64)
     if d.sum() < 2 or (1 - d).sum() < 2:
-        return center, 1.0, center
+        return center, 0.0, 1.0, 0.0, center
     dd = d - d.mean()
     X = np.column_stack([np.ones(len(d)), p0[on], dd, dd * (tau - center)])
     yy = y[on].astype(np.float64)
@@ -148,9 +175,8 @@ def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int
     e = yy - X @ coef
     cov = XtX_inv @ ((X * (e * e)[:, None]).T @ X) @ XtX_inv
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    gamma = eb(float(coef[2]), center, float(se[2]))
-    beta = float(np.clip(eb(float(coef[3]), 1.0, float(se[3])), 0.0, max_beta)) if se[3] > 0 else 1.0
-    return gamma, beta, center
+    beta, se_b = (float(coef[3]), float(se[3])) if se[3] > 0 else (1.0, 0.0)
+    return float(coef[2]), float(se[2]), beta, se_b, center
 
 
 def _log_link(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
