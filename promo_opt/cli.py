@@ -61,7 +61,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
                         f"ROI {f['roi']:.3g}{span}")
     floor, held = summary.get("min_roi"), summary.get("allocated_min_roi")
-    if floor and held is not None and not summary.get("roi_guarantee") and abs(held - floor) > 1e-9 * max(1.0, floor):
+    if pipeline.floor_moved(floor, held) and not summary.get("roi_guarantee"):
         lines.insert(4, f"ROI floor       {floor:g} on the forecast: the model's expected ROI held at >= {held:.3g} "
                         f"(held-out returns are {floor / held:.3g}x the model's)")
     g = summary.get("roi_guarantee")

@@ -348,11 +348,11 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
             raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
                                 "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
                                 "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
-        result, _, guarantee = _floor_named(lambda: guaranteed_floor(solve_at, min_roi, confidence, corr, start=floor),
-                                            min_roi, floor)
+        result, _, guarantee = with_floor_named(
+            lambda: guaranteed_floor(solve_at, min_roi, confidence, corr, start=floor), min_roi, floor)
         floor = guarantee.allocated_min_roi
     else:
-        result, _ = _floor_named(lambda: solve_at(floor), min_roi, floor)
+        result, _ = with_floor_named(lambda: solve_at(floor), min_roi, floor)
     arm = np.zeros(n, dtype=np.int64)
     arm[treat] = result.arm
     cols = econ.pick(arm)
@@ -413,12 +413,17 @@ def allocation_floor(min_roi: float | None, correction: dict | None) -> float | 
     return ForecastCorrection.from_dict(correction).allocation_floor(min_roi)
 
 
-def _floor_named(solve, min_roi: float | None, floor: float | None):
+def floor_moved(min_roi: float | None, floor: float | None) -> bool:
+    """Whether the allocator held a floor other than the planner's (:func:`allocation_floor` moved it)."""
+    return bool(min_roi) and floor is not None and abs(floor - min_roi) > 1e-9 * max(1.0, abs(min_roi))
+
+
+def with_floor_named(solve, min_roi: float | None, floor: float | None):
     """``solve()``; an infeasible floor names the planner's ``min_roi`` and the floor it became."""
     try:
         return solve()
     except InfeasibleError as err:
-        if min_roi is None or floor is None or abs(floor - min_roi) <= 1e-12 * max(1.0, abs(min_roi)):
+        if not floor_moved(min_roi, floor):
             raise
         raise InfeasibleError(f"{err} (min_roi {min_roi:g} is held on the forecast: the held-out measurement says "
                               f"true returns are {min_roi / floor:.3g}x the model's, so the model's expected ROI "
@@ -450,8 +455,7 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
     out = {"share": share, "limit": limit}
     if share < UNDERSPEND_SHARE:
         asked = min_roi if asked is None else asked
-        held = "" if min_roi is None or abs(asked - min_roi) <= 1e-9 * max(1.0, asked) else \
-            f" (held on the forecast: an expected ROI of {min_roi:.3g})"
+        held = f" (held on the forecast: an expected ROI of {min_roi:.3g})" if floor_moved(asked, min_roi) else ""
         why = (f"the ROI floor {asked:g}{held} binds: the model sees too few users whose expected return clears it "
                "(lower constraints.min_roi, or see the forecast interval: a floor near the best attainable ROI "
                "turns small estimation errors into large cuts)" if limit == "roi_floor" else

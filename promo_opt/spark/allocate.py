@@ -362,7 +362,7 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
             summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction)
         else:
             floor = pipeline.allocation_floor(min_roi, correction)
-            summary = pipeline._floor_named(
+            summary = pipeline.with_floor_named(
                 lambda: _allocate_distributed(spark, config, idx, targets_path, budget, floor), min_roi, floor)
             summary.update(min_roi=min_roi, allocated_min_roi=floor)
     finally:
