@@ -62,6 +62,36 @@ def floor_for(cfg, truth) -> float:
     return round(0.8 * t["roi"], 4) if t["spend"] > 0 and np.isfinite(t["roi"]) and t["roi"] > 0 else 0.0
 
 
+def signal_z(cfg, truth) -> float:
+    """How visible the promotions' effects are in the past campaign: the largest |true average effect|
+    of a promotion on the candidates, in standard errors of the past campaign's difference in means
+    (the per-arm outcome variances and counts of ``train.csv``). Under about 2, no learner can tell from
+    the data whether any promotion works, and a share of the oracle there says more about luck than
+    about the learner; the benchmark reports it per run and splits the share by it."""
+    train = read_table(cfg.data.train)
+    y = train[cfg.data.outcome].astype(float)
+    g = y.groupby(train[cfg.data.treatment].astype(str))
+    mean, var, cnt = g.mean(), g.var(), g.count()
+    ctrl = next(a.name for a in cfg.arms if a.control)
+    z = []
+    for a in cfg.arms:
+        if a.control or a.name not in cnt:
+            continue
+        ate = float((truth[f"p_{a.name}"] - truth[f"p_{ctrl}"]).mean())
+        se = float(np.sqrt(var[ctrl] / cnt[ctrl] + var[a.name] / cnt[a.name]))
+        z.append(abs(ate) / se if se > 0 else float("inf"))
+    return max(z) if z else float("nan")
+
+
+def _signal_of(row: dict, n_candidates: int) -> float:
+    """:func:`signal_z` of an earlier run's campaign, rewritten from its world, seed and size."""
+    name = row["world"]
+    world = random_world(int(name.split("_")[1])) if name.startswith("generated_") else load_world(name)
+    with tempfile.TemporaryDirectory() as d:
+        cfg = load_config(world.write_campaign(d, seed=row["seed"], n_train=row["n_train"], n_candidates=n_candidates))
+        return signal_z(cfg, read_table(cfg.data.truth))
+
+
 def score(cfg, model, scores, truth, **alloc) -> dict:
     out = pipeline.allocate(cfg, scores, correction=model.metrics.get("forecast_correction"), **alloc)
     rep = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"], out.budget,
@@ -87,7 +117,8 @@ def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -
                "budget": cfg.constraints.budget,
                "objective": cfg.objective, "arms": len(cfg.arm_names), "min_roi": floor or None,
                "drifted_world": bool(world.spec.drift.shift or world.spec.drift.logit_shift),
-               "concept_drift": bool(world.spec.drift.logit_shift), "load_before": os.getloadavg()[0]}
+               "concept_drift": bool(world.spec.drift.logit_shift), "signal_z": signal_z(cfg, truth),
+               "load_before": os.getloadavg()[0]}
         t0 = time.perf_counter()
         try:
             model = pipeline.train(cfg)
@@ -214,6 +245,12 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
         by_obj = {o: _shares([r for r in sel if r["objective"] == o]) for o in ("incremental_conversions", "net_revenue")}
         lines.append("| share of the oracle by objective: conversions / net revenue (runs) | " + " / ".join(
             f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in by_obj.values()) + " |")
+        if any(r.get("signal_z") is not None for r in sel):
+            vis = {lab: _shares([r for r in sel if r.get("signal_z") is not None and pick(r["signal_z"])])
+                   for lab, pick in (("visible", lambda z: z >= 2), ("not", lambda z: z < 2))}
+            lines.append("| share of the oracle where a promotion's average effect is visible in the past campaign "
+                         "(signal z >= 2, see `signal_z`) / not (runs) | " + " / ".join(
+                             f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in vis.values()) + " |")
         floors_share = _shares([r for r in sel if r.get("min_roi")])
         plain_share = _shares([r for r in sel if not r.get("min_roi")])
         lines.append("| share of the oracle: runs with an ROI floor / without (runs) | " + " / ".join(
@@ -262,7 +299,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "reports" / "generated_worlds"))
     ap.add_argument("--summarize", default=None,
                     help="comma-separated result JSON files of earlier runs: only write their combined --out.md")
+    ap.add_argument("--annotate", action="store_true",
+                    help="with --summarize: first add signal_z to rows that lack it (the campaigns are rewritten, "
+                         "byte-identical, from world, seed and size; --n-candidates as in the run) and save the files")
     args = ap.parse_args()
+    if args.summarize and args.annotate:
+        for f in args.summarize.split(","):
+            doc = json.loads(Path(f).read_text())
+            for r in doc["rows"]:
+                if r.get("signal_z") is None:
+                    r["signal_z"] = _signal_of(r, args.n_candidates)
+            write_json(doc, Path(f))
     if args.summarize:
         files = args.summarize.split(",")
         rows = [r for f in files for r in json.loads(Path(f).read_text())["rows"]]
@@ -304,19 +351,20 @@ def _rows_table(rows: list[dict]) -> list[str]:
         return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
 
     out = ["", "| world | past users | outcome | objective | share of oracle | forecast/true conv | interval covers "
-               "conv / rev / spend | true spend / budget | drift AUC | concept drift | learner |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "conv / rev / spend | true spend / budget | drift AUC | concept drift | signal z | learner |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "refused" in r:
             out.append(f"| {r['world']} | {r['n_train']:,} | {r['outcome_type']} | {r['objective']} | refused: "
-                       f"{r['refused'][:110].replace('|', '/')} | | | | | {r.get('concept_drift')} | |")
+                       f"{r['refused'][:110].replace('|', '/')} | | | | | {r.get('concept_drift')} | {f(r.get('signal_z'))} | |")
             continue
         t, fc = r["policy_true"]["incremental_conversions"], r["forecast"].get("incremental_conversions")
         cov = r.get("interval90_covers") or {}
         out.append(f"| {r['world']} | {r['n_train']:,} | {r['outcome_type']} | {r['objective']} | "
                    f"{f(r['share_of_oracle'])} | {f(fc / t if fc is not None and abs(t) > 1e-9 else None)} | "
                    f"{' / '.join(str(cov.get(k, '-')) for k in KEYS)} | {f(r.get('true_spend_vs_budget'))} | "
-                   f"{f((r.get('drift') or {}).get('auc'))} | {r.get('concept_drift')} | {r.get('learner')} |")
+                   f"{f((r.get('drift') or {}).get('auc'))} | {r.get('concept_drift')} | {f(r.get('signal_z'))} | "
+                   f"{r.get('learner')} |")
     return out
 
 
