@@ -225,32 +225,39 @@ def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, s
 
 def test_plan_cli_holds_the_floor_on_the_models_forecast(run_out, small_campaign, tmp_path):
     """``plan --model`` curves what ``allocate --model`` allocates: with the model's own correction, the floor
-    on the expected ROI is min_roi x r_spend / r_revenue at every budget."""
+    on the expected ROI is the one :func:`allocation_floor` gives (min_roi x r_spend / r_revenue, or the
+    scale found on the twin) at every budget. The planner's floor is set where the held floor is 70% of the
+    best expected ROI of any user, so that it binds and can be met."""
     import pandas as pd
     from conftest import invoke
     from promo_opt import pipeline
     from promo_opt.config import load_config
     from promo_opt.model import TrainedModel
 
-    corr = TrainedModel.load(run_out / "model", load_config(small_campaign)).metrics["forecast_correction"]
-    floor = pipeline.allocation_floor(1.2, corr)
+    cfg = load_config(small_campaign)
+    corr = TrainedModel.load(run_out / "model", cfg).metrics["forecast_correction"]
+    _, econ = pipeline.economics_from_scores(cfg, pipeline.read_scores(run_out / "scores.parquet"))
+    best = float(np.nanmax(np.where(econ.spend[:, 1:] > 0, econ.incremental_revenue[:, 1:]
+                                    / np.maximum(econ.spend[:, 1:], 1e-12), np.nan)))
+    min_roi = float(f"{0.7 * best / pipeline.allocation_floor(1.0, corr):.3g}")
+    floor = pipeline.allocation_floor(min_roi, corr)
     curves = {}
     for extra in ([], ["--model", run_out / "model"]):
         out = tmp_path / f"plan{len(extra)}"
-        r = invoke("plan", small_campaign, "--scores", run_out / "scores.parquet", "--out", out, "--min-roi", "1.2",
-                   "--budgets", "500,2000,8000", *extra)
+        r = invoke("plan", small_campaign, "--scores", run_out / "scores.parquet", "--out", out, "--min-roi",
+                   str(min_roi), "--budgets", "500,2000,8000", *extra)
         assert r.exit_code == 0, r.output
         curves[bool(extra)] = pd.read_csv(out / "plan.csv")
     held = curves[True]
     assert (held["roi"].dropna() >= floor - 1e-6).all()
     r = invoke("allocate", small_campaign, "--scores", run_out / "scores.parquet", "--out", tmp_path / "alloc",
-               "--min-roi", "1.2", "--model", run_out / "model")
+               "--min-roi", str(min_roi), "--model", run_out / "model")
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "alloc" / "summary.json").read_text())
-    assert summary["min_roi"] == 1.2 and summary["allocated_min_roi"] == pytest.approx(floor)
-    assert ("ROI floor       1.2 on the forecast" in r.output) is (abs(floor - 1.2) > 1e-9)
-    if corr.get("applied") and abs(floor - 1.2) > 1e-9:  # the correction moved the floor: the curves differ
-        assert not np.allclose(held["spend"], curves[False]["spend"]) or (curves[False]["roi"] > 1.2 + 1e-6).all()
+    assert summary["min_roi"] == min_roi and summary["allocated_min_roi"] == pytest.approx(floor)
+    assert (f"ROI floor       {min_roi:g} on the forecast" in r.output) is pipeline.floor_moved(min_roi, floor)
+    if corr.get("applied") and pipeline.floor_moved(min_roi, floor):  # the correction moved the floor: the curves differ
+        assert not np.allclose(held["spend"], curves[False]["spend"]) or (curves[False]["roi"] > min_roi + 1e-6).all()
 
 
 def test_eb_shrink_all_pools_the_prior_over_three_or_more_arms():
