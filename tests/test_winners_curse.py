@@ -7,6 +7,7 @@ import pytest
 
 from promo_opt.config import ArmConfig, CampaignConfig
 from promo_opt.economics import compute_economics
+from promo_opt.errors import InfeasibleError
 from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy, shrink_ratio
 
 
@@ -195,6 +196,42 @@ def test_the_floor_is_held_on_the_forecast():
     assert allocation_floor(1.5, d) == pytest.approx(1.2)
     assert allocation_floor(None, d) is None and allocation_floor(1.5, None) == 1.5
     assert allocation_floor(1.5, {**d, "applied": False}) == 1.5
+
+
+def _twin(revenue_ratio: float) -> ForecastCorrection:
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    return ForecastCorrection(ratio={**one, "incremental_revenue": revenue_ratio}, raw_ratio=dict(one), ratio_se=dict(one))
+
+
+def test_the_floor_is_searched_on_the_twin_it_leads_to():
+    """generated_3's pattern: the twin at the planner's floor treats few users and returns 7x what the model
+    promised, but a twin at a floor of 0.15 or less treats many more, who return what was promised. The
+    ratio alone would drop the floor 7-fold; the search measures the twin there, finds the floor unsafe and
+    keeps the lowest floor at which the twin meets min_roi: 0.15 (within the bisection's last step)."""
+    from promo_opt.pipeline import FLOOR_STEPS, held_out_floor
+
+    def measure_at(f):
+        return _twin(7.0 if f >= 0.15 else 1.0)
+
+    corr, tried = held_out_floor(0.1756, _twin(7.0), 0.1756, measure_at)
+    floor = corr.allocation_floor(0.1756)
+    assert 0.15 <= floor <= 0.15 * 1.07 and corr.ratio["incremental_revenue"] == 7.0
+    assert tried[:2] == [0.1756, pytest.approx(0.1756 / 7)] and len(tried) == FLOOR_STEPS + 1
+    assert ForecastCorrection.from_dict(corr.as_dict()).allocation_floor(1.0) == pytest.approx(floor / 0.1756)
+
+    # a twin whose ratio does not depend on the floor (travel's): one step, the ratio's floor
+    corr, tried = held_out_floor(1.7, _twin(1.4), 1.7, lambda f: _twin(1.4))
+    assert corr.allocation_floor(1.7) == pytest.approx(1.7 / 1.4) and len(tried) == 2
+    # a model that overstates returns: the floor rises to where the twin meets min_roi
+    corr, _ = held_out_floor(1.0, _twin(0.8), 1.0, lambda f: _twin(0.8))
+    assert corr.allocation_floor(1.0) == pytest.approx(1.25)
+    # the twin cannot meet a lower floor: the search stops, the planner's floor (safe) is kept
+
+    def infeasible(f):
+        raise InfeasibleError("no policy meets it")
+
+    corr, tried = held_out_floor(1.7, _twin(1.4), 1.7, infeasible)
+    assert corr.allocation_floor(1.7) == pytest.approx(1.7) and tried == [1.7]
 
 
 def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, small_campaign):

@@ -28,6 +28,12 @@ revenue follow from the corrected totals. The ROI floor is held on the same corr
 merely expected to, and the summary never reports a forecast ROI far above a floor that held the
 budget back.
 
+The ratios describe the twin's users, so where they move the floor far the candidates get a policy the
+twin never measured. With a floor, the twin is therefore measured again at the floor its ratios lead
+to (:func:`promo_opt.pipeline.held_out_floor`), and the allocator holds the lowest floor at which the
+twin, allocated with it, is measured to meet ``min_roi`` (``floor_scale`` = that floor / ``min_roi``);
+the ratios kept for the forecast are the ones measured there.
+
 The same measurement gives the forecast's uncertainty: the three raw ratios are sample means of
 independent row contributions, so their covariance is the contributions' covariance (times n)
 over the product of the expected totals. The 90% interval of a total is expected x (r -/+ 1.645
@@ -190,6 +196,9 @@ class ForecastCorrection:
     # (3, 3) covariance of the raw ratios, TOTALS order: the twin's outcome noise plus the calibration's
     ratio_cov: list[list[float]] = field(default_factory=list)
     calibration_cov: list[list[float]] = field(default_factory=list)  # the calibration's part (module doc)
+    # the allocator's floor / min_roi, when measured on the twin at that floor (pipeline.held_out_floor);
+    # None: r_spend / r_revenue
+    floor_scale: float | None = None
 
     @classmethod
     def from_heldout(cls, h: HeldOutPolicy, correct: bool = True,
@@ -223,7 +232,8 @@ class ForecastCorrection:
         return cls(ratio=dict(d["ratio"]), raw_ratio=dict(d["raw_ratio"]), ratio_se=dict(d["ratio_se"]),
                    expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
                    rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])],
-                   calibration_cov=[list(r) for r in d.get("calibration_cov", [])])
+                   calibration_cov=[list(r) for r in d.get("calibration_cov", [])],
+                   floor_scale=d.get("floor_scale"))
 
     def allocation_floor(self, min_roi: float) -> float:
         """The floor on the model's expected ROI under which the *forecast* ROI meets ``min_roi``:
@@ -231,7 +241,10 @@ class ForecastCorrection:
         r_revenue / r_spend, so a policy whose expected ROI sits on this floor is forecast to return
         exactly ``min_roi``. A model that flattens the users' returns (ratio of revenue > 1) would
         otherwise hold back budget that the held-out measurement says pays; one whose picks are
-        lucky (ratio < 1) is held to a stricter floor. ``min_roi`` itself when a ratio is not positive."""
+        lucky (ratio < 1) is held to a stricter floor. ``min_roi`` itself when a ratio is not positive.
+        ``min_roi x floor_scale`` when the floor was found on the twin itself (``floor_scale`` set)."""
+        if self.floor_scale is not None:
+            return float(min_roi * self.floor_scale)
         r_rev, r_spend = self.ratio["incremental_revenue"], self.ratio["spend"]
         if not (np.isfinite(r_rev) and np.isfinite(r_spend) and r_rev > 0 and r_spend > 0):
             return float(min_roi)
@@ -259,4 +272,5 @@ class ForecastCorrection:
 
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
-                "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected, "realized": self.realized, "rows": self.rows}
+                "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected,
+                "realized": self.realized, "rows": self.rows, "floor_scale": self.floor_scale}
