@@ -151,37 +151,6 @@ def test_uplift_calibration_is_not_fooled_by_a_level_error_that_moves_with_the_u
     assert np.polyfit(calibrated[:, 1] - calibrated[:, 0], tau, 1)[0] == pytest.approx(1.0, abs=0.15)
 
 
-def test_the_average_of_the_fold_models_is_scored_with_a_steeper_slope():
-    """Each fold model's uplift is the truth plus its own noise of equal variance: the BLP on out-of-fold
-    predictions (one model each) finds slope 1/2. The average of five models carries a fifth of that
-    noise, so the truth rises 1 / 1.2 per unit of it; calibrated with the out-of-fold slope 1/2, it rises
-    1 / 0.6 per unit of the score (the best users are promised too little). The averaging gain,
-    2 / 1.2, restores a slope of 1."""
-    from promo_opt.learners.honest import UpliftCalibration, averaging_gain
-
-    rng = np.random.default_rng(11)
-    n, F = 400_000, 5
-    s = rng.normal(size=n)
-    tau = 0.05 + 0.03 * s
-    p0 = np.full(n, 0.2)
-    arm = rng.integers(0, 2, n)
-    y = (rng.random(n) < np.where(arm == 1, p0 + tau, p0)).astype(np.int64)
-    folds = tau[None, :] + 0.03 * rng.normal(size=(F, n))  # every fold model: the truth plus its own noise
-    oof = folds[rng.integers(0, F, n), np.arange(n)]  # out-of-fold: each row predicted by one model
-    cal = UpliftCalibration.fit(np.column_stack([p0, p0 + oof]), arm, y)
-    assert cal.beta[1] == pytest.approx(0.5, abs=0.1)
-    probe = np.stack([np.column_stack([p0[:20_000], p0[:20_000] + f[:20_000]]) for f in folds])
-    gain = averaging_gain(probe)
-    assert gain[0] == 1.0 and gain[1] == pytest.approx(2 / 1.2, rel=0.03)
-    avg = folds.mean(axis=0)
-    raw = np.column_stack([p0, p0 + avg])
-    slope = lambda p: np.polyfit(p[:, 1] - p[:, 0], tau, 1)[0]  # noqa: E731  true uplift per unit of the score
-    assert slope(cal.apply(raw)) == pytest.approx(1 / 0.6, rel=0.15)  # the out-of-fold slope alone: too flat
-    assert slope(cal.apply(raw, gain)) == pytest.approx(1.0, abs=0.15)
-    # models that agree (no noise of their own) gain nothing
-    assert averaging_gain(np.stack([probe[0]] * F))[1] == pytest.approx(1.0)
-
-
 def test_the_floor_is_held_on_the_forecast():
     """Revenue ratio 1.25, spend ratio 1: the model's returns are 80% of the truth's, so the allocator's
     floor on its expected ROI is min_roi / 1.25; the forecast of the policy then meets min_roi."""

@@ -14,10 +14,7 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 
    with D = 1 on the rows that received k and e its share. beta_k < 1 measures how much of the
    estimated heterogeneity is noise, beta_k > 1 how much the model flattened; the calibrated
-   uplift ``gamma_k + beta_k * (tau_hat_k - mean)`` corrects both. Scoring averages the fold models,
-   whose average varies less than any one of them (the noise they do not share cancels), so it is
-   scored with the steeper slope ``beta_k * g_k`` (:func:`averaging_gain`); the shrinkage below then
-   pulls beta_k toward 1 / g_k, under which the scored average is left as the model made it.
+   uplift ``gamma_k + beta_k * (tau_hat_k - mean)`` corrects both. Scoring averages the fold models.
 
    The control rows are what make the slope honest: ``D - e`` is independent of x under
    randomization, so an error of ``p_control`` that moves with tau_hat (a smooth pooled model
@@ -29,7 +26,7 @@ short of its floor. Two steps counter it, both estimated on out-of-fold predicti
 
 Both gamma_k and beta_k are themselves noisy (a few thousand binary outcomes per arm give beta a
 standard error of ~0.3), and a noisy beta > 1 would stretch noise instead of removing it. So each
-is shrunk toward its no-change value (the model's own mean uplift; a slope of 1 / g_k) by empirical
+is shrunk toward its no-change value (the model's own mean uplift; a slope of 1) by empirical
 Bayes (:func:`eb_shrink_all`): a normal prior around the no-change value whose variance is
 estimated from the deviations themselves, so a deviation within its standard error is dropped
 and one of many standard errors is kept nearly whole. With three or more promotions the prior
@@ -58,9 +55,6 @@ from promo_opt.learners.registry import LEARNERS, auto_candidates, check_learner
 # the training cost grows about linearly in n instead of as folds x candidates x n.
 SELECTION_ROWS = 100_000
 SELECTION_FOLDS = 5
-# Rows on which every fold model predicts, to measure how much averaging the fold models steepens
-# the uplift (:func:`averaging_gain`)
-PROBE_ROWS = 20_000
 # Overlap on logged data: a propensity below this is poor overlap (warned, recorded)
 POOR_OVERLAP = 0.02
 
@@ -122,13 +116,9 @@ class UpliftCalibration:
 
     @classmethod
     def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0,
-            outcome_type: str = "binary", shrink: bool = True, gain: np.ndarray | None = None) -> "UpliftCalibration":
+            outcome_type: str = "binary", shrink: bool = True) -> "UpliftCalibration":
         """``shrink`` False: gamma and beta as estimated, without empirical Bayes (their sampling
-        spread, for :func:`promo_opt.evaluation.heldout.calibration_cov`). ``gain``: the
-        :func:`averaging_gain` the scores will be multiplied by; beta is then shrunk toward 1 / gain,
-        the slope under which the *scored* average is left as it is, so that a slope lost in noise
-        leaves the model's own uplift (shrunk toward 1 and then multiplied, noise would be stretched:
-        a 20k-user campaign with four promotions promised +4,067 net and lost 3,768)."""
+        spread, for :func:`promo_opt.evaluation.heldout.calibration_cov`)."""
         K = raw.shape[1]
         on0 = arm == 0
         binary = outcome_type == "binary"
@@ -138,7 +128,7 @@ class UpliftCalibration:
         g, se_g, b, se_b, center = est.T
         if shrink:
             g[1:] = eb_shrink_all(g[1:], center[1:], se_g[1:])
-            b[1:] = eb_shrink_all(b[1:], np.ones(K - 1) if gain is None else 1.0 / np.asarray(gain, float)[1:], se_b[1:])
+            b[1:] = eb_shrink_all(b[1:], np.ones(K - 1), se_b[1:])
         beta = np.clip(b, 0.0, max_beta)
         beta[0] = 0.0
         return cls(platt=platt, gamma=g, beta=beta, center=center, binary=binary)
@@ -150,43 +140,13 @@ class UpliftCalibration:
         a, b = platt
         return np.exp(np.clip(a + b * np.log(np.maximum(p, _EPS)), -50.0, 50.0))
 
-    def apply(self, raw: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probabilities of ``raw`` from one fold model (the out-of-fold predictions the
-        calibration was fitted on); ``gain`` (K,): :func:`averaging_gain`, for the average of the
-        fold models, whose uplift varies less than any one model's and so needs a steeper slope."""
+    def apply(self, raw: np.ndarray) -> np.ndarray:
         p0 = self._level(self.platt, raw[:, 0], self.binary)
         tau = raw - raw[:, :1]
-        beta = self.beta if gain is None else self.beta * np.asarray(gain, dtype=np.float64)
-        cal = self.gamma[None, :] + beta[None, :] * (tau - self.center[None, :])
+        cal = self.gamma[None, :] + self.beta[None, :] * (tau - self.center[None, :])
         cal[:, 0] = 0.0
         p = p0[:, None] + cal
         return np.clip(p, _EPS, 1 - _EPS) if self.binary else np.clip(p, 0.0, None)
-
-
-def averaging_gain(fold_preds: np.ndarray) -> np.ndarray:
-    """(K,) how much steeper the calibration slope of the average of F fold models is than that of
-    one fold model, from their predictions ``fold_preds`` (F, m, K) on the same m rows; 1 for the
-    control and where the uplift does not vary.
-
-    The BLP slope beta is fitted on out-of-fold predictions, each from one fold model:
-    cov(tau, tau_f) = beta var(tau_f). The average tau_bar = mean_f tau_f has
-    cov(tau, tau_bar) = mean_f cov(tau, tau_f) = beta mean_f var(tau_f), so its slope is
-    beta mean_f var(tau_f) / var(tau_bar) >= beta: the part of each model's variation that the
-    others do not share is noise that averaging removes. In the travel world at 100k users
-    (pooled_flexible) the gains were 2.7 / 1.4 / 1.2 and the true slopes of the average on the
-    candidates 0.98 / 1.09 / 1.25 against 0.40 / 0.78 / 1.04 for one fold model; the formula gave
-    1.07 / 1.11 / 1.27. (Measured on training rows, which most fold models have seen, the models
-    agree a little more than on new users, so the gain errs low.)"""
-    F = np.asarray(fold_preds, dtype=np.float64)
-    gain = np.ones(F.shape[2])
-    if F.shape[0] < 2:
-        return gain
-    for k in range(1, F.shape[2]):
-        tau = F[:, :, k] - F[:, :, 0]
-        each, mean = float(tau.var(axis=1).mean()), float(tau.mean(axis=0).var())
-        if mean > (1e-6 * (float(np.abs(tau).mean()) + 1e-12)) ** 2:  # not an uplift constant up to rounding
-            gain[k] = max(1.0, each / mean)
-    return gain
 
 
 def _blp(raw: np.ndarray, arm: np.ndarray, y: np.ndarray, p0: np.ndarray, k: int) -> tuple[float, ...]:
@@ -289,8 +249,6 @@ class CrossFitted:
         self.raw_ = np.zeros((n, self.n_arms))
         self.models_ = []
         self.fold_seconds_ = []
-        self.probe_ = np.sort(np.random.default_rng(self.seed).choice(n, size=min(n, PROBE_ROWS), replace=False))
-        self.probe_preds_ = []
         return self
 
     def fit_fold(self, f: int, tr: np.ndarray, te: np.ndarray, X: pd.DataFrame, arm: np.ndarray, y: np.ndarray,
@@ -301,19 +259,14 @@ class CrossFitted:
         w = None if sample_weight is None else sample_weight[tr]
         m.fit(X.iloc[tr], arm[tr], y[tr], **({} if w is None else {"sample_weight": w}))
         self.raw_[te] = m.predict_proba(X.iloc[te])
-        self.probe_preds_.append(m.predict_proba(X.iloc[self.probe_]))
         self.models_.append(m)
         self.fold_seconds_.append(time.perf_counter() - t0)
         log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
         return self
 
     def finish(self, arm: np.ndarray, y: np.ndarray) -> "CrossFitted":
-        preds = getattr(self, "probe_preds_", [])
-        self.average_gain_ = averaging_gain(np.array(preds)) if len(preds) > 1 else np.ones(self.n_arms)
-        self.__dict__.pop("probe_preds_", None)
-        self.__dict__.pop("probe_", None)
-        self.calibration_ = (UpliftCalibration.fit(self.raw_, arm, y, outcome_type=self.outcome_type,
-                                                   gain=self.average_gain_) if self.calibrate else None)
+        self.calibration_ = (UpliftCalibration.fit(self.raw_, arm, y, outcome_type=self.outcome_type)
+                             if self.calibrate else None)
         self.oof_ = self.calibration_.apply(self.raw_) if self.calibrate else self.raw_
         return self
 
@@ -348,9 +301,7 @@ class CrossFitted:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         raw = np.mean([m.predict_proba(X) for m in self.models_], axis=0)
-        if self.calibration_ is None:
-            return raw
-        return self.calibration_.apply(raw, getattr(self, "average_gain_", None))  # None: saved before the gain
+        return self.calibration_.apply(raw) if self.calibration_ is not None else raw
 
 
 class Ensemble:
@@ -688,8 +639,7 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s, base) for nm, m in fitted.items()}
     risk = {nm: float(v.sum()) for nm, v in losses.items()}
     ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
-    cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist(),
-                "average_gain": m.average_gain_.tolist()}
+    cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
            for nm, m in fitted.items() if m.calibration_ is not None}
     um = {nm: arm_metrics(m.oof_, arm_s, y_s, arm_names) for nm, m in fitted.items()}
     risk_se = {}
