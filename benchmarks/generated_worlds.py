@@ -71,7 +71,7 @@ def signal_z(cfg, truth) -> float:
     train = read_table(cfg.data.train)
     y = train[cfg.data.outcome].astype(float)
     g = y.groupby(train[cfg.data.treatment].astype(str))
-    mean, var, cnt = g.mean(), g.var(), g.count()
+    var, cnt = g.var(), g.count()
     ctrl = next(a.name for a in cfg.arms if a.control)
     z = []
     for a in cfg.arms:
