@@ -100,6 +100,7 @@ def score(cfg, model, scores, truth, **alloc) -> dict:
     row = {"share_of_oracle": rep["share_of_oracle"], "objective": rep["objective"],
            "policy_true": rep["policy_true"], "oracle_true": rep["oracle_true"], "expected": out.summary["expected"],
            "forecast": {k: f.get(k) for k in KEYS}, "interval90": f.get("interval90"),
+           "net_revenue_interval90": f.get("net_revenue_interval90"), "forecast_warning": f.get("warning"),
            "interval90_covers": rep.get("interval90_covers"), "true_spend_vs_budget": rep.get("true_spend_vs_budget"),
            "true_roi_vs_floor": rep.get("true_roi_vs_floor"), "roi_guarantee": out.summary.get("roi_guarantee")}
     return row
@@ -204,10 +205,22 @@ def _flagged(r: dict) -> bool:
 
 
 def _warned(r: dict) -> bool:
-    """The run told the planner something is off: the drift warning, or the budget warning
-    (``summary.budget_use.warning``: the policy expects to spend under half the budget)."""
+    """The run told the planner something is off: the drift warning, the budget warning
+    (``summary.budget_use.warning``: the policy expects to spend under half the budget) or the forecast's
+    (``summary.forecast.warning``: its 90% interval does not show a gain; recomputed from the stored
+    intervals for runs made before it existed)."""
     use = pipeline.budget_use(r["expected"], r.get("budget"), r.get("min_roi"), r["objective"]) or {}
-    return _flagged(r) or "warning" in use
+    return _flagged(r) or "warning" in use or _forecast_warned(r)
+
+
+def _forecast_warned(r: dict) -> bool:
+    """``summary.forecast.warning`` was set; for runs made before it existed, recomputed from the stored
+    intervals (their net revenue interval was not stored: the conversions' alone)."""
+    if "forecast_warning" in r:
+        return bool(r["forecast_warning"])
+    return bool(pipeline.evidence_warning({"interval90": r.get("interval90"),
+                                           "net_revenue_interval90": r.get("net_revenue_interval90")},
+                                          r["objective"]))
 
 
 def _table(n: int, label: str, rows: list[dict]) -> list[str]:
@@ -266,9 +279,17 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                and r["share_of_oracle"] < 0.5]
         if low:
             silent = [r for r in low if not _warned(r)]
-            lines.append(f"| runs under half the oracle: warned (drift or budget warning) / silent; silent ones "
+            lines.append(f"| runs under half the oracle: warned (drift, budget or forecast warning) / silent; silent ones "
                          f"in drifted worlds | {len(low) - len(silent)} / {len(silent)}; "
                          f"{sum(1 for r in silent if r.get('drifted_world'))} |")
+        scored = [r for r in sel if r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
+        if scored:
+            warned = [r for r in scored if _forecast_warned(r)]
+            lines.append("| forecast warning (the 90% interval of the gain reaches zero): runs warned; their share of the "
+                         "oracle: under 0.5 / 0.5-0.8 / 0.8 and over | "
+                         f"{len(warned)} of {len(scored)}; " + " / ".join(
+                             str(sum(lo <= r["share_of_oracle"] < hi for r in warned))
+                             for lo, hi in ((-np.inf, 0.5), (0.5, 0.8), (0.8, np.inf))) + " |")
         err = [(abs(r["expected"][k] / r["policy_true"][k] - 1), abs(r["forecast"][k] / r["policy_true"][k] - 1))
                for r in sel for k in ("incremental_conversions",) if r["forecast"].get(k) is not None
                and abs(r["policy_true"][k]) > 1e-9]

@@ -86,6 +86,9 @@ def _print_summary(summary: dict, out: Path) -> None:
                            f"{lt['segment']['unseen']['users']:,} candidates of unseen levels at the pooled ones)"
                            if lt.get("segment") else ""))
     lines.append(f"written to      {out}")
+    evidence = (summary.get("forecast") or {}).get("warning")
+    if evidence:
+        lines.insert(0, f"WARNING: forecast: {evidence}")
     use = summary.get("budget_use") or {}
     if use.get("warning"):
         lines.insert(0, f"WARNING: budget: {use['warning']}")

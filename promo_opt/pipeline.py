@@ -455,7 +455,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         from promo_opt.ltv.objective import long_term_totals
 
         summary["long_term"] = long_term_totals(econ, arm, config)
-    forecast = corrected_forecast(totals, correction)
+    forecast = corrected_forecast(totals, correction, config.objective)
     if forecast is not None:
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
@@ -528,9 +528,33 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
     return out
 
 
-def corrected_forecast(expected: dict, correction: dict | None) -> dict | None:
-    """The expected totals times the held-out realized/expected ratios, with the ratios used and a
-    90% interval of each true total (``interval90``)."""
+def evidence_warning(forecast: dict, objective: str | None) -> str | None:
+    """The forecast's warning when its 90% intervals do not show that the policy gains: the interval
+    of the incremental conversions reaches zero (the past campaign cannot tell this policy's effect
+    from none: too little signal for its size, or promotions that do not work), or, under the
+    objective ``net_revenue``, the interval of the net revenue does. Such a plan is a bet, not a
+    forecast: the planner hears it before the money is spent. None when the intervals are clear of zero."""
+    iv = forecast.get("interval90") or {}
+    lo, hi = (iv.get("incremental_conversions") or [None, None])
+    if lo == hi == 0:  # a plan that treats no one: nothing to bet on (budget_use says why)
+        return None
+    if lo is not None and lo <= 0:
+        return (f"the 90% interval of the plan's incremental conversions, {lo:,.1f} to {hi:,.1f}, reaches zero: the "
+                "past campaign does not show that this plan changes behaviour (too little signal, or promotions that do "
+                "not work); "
+                "keep a holdout and treat it as a test, or collect a larger randomized sample first")
+    net = forecast.get("net_revenue_interval90")
+    if objective == "net_revenue" and net and net[0] <= 0:
+        return (f"the 90% interval of the plan's net revenue (incremental revenue - spend), {net[0]:,.0f} to "
+                f"{net[1]:,.0f}, reaches zero: the plan may lose money; keep a holdout and treat it as a test, "
+                "or raise constraints.min_roi")
+    return None
+
+
+def corrected_forecast(expected: dict, correction: dict | None, objective: str | None = None) -> dict | None:
+    """The expected totals times the held-out realized/expected ratios, with the ratios used, a 90%
+    interval of each true total (``interval90``) and of the net revenue (``net_revenue_interval90``),
+    and ``warning`` (:func:`evidence_warning`) where those intervals do not show the policy gains."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
@@ -539,6 +563,10 @@ def corrected_forecast(expected: dict, correction: dict | None) -> dict | None:
     out = {**corr.apply(expected), "ratio": corr.ratio}
     if corr.ratio_cov:
         out["interval90"] = corr.interval(expected, 0.9)
+        out["net_revenue_interval90"] = corr.net_interval(expected, 0.9)
+        warning = evidence_warning(out, objective)
+        if warning:
+            out["warning"] = warning
     out["note"] = ("expected totals x (realized / expected) of the same policy on held-out training folds, "
                    "shrunk toward 1 by their standard errors (winner's-curse correction); interval90: 90% interval "
                    "of the true totals from the ratios' standard errors"

@@ -440,3 +440,73 @@ def test_a_floor_that_leaves_the_budget_unspent_warns_first_on_the_cli(campaign_
     lines = res.output.splitlines()
     assert lines[0].startswith("WARNING: budget: the policy expects to spend"), lines[:3]
     assert "Warning: budget." in (tmp_path / "out" / "report.html").read_text()
+
+
+# -- a forecast that does not show a gain says so --------------------------------------------
+def test_the_net_revenue_interval_is_that_of_the_two_correlated_ratios():
+    """Against sampling: draw the raw ratios of revenue and spend from their joint normal, take the
+    5% / 95% quantiles of E_rev r_rev - E_spend r_spend."""
+    cov = np.array([[0.01, 0.0, 0.0], [0.0, 0.04, 0.018], [0.0, 0.018, 0.0225]])
+    c = ForecastCorrection(ratio={"incremental_conversions": 1.0, "incremental_revenue": 0.9, "spend": 1.05},
+                           raw_ratio={"incremental_conversions": 1.0, "incremental_revenue": 0.8, "spend": 1.1},
+                           ratio_se={k: 0.1 for k in ("incremental_conversions", "incremental_revenue", "spend")},
+                           ratio_cov=cov.tolist())
+    totals = {"incremental_conversions": 100.0, "incremental_revenue": 3000.0, "spend": 1000.0}
+    lo, hi = c.net_interval(totals)
+    r = np.random.default_rng(0).multivariate_normal([1.0, 0.8, 1.1], cov, 400_000)
+    net = 3000.0 * r[:, 1] - 1000.0 * r[:, 2]
+    assert [lo, hi] == pytest.approx(np.quantile(net, [0.05, 0.95]).tolist(), rel=0.01)
+    assert lo < 3000 * 0.9 - 1000 * 1.05 < hi  # the point forecast inside
+    # uncorrelated ratios would give a wider interval: the correlation is used
+    wide = ForecastCorrection(**{**c.__dict__, "ratio_cov": np.diag(np.diag(cov)).tolist()}).net_interval(totals)
+    assert wide[1] - wide[0] > hi - lo
+
+
+def test_the_forecast_warns_where_its_interval_reaches_zero():
+    from promo_opt.pipeline import evidence_warning
+
+    clear = {"interval90": {"incremental_conversions": [120.0, 300.0]}, "net_revenue_interval90": [50.0, 900.0]}
+    assert evidence_warning(clear, "conversions") is None
+    assert evidence_warning(clear, "net_revenue") is None
+    weak = {"interval90": {"incremental_conversions": [-17.0, 240.0]}, "net_revenue_interval90": [50.0, 900.0]}
+    w = evidence_warning(weak, "conversions")
+    assert "-17.0 to 240.0" in w and "incremental conversions" in w
+    losing = {"interval90": {"incremental_conversions": [20.0, 240.0]}, "net_revenue_interval90": [-400.0, 900.0]}
+    assert evidence_warning(losing, "conversions") is None  # the planner asked for conversions
+    assert "-400 to 900" in evidence_warning(losing, "net_revenue")
+    idle = {"interval90": {"incremental_conversions": [0.0, 0.0]}, "net_revenue_interval90": [0.0, 0.0]}
+    assert evidence_warning(idle, "net_revenue") is None  # treats no one: budget_use speaks
+
+
+def test_a_campaign_without_effect_warns_before_the_money_is_spent(campaign_copy, tmp_path):
+    """The past campaign's arms shuffled: no promotion changes anything in it, so whatever the model
+    picks, the interval of its gain must reach zero, and the CLI and the report say so."""
+    d, raw = campaign_copy
+    df = pd.read_csv(d / "train.csv")
+    df[raw["data"]["treatment"]] = np.random.default_rng(1).permutation(df[raw["data"]["treatment"]].to_numpy())
+    df.to_csv(d / "train.csv", index=False)
+    res = invoke("run", write_config(d, raw), "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    if s["expected"]["spend"] == 0:
+        pytest.fail("the shuffled campaign treated no one: the test needs a plan to warn about")
+    assert s["forecast"]["interval90"]["incremental_conversions"][0] <= 0
+    assert "reaches zero" in s["forecast"]["warning"]
+    assert any(line.startswith("WARNING: forecast: the 90% interval") for line in res.output.splitlines())
+    assert "Warning: forecast." in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_campaign_with_a_clear_effect_does_not_warn(tmp_path):
+    """Travel at 20k past users: the promotions' effect is plain (at 8k, the small campaign's, the
+    interval of its plan still reaches zero)."""
+    from promo_opt.pipeline import allocate, score_candidates, train
+    from promo_opt.simulation import load_world
+
+    path = load_world("travel").write_campaign(tmp_path, seed=3, n_train=20_000, n_candidates=3000)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = {"learner": "pooled_smooth", "folds": 3}
+    cfg = load_config(write_config(tmp_path, raw))
+    model = train(cfg)
+    f = allocate(cfg, score_candidates(cfg, model), correction=model.metrics["forecast_correction"]).summary["forecast"]
+    assert f["interval90"]["incremental_conversions"][0] > 0
+    assert "warning" not in f

@@ -270,6 +270,20 @@ class ForecastCorrection:
             out[k] = [min(lo, point), max(hi, point)]
         return out
 
+    def net_interval(self, totals: dict[str, float], level: float = 0.9) -> list[float]:
+        """``level`` interval of the true net revenue (incremental revenue - spend): the two raw ratios'
+        joint normal approximation (their covariance in ``ratio_cov``), widened to hold the point."""
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + level / 2))
+        e = np.array([0.0, float(totals["incremental_revenue"]), -float(totals["spend"])])
+        raw = np.array([self.raw_ratio[k] for k in TOTALS])
+        centre = float(e @ raw)
+        se = float(np.sqrt(max(e @ np.asarray(self.ratio_cov, dtype=np.float64) @ e, 0.0)))
+        point = float(totals["incremental_revenue"]) * self.ratio["incremental_revenue"] \
+            - float(totals["spend"]) * self.ratio["spend"]
+        return [min(centre - z * se, point), max(centre + z * se, point)]
+
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
                 "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected,

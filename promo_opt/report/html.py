@@ -112,8 +112,9 @@ def decile_plot(deciles: list[dict]) -> str:
 
 
 def _warnings(summary: dict) -> list[str]:
-    """Banners at the top of the report: drift between the past campaign and the candidates, the ROI
-    guarantee, and the forecast's 90% interval."""
+    """Banners at the top of the report: drift between the past campaign and the candidates, a budget
+    left unspent, a forecast whose interval does not show a gain, the ROI guarantee, and the forecast's
+    90% interval."""
     out = []
     drift = summary.get("drift")
     if drift and drift.get("shifted"):
@@ -122,6 +123,8 @@ def _warnings(summary: dict) -> list[str]:
     if use.get("warning"):
         out.append(f"<p class='warn' role='alert'><b>Warning: budget.</b> {html.escape(use['warning'])}</p>")
     f = summary.get("forecast") or {}
+    if f.get("warning"):
+        out.append(f"<p class='warn' role='alert'><b>Warning: forecast.</b> {html.escape(f['warning'])}</p>")
     iv = f.get("interval90")
     if iv:
         out.append("<p class='note'>Forecast, 90% interval of the true totals: incremental conversions "

@@ -56,7 +56,7 @@ def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None,
     df = read_input(spark, ref, "scores")
     targets = config.spark.targets or str(Path(out) / "targets.parquet")
     outcome = _allocate.allocate(spark, config, df, targets, correction=correction)
-    forecast = pipeline.corrected_forecast(outcome.summary["expected"], correction)
+    forecast = pipeline.corrected_forecast(outcome.summary["expected"], correction, config.objective)
     if forecast is not None:
         outcome.summary["forecast"] = forecast
     write_json(outcome.summary, Path(out) / "summary.json")
