@@ -256,6 +256,13 @@ def test_create_download_and_check(planner, server, shots, tmp_path):
     assert shown(page, "#certificate", "gap to the bound") == f"{s['gap']:.2e}".replace("e-0", "e-").replace("e+0", "e+")
     assert shown(page, "#forecast", "expected spend") == fmt(s["expected"]["spend"])
     assert shown(page, "#forecast", "holdout (kept untreated)") == f"{s['holdout_size']:,} of 1,500 users"
+    lo, hi = shown(page, "#forecast", "conversions, 90% interval").split(" to ")
+    assert same(lo, s["forecast"]["interval90"]["incremental_conversions"][0])
+    assert same(hi, s["forecast"]["interval90"]["incremental_conversions"][1])
+    # the page shows the warnings the summary carries (the CLI's first lines), no more, no fewer
+    said = [f"Warning: {what}. {w}" for what, w in (("budget", (s.get("budget_use") or {}).get("warning")),
+                                                     ("forecast", s["forecast"].get("warning"))) if w]
+    assert page.locator("#alloc-warnings p").all_inner_texts() == said
     page.screenshot(path=str(shots / "3-targeting-list.png"), full_page=True)
     with page.expect_download() as d:
         page.get_by_role("button", name="CSV").click()
@@ -331,6 +338,62 @@ def test_create_download_and_check(planner, server, shots, tmp_path):
     report.wait_for_load_state()
     assert "ipw" in report.content() and report.locator("img").count() >= 1
     report.close()
+    assert not page.errors, page.errors
+
+
+def test_a_list_that_leaves_the_budget_unspent_says_so_on_top(planner, server, shots):
+    """An ROI floor that binds, and a budget typed above where the curve under it stops paying: the
+    summary's warnings (the CLI's first lines) are shown above the list, in the summary's words."""
+    page, scores = planner["page"], planner["scores"]
+    slider = page.locator("#budget-slider")
+    top = float(slider.get_attribute("max"))
+    with api(server, "ro") as c:
+        pts = c.post("/plans", json={"scores_id": scores["id"], "n_points": 80}).json()["points"]
+        best = max(p["roi"] for p in pts if p["roi"] is not None and p["spend"] > 0)
+        # the floor is held on the forecast (the held-out ratios move it): ask the curve which floor binds,
+        # bisecting between a floor that spends the budget and one that spends nothing
+        def spend(f):
+            r = c.post("/plans", json={"scores_id": scores["id"], "budgets": [top], "min_roi": f})
+            return r.json()["points"][0]["spend"] if r.status_code == 200 else 0.0
+        lo, hi = best, best
+        while spend(hi) > 0:
+            lo, hi = hi, 2 * hi
+        for _ in range(30):
+            floor = f"{(lo + hi) / 2:.3g}"  # as the page shows it
+            got = spend(float(floor))
+            if 0 < got < 0.45 * top:
+                break
+            lo, hi = (float(floor), hi) if got > 0 else (lo, float(floor))
+        else:
+            pytest.fail(f"no ROI floor leaves the budget {top} partly unspent (best expected ROI {best})")
+    page.fill("#roi-input", floor)
+    page.locator("#roi-input").press("Tab")
+    page.wait_for_function("f => document.querySelector(\"#point dd[data-key='ROI floor']\").textContent === f", arg=floor)
+    # under the floor the curve (and the slider) stops where more stops paying; the planner types the budget
+    budget = f"{top:.2f}"
+    page.fill("#budget-input", budget)
+    page.locator("#budget-input").press("Tab")
+    page.wait_for_function("b => document.getElementById('curve').dataset.budget === String(Number(b))", arg=budget)
+    with api(server, "ro") as c:
+        before = len(c.get("/allocations").json())
+    page.get_by_role("button", name="Create targeting list").click()
+    page.wait_for_function("() => /status-(done|failed)/.test(document.getElementById('alloc-progress').className) "
+                           "&& !document.getElementById('allocate-submit').disabled", timeout=JOB_TIMEOUT_MS)
+    with api(server, "ro") as c:
+        allocs = c.get("/allocations").json()
+    assert len(allocs) == before + 1, page.locator("#alloc-progress").inner_text()
+    alloc = max(allocs, key=lambda a: a["created_at"])
+    assert alloc["status"] == "done", (alloc.get("error"), page.locator("#alloc-progress").inner_text())
+    s = alloc["result"]
+    assert s["min_roi"] == float(floor)
+    assert s["budget_use"]["limit"] == "roi_floor", s["budget_use"]  # the precondition: the floor binds
+    said = [f"Warning: {what}. {w}" for what, w in (("budget", s["budget_use"].get("warning")),
+                                                     ("forecast", s["forecast"].get("warning"))) if w]
+    assert s["budget"] == pytest.approx(top, abs=0.01)
+    assert said and said[0].startswith("Warning: budget. the policy expects to spend"), s["budget_use"]
+    assert page.locator("#alloc-warnings p").all_inner_texts() == said
+    expect(page.locator("#deliveries")).to_be_hidden()  # the previous list's pushes are not this one's
+    page.locator("#decide-panel").screenshot(path=str(shots / "3b-budget-warning.png"))
     assert not page.errors, page.errors
 
 

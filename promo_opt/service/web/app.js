@@ -505,18 +505,34 @@ function showAllocation(a) {
   state.allocation = a;
   const s = a.result;
   $("alloc-result").hidden = false;
+  // a new list has not been sent anywhere yet: the previous list's deliveries go
+  $("push-progress").textContent = "";
+  $("push-progress").className = "progress";
+  $("deliveries").hidden = true;
   facts($("certificate"), [
     ["solver", `${s.solver} (${s.solver_status})`], ["objective", s.objective],
     ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
     ["budget", fmt(s.budget ?? NaN)], ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
-  const e = s.expected, f = s.forecast;
+  // what the CLI prints first and the report puts on top: a budget left unspent, a forecast whose
+  // 90% interval does not show a gain
+  const warnings = [["budget", s.budget_use?.warning], ["forecast", s.forecast?.warning]].filter(([, w]) => w);
+  $("alloc-warnings").replaceChildren(...warnings.map(([what, w]) => {
+    const p = document.createElement("p");
+    p.className = "field-error";
+    p.textContent = `Warning: ${what}. ${w}`;
+    return p;
+  }));
+  const e = s.expected, f = s.forecast, iv = f && f.interval90;
   facts($("forecast"), [
     ["expected incremental conversions", fmt(e.incremental_conversions)],
     ["expected spend", fmt(e.spend)], ["expected incremental revenue", fmt(e.incremental_revenue)],
     ["expected ROI", fmt(e.roi)],
     ...(f ? [["forecast conversions (winner's curse corrected)", fmt(f.incremental_conversions)],
-      ["forecast spend (corrected)", fmt(f.spend)]] : [["forecast", "no correction saved with the model"]]),
+      ["forecast spend (corrected)", fmt(f.spend)],
+      ...(iv ? [["conversions, 90% interval", `${fmt(iv.incremental_conversions[0])} to ${fmt(iv.incremental_conversions[1])}`],
+        ["spend, 90% interval", `${fmt(iv.spend[0])} to ${fmt(iv.spend[1])}`]] : [])]
+      : [["forecast", "no correction saved with the model"]]),
     ["holdout (kept untreated)", `${fmt(s.holdout_size)} of ${fmt(s.n_candidates)} users`],
   ]);
   armRows($("alloc-arms").querySelector("tbody"), s.users_per_arm, s.spend_per_arm);
