@@ -531,7 +531,7 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
 def evidence_warning(forecast: dict, objective: str | None) -> str | None:
     """The forecast's warning when its 90% intervals do not show that the policy gains: the interval
     of the incremental conversions reaches zero (the past campaign cannot tell this policy's effect
-    from none: too little signal for its size, or promotions that do not work), or, under the
+    from none: too little signal, or promotions that do not work), or, under the
     objective ``net_revenue``, the interval of the net revenue does. Such a plan is a bet, not a
     forecast: the planner hears it before the money is spent. None when the intervals are clear of zero."""
     iv = forecast.get("interval90") or {}
@@ -541,8 +541,7 @@ def evidence_warning(forecast: dict, objective: str | None) -> str | None:
     if lo is not None and lo <= 0:
         return (f"the 90% interval of the plan's incremental conversions, {lo:,.1f} to {hi:,.1f}, reaches zero: the "
                 "past campaign does not show that this plan changes behaviour (too little signal, or promotions that do "
-                "not work); "
-                "keep a holdout and treat it as a test, or collect a larger randomized sample first")
+                "not work); keep a holdout and treat it as a test, or collect a larger randomized sample first")
     net = forecast.get("net_revenue_interval90")
     if objective == "net_revenue" and net and net[0] <= 0:
         return (f"the 90% interval of the plan's net revenue (incremental revenue - spend), {net[0]:,.0f} to "
