@@ -86,16 +86,10 @@ def _print_summary(summary: dict, out: Path) -> None:
                            f"{lt['segment']['unseen']['users']:,} candidates of unseen levels at the pooled ones)"
                            if lt.get("segment") else ""))
     lines.append(f"written to      {out}")
-    evidence = (summary.get("forecast") or {}).get("warning")
-    if evidence:
-        lines.insert(0, f"WARNING: forecast: {evidence}")
-    use = summary.get("budget_use") or {}
-    if use.get("warning"):
-        lines.insert(0, f"WARNING: budget: {use['warning']}")
-    drift = summary.get("drift")
-    if drift and drift.get("shifted"):
-        lines.insert(0, f"WARNING: drift: {drift['message']}")
-    typer.echo("\n".join(lines))
+    from promo_opt.report.warnings import summary_warnings
+
+    warnings = [f"WARNING: {what}: {msg}" for what, msg in summary_warnings(summary)]
+    typer.echo("\n".join(warnings + lines))
 
 
 def _guard(fn):

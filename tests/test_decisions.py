@@ -510,3 +510,12 @@ def test_a_campaign_with_a_clear_effect_does_not_warn(tmp_path):
     f = allocate(cfg, score_candidates(cfg, model), correction=model.metrics["forecast_correction"]).summary["forecast"]
     assert f["interval90"]["incremental_conversions"][0] > 0
     assert "warning" not in f
+
+
+def test_every_door_lists_the_summarys_warnings_most_pressing_first():
+    from promo_opt.report.warnings import summary_warnings
+
+    s = {"drift": {"shifted": True, "message": "d"}, "budget_use": {"warning": "b"}, "forecast": {"warning": "f"}}
+    assert summary_warnings(s) == [("drift", "d"), ("budget", "b"), ("forecast", "f")]
+    quiet = {"drift": {"shifted": False, "message": "not shifted"}, "budget_use": {"share": 1.0}, "forecast": {}}
+    assert summary_warnings(quiet) == []

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from promo_opt.report.style import arm_color, fit_ticks, readable_axes  # noqa: E402
+from promo_opt.report.warnings import summary_warnings  # noqa: E402
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}
@@ -115,16 +116,9 @@ def _warnings(summary: dict) -> list[str]:
     """Banners at the top of the report: drift between the past campaign and the candidates, a budget
     left unspent, a forecast whose interval does not show a gain, the ROI guarantee, and the forecast's
     90% interval."""
-    out = []
-    drift = summary.get("drift")
-    if drift and drift.get("shifted"):
-        out.append(f"<p class='warn' role='alert'><b>Warning: drift.</b> {html.escape(drift['message'])}</p>")
-    use = summary.get("budget_use") or {}
-    if use.get("warning"):
-        out.append(f"<p class='warn' role='alert'><b>Warning: budget.</b> {html.escape(use['warning'])}</p>")
+    out = [f"<p class='warn' role='alert'><b>Warning: {what}.</b> {html.escape(msg)}</p>"
+           for what, msg in summary_warnings(summary)]
     f = summary.get("forecast") or {}
-    if f.get("warning"):
-        out.append(f"<p class='warn' role='alert'><b>Warning: forecast.</b> {html.escape(f['warning'])}</p>")
     iv = f.get("interval90")
     if iv:
         out.append("<p class='note'>Forecast, 90% interval of the true totals: incremental conversions "

@@ -514,8 +514,8 @@ function showAllocation(a) {
     ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
     ["budget", fmt(s.budget ?? NaN)], ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
-  // what the CLI prints first and the report puts on top: a budget left unspent, a forecast whose
-  // 90% interval does not show a gain
+  // what the CLI prints first and the report puts on top (promo_opt/report/warnings.py): here the two an
+  // allocation carries, a budget left unspent and a forecast whose 90% interval does not show a gain
   const warnings = [["budget", s.budget_use?.warning], ["forecast", s.forecast?.warning]].filter(([, w]) => w);
   $("alloc-warnings").replaceChildren(...warnings.map(([what, w]) => {
     const p = document.createElement("p");

@@ -1,0 +1,17 @@
+"""What a summary warns the planner of, in one place for every door: the CLI prints these first,
+``report.html`` puts them on top (the web app shows the budget and forecast ones above a targeting list,
+from the same summary fields)."""
+
+from __future__ import annotations
+
+
+def summary_warnings(summary: dict) -> list[tuple[str, str]]:
+    """(what, message) pairs, most pressing first: ``drift`` (the candidates differ from the past
+    campaign's users: ``summary.drift``), ``budget`` (most of the budget left unspent:
+    ``summary.budget_use.warning``), ``forecast`` (the 90% interval does not show a gain:
+    ``summary.forecast.warning``)."""
+    drift = summary.get("drift") or {}
+    found = [("drift", drift.get("message") if drift.get("shifted") else None),
+             ("budget", (summary.get("budget_use") or {}).get("warning")),
+             ("forecast", (summary.get("forecast") or {}).get("warning"))]
+    return [(what, msg) for what, msg in found if msg]
