@@ -528,26 +528,77 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
     return out
 
 
+def evidence_flags(conv_lo, conv_hi, net_lo, objective: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Elementwise, for one plan or a budget curve's points: (the 90% interval of the incremental
+    conversions reaches zero, the net revenue's does under the objective ``net_revenue``). A plan that
+    treats no one (interval 0 to 0) raises neither: there is nothing to bet on (``budget_use`` says why)."""
+    lo, hi = np.asarray(conv_lo, dtype=np.float64), np.asarray(conv_hi, dtype=np.float64)
+    conv = (lo <= 0) & ~((lo == 0) & (hi == 0))
+    net = np.zeros_like(conv) if objective != "net_revenue" or net_lo is None else \
+        (np.asarray(net_lo, dtype=np.float64) <= 0) & ~conv & ~((lo == 0) & (hi == 0))
+    return conv, net
+
+
 def evidence_warning(forecast: dict, objective: str | None) -> str | None:
-    """The forecast's warning when its 90% intervals do not show that the policy gains: the interval
-    of the incremental conversions reaches zero (the past campaign cannot tell this policy's effect
-    from none: too little signal, or promotions that do not work), or, under the
-    objective ``net_revenue``, the interval of the net revenue does. Such a plan is a bet, not a
-    forecast: the planner hears it before the money is spent. None when the intervals are clear of zero."""
+    """The forecast's warning when its 90% intervals do not show that the policy gains (:func:`evidence_flags`):
+    the interval of the incremental conversions reaches zero (the past campaign cannot tell this policy's
+    effect from none: too little signal, or promotions that do not work), or, under the objective
+    ``net_revenue``, the interval of the net revenue does. Such a plan is a bet, not a forecast: the
+    planner hears it before the money is spent. None when the intervals are clear of zero."""
     iv = forecast.get("interval90") or {}
     lo, hi = (iv.get("incremental_conversions") or [None, None])
-    if lo == hi == 0:  # a plan that treats no one: nothing to bet on (budget_use says why)
+    if lo is None:
         return None
-    if lo is not None and lo <= 0:
+    net = forecast.get("net_revenue_interval90")
+    conv_flag, net_flag = evidence_flags(lo, hi, net[0] if net else None, objective)
+    if conv_flag:
         return (f"the 90% interval of the plan's incremental conversions, {lo:,.1f} to {hi:,.1f}, reaches zero: the "
                 "past campaign does not show that this plan changes behaviour (too little signal, or promotions that do "
                 "not work); keep a holdout and treat it as a test, or collect a larger randomized sample first")
-    net = forecast.get("net_revenue_interval90")
-    if objective == "net_revenue" and net and net[0] <= 0:
+    if net_flag:
         return (f"the 90% interval of the plan's net revenue (incremental revenue - spend), {net[0]:,.0f} to "
                 f"{net[1]:,.0f}, reaches zero: the plan may lose money; keep a holdout and treat it as a test, "
                 "or raise constraints.min_roi")
     return None
+
+
+# the forecast columns a budget curve gets from the model's held-out measurement (curve_forecast)
+FORECAST_COLUMNS = tuple(f"forecast_{k}{s}" for k in ("incremental_conversions", "incremental_revenue", "spend")
+                         for s in ("", "_lo90", "_hi90")) + ("forecast_net_revenue_lo90", "forecast_net_revenue_hi90",
+                                                             "forecast_warning")
+
+
+def curve_forecast(curve, correction: dict | None, objective: str | None) -> dict[str, np.ndarray] | None:
+    """The forecast of every point of a budget curve (``curve``: a plan table or its columns, with
+    ``incremental_conversions``, ``incremental_revenue`` and ``spend``), as :func:`corrected_forecast` gives
+    it for one allocation: ``forecast_<total>`` (the expected totals x the held-out ratios),
+    ``forecast_<total>_lo90`` / ``_hi90`` (the 90% interval), ``forecast_net_revenue_lo90`` / ``_hi90``
+    and ``forecast_warning`` (:func:`evidence_flags`). A point and the allocation at its budget get the same
+    figures. The ratios are those measured on the twin at the campaign's budget; the benchmark
+    ``benchmarks/plan_forecast.py`` measures how well their intervals cover the truth at other budgets.
+    None without an applied held-out measurement (or without its covariance)."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    if not correction or not correction.get("applied"):
+        return None
+    corr = ForecastCorrection.from_dict(correction)
+    if not corr.ratio_cov:
+        return None
+    totals = {k: np.asarray(curve[k], dtype=np.float64) for k in ("incremental_conversions", "incremental_revenue", "spend")}
+    out = {f"forecast_{k}": v * corr.ratio[k] for k, v in totals.items()}
+    for k, (lo, hi) in corr.interval_arrays(totals).items():
+        out[f"forecast_{k}_lo90"], out[f"forecast_{k}_hi90"] = lo, hi
+    out["forecast_net_revenue_lo90"], out["forecast_net_revenue_hi90"] = corr.net_interval_arrays(totals)
+    conv, net = evidence_flags(out["forecast_incremental_conversions_lo90"], out["forecast_incremental_conversions_hi90"],
+                               out["forecast_net_revenue_lo90"], objective)
+    out["forecast_warning"] = conv | net
+    return {k: out[k] for k in FORECAST_COLUMNS}
+
+
+def with_curve_forecast(curve: pd.DataFrame, correction: dict | None, objective: str | None) -> pd.DataFrame:
+    """``curve`` with the :func:`curve_forecast` columns added (unchanged without a held-out measurement)."""
+    cols = curve_forecast(curve, correction, objective)
+    return curve if cols is None else curve.assign(**cols)
 
 
 def corrected_forecast(expected: dict, correction: dict | None, objective: str | None = None) -> dict | None:
@@ -585,10 +636,13 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
 
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved; with the
-    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`allocation_floor`).
+    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`allocation_floor`), and
+    every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
+    their 90% intervals, the warning).
     """
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
-    return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
+    curve = plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
+    return with_curve_forecast(curve, correction, config.objective)
 
 
 def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
@@ -617,11 +671,14 @@ def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) ->
     return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
 
 
-def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41) -> pd.DataFrame:
-    """The report's curve: budgets from 0 to twice the campaign's, same ROI floor."""
+def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41,
+                 correction: dict | None = None) -> pd.DataFrame:
+    """The report's curve: budgets from 0 to twice the campaign's, the floor the allocation held; with the
+    model's ``correction``, the forecast columns of :func:`curve_forecast`."""
     top = 2.0 * outcome.budget if outcome.budget else None
     budgets = np.linspace(0, top, n_points) if top else None
-    return _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.allocated_min_roi, n_points)
+    curve = _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.allocated_min_roi, n_points)
+    return with_curve_forecast(curve, correction, config.objective)
 
 
 def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:
@@ -665,7 +722,7 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     outcome = allocate(config, scores, correction=model.metrics.get("forecast_correction"))
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    curve = budget_curve(config, outcome)
+    curve = budget_curve(config, outcome, correction=model.metrics.get("forecast_correction"))
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     if model.metrics.get("drift") is not None:

@@ -118,6 +118,17 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
     floor = pipeline.allocation_floor(2.5, metrics.get("forecast_correction"))
     assert roi["min_roi"] == 2.5 and roi["allocated_min_roi"] == pytest.approx(floor)
     assert roi["points"][0]["roi"] >= floor - 1e-9
+    # every point forecasts as an allocation at its budget would (the curve's forecast columns, one rule)
+    fc = metrics["forecast_correction"]
+    assert fc["applied"]
+    ref_fc = pipeline.plan(cfg, local_scores(server, flow), budgets, correction=fc)
+    for p, (_, row) in zip(pts, ref_fc.iterrows()):
+        f = p["forecast"]
+        assert f["incremental_conversions"] == pytest.approx(row["forecast_incremental_conversions"], rel=1e-9)
+        assert f["interval90"]["spend"] == pytest.approx([row["forecast_spend_lo90"], row["forecast_spend_hi90"]])
+        assert (f["warning"] is not None) is bool(row["forecast_warning"])
+        if f["warning"]:
+            assert f["warning"] == pipeline.evidence_warning(f, cfg.objective)
 
 
 def test_allocate_download_every_format(server, flow, campaign):

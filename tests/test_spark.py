@@ -152,6 +152,20 @@ def test_plan_equals_single_machine(spark, scores_file, reduced_everywhere) -> N
     np.testing.assert_array_equal(curve[users].to_numpy(), local[users].to_numpy())
     for col in ("spend", "incremental_conversions", "incremental_revenue", "objective", "marginal_gain_per_unit"):
         np.testing.assert_allclose(curve[col].to_numpy(), local[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+    # with a model's held-out measurement both engines hold the same floor and forecast every point alike
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    ones = {k: 1.0 for k in ("incremental_conversions", "incremental_revenue", "spend")}
+    corr = {"applied": True, **ForecastCorrection(
+        ratio={**ones, "incremental_conversions": 0.8}, raw_ratio={**ones, "incremental_conversions": 0.75},
+        ratio_se={k: 0.1 for k in ones}, ratio_cov=(np.eye(3) * 0.01).tolist()).as_dict()}
+    local = pipeline.plan(cfg, scores, budgets, correction=corr)
+    curve, _ = spark_plan.plan(spark, cfg, spark.read.parquet(str(path)), budgets, direct_limit=DIRECT, n_bins=64,
+                               correction=corr)
+    assert list(curve.columns) == list(local.columns) and set(pipeline.FORECAST_COLUMNS) <= set(curve.columns)
+    for col in pipeline.FORECAST_COLUMNS:
+        np.testing.assert_allclose(curve[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float), rtol=1e-9,
+                                   atol=1e-12, err_msg=col)
 
 
 def test_infeasible_roi_floor_and_bad_scores_name_the_problem(spark, scores_file, tmp_path) -> None:

@@ -285,3 +285,71 @@ def test_eb_shrink_all_pools_the_prior_over_three_or_more_arms():
     assert np.mean(err_pooled) < 0.6 * np.mean(err_alone)
     strong = eb_shrink_all(np.array([2.0, 2.1, 1.9, 2.05]), np.ones(4), np.full(4, 0.1))  # a shared flattening
     assert np.all(np.abs(strong - np.array([2.0, 2.1, 1.9, 2.05])) < 0.02)
+
+
+def test_every_point_of_a_budget_curve_gets_the_forecast_its_allocation_gets(run_out, small_campaign, tmp_path):
+    """The what-if curve forecasts as the targeting list does: at every budget, the forecast columns of
+    ``plan`` (point, 90% intervals, net revenue interval, warning) are what ``allocate`` at that budget puts in
+    ``summary.forecast`` for the same expected totals; the CLI's plan.csv and the run's plan.csv carry them,
+    and a curve without the model's measurement has none."""
+    import pandas as pd
+    from conftest import invoke
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+    from promo_opt.model import TrainedModel
+
+    cfg = load_config(small_campaign)
+    corr = TrainedModel.load(run_out / "model", cfg).metrics["forecast_correction"]
+    assert corr.get("applied") and corr.get("ratio_cov")
+    scores = pipeline.read_scores(run_out / "scores.parquet")
+    budgets = [0.0, 0.25 * cfg.constraints.budget, cfg.constraints.budget, 2.0 * cfg.constraints.budget]
+    curve = pipeline.plan(cfg, scores, budgets, correction=corr)
+    assert set(pipeline.FORECAST_COLUMNS) <= set(curve.columns)
+    assert set(pipeline.FORECAST_COLUMNS).isdisjoint(pipeline.plan(cfg, scores, budgets).columns)
+    for _, row in curve.iterrows():
+        expected = {k: row[k] for k in ("incremental_conversions", "incremental_revenue", "spend")}
+        one = pipeline.corrected_forecast(expected, corr, cfg.objective)
+        for k in expected:
+            assert row[f"forecast_{k}"] == pytest.approx(one[k], rel=1e-12, abs=1e-12)
+            assert [row[f"forecast_{k}_lo90"], row[f"forecast_{k}_hi90"]] == pytest.approx(one["interval90"][k])
+            assert row[f"forecast_{k}_lo90"] <= row[f"forecast_{k}"] <= row[f"forecast_{k}_hi90"]
+        assert [row["forecast_net_revenue_lo90"], row["forecast_net_revenue_hi90"]] == pytest.approx(
+            one["net_revenue_interval90"])
+        assert bool(row["forecast_warning"]) is ("warning" in one)
+    # the allocation at a budget: its summary's forecast is the curve's at the spend it reaches
+    o = pipeline.allocate(cfg, scores, correction=corr)
+    at = pipeline.plan(cfg, scores, [o.summary["expected"]["spend"] * 1.0001], correction=corr).iloc[0]
+    assert at["forecast_incremental_conversions"] == pytest.approx(o.summary["forecast"]["incremental_conversions"], rel=1e-2)
+    assert at["forecast_spend_hi90"] == pytest.approx(o.summary["forecast"]["interval90"]["spend"][1], rel=1e-2)
+    for extra, has in (([], False), (["--model", run_out / "model"], True)):
+        out = tmp_path / f"plan{len(extra)}"
+        r = invoke("plan", small_campaign, "--scores", run_out / "scores.parquet", "--out", out, "--budgets",
+                   "500,2000,8000", *extra)
+        assert r.exit_code == 0, r.output
+        assert ("forecast_incremental_conversions_lo90" in pd.read_csv(out / "plan.csv").columns) is has
+    assert set(pipeline.FORECAST_COLUMNS) <= set(pd.read_csv(run_out / "plan.csv").columns)
+
+
+def test_a_curve_point_warns_exactly_where_its_intervals_reach_zero():
+    """``evidence_flags`` is the single rule of the summary's warning and the curve's: conversions' lower
+    bound at or under zero, else (net revenue objective) the net revenue's; a plan that treats no one is not
+    warned."""
+    from promo_opt import pipeline
+
+    conv, net = pipeline.evidence_flags([0, -1, 5, 5, 5], [0, 9, 9, 9, 9], [0, -3, -2, 4, -2], "net_revenue")
+    assert conv.tolist() == [False, True, False, False, False] and net.tolist() == [False, False, True, False, True]
+    conv, net = pipeline.evidence_flags([5], [9], [-2], "incremental_conversions")
+    assert not conv[0] and not net[0]
+    corr = ForecastCorrection(ratio={"incremental_conversions": 0.5, "incremental_revenue": 1.0, "spend": 1.0},
+                              raw_ratio={"incremental_conversions": 0.5, "incremental_revenue": 1.0, "spend": 1.0},
+                              ratio_se={"incremental_conversions": 0.4, "incremental_revenue": 0.2, "spend": 0.01},
+                              ratio_cov=[[0.16, 0, 0], [0, 0.04, 0], [0, 0, 1e-4]])
+    totals = {"incremental_conversions": np.array([0.0, 10.0, 100.0]), "incremental_revenue": np.array([0.0, 50.0, 400.0]),
+              "spend": np.array([0.0, 20.0, 100.0])}
+    lo, hi = corr.interval_arrays(totals)["incremental_conversions"]
+    # 0.5 -/+ 1.645 x 0.4 reaches under zero at every treating point: the conversions do not show a gain
+    assert lo[0] == hi[0] == 0 and (lo[1:] < 0).all()
+    cols = pipeline.curve_forecast(totals, {"applied": True, **corr.as_dict()}, "incremental_conversions")
+    assert cols["forecast_warning"].tolist() == [False, True, True]
+    one = pipeline.corrected_forecast({k: float(v[2]) for k, v in totals.items()}, {"applied": True, **corr.as_dict()})
+    assert one["interval90"]["incremental_conversions"] == pytest.approx([lo[2], hi[2]]) and "warning" in one

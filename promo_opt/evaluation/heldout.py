@@ -174,6 +174,13 @@ def calibration_cov(config: CampaignConfig, model, arm: np.ndarray, y: np.ndarra
     return np.where(np.isfinite(rel), rel, 0.0)
 
 
+def _z(level: float) -> float:
+    """The standard normal quantile of a two-sided ``level`` interval."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2))
+
+
 def shrink_ratio(realized: float, expected: float, se: float) -> tuple[float, float]:
     """(raw ratio, shrunk ratio) of realized to expected, ``se`` that of ``realized``; see the
     module doc. (1, 1) when expected is 0."""
@@ -257,32 +264,39 @@ class ForecastCorrection:
         out["net_revenue"] = out["incremental_revenue"] - out["spend"]
         return out
 
-    def interval(self, totals: dict[str, float], level: float = 0.9) -> dict[str, list[float]]:
-        """``level`` interval of each true total: expected x (raw ratio -/+ z se), widened to hold the point."""
-        from scipy.stats import norm
-
-        z = float(norm.ppf(0.5 + level / 2))
+    def interval_arrays(self, totals, level: float = 0.9) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(lo, hi) of each true total, elementwise over ``totals`` (scalars or arrays of expected totals,
+        e.g. the points of a budget curve): expected x (raw ratio -/+ z se), widened to hold the point."""
+        z = _z(level)
         out = {}
         for k in TOTALS:
-            e = float(totals[k])
-            lo, hi = sorted(((self.raw_ratio[k] - z * self.ratio_se[k]) * e, (self.raw_ratio[k] + z * self.ratio_se[k]) * e))
+            e = np.asarray(totals[k], dtype=np.float64)
+            a, b = (self.raw_ratio[k] - z * self.ratio_se[k]) * e, (self.raw_ratio[k] + z * self.ratio_se[k]) * e
             point = e * self.ratio[k]
-            out[k] = [min(lo, point), max(hi, point)]
+            out[k] = (np.minimum(np.minimum(a, b), point), np.maximum(np.maximum(a, b), point))
         return out
 
-    def net_interval(self, totals: dict[str, float], level: float = 0.9) -> list[float]:
-        """``level`` interval of the true net revenue (incremental revenue - spend): the two raw ratios'
-        joint normal approximation (their covariance in ``ratio_cov``), widened to hold the point."""
-        from scipy.stats import norm
+    def interval(self, totals: dict[str, float], level: float = 0.9) -> dict[str, list[float]]:
+        """``level`` interval of each true total of one policy (:meth:`interval_arrays`)."""
+        return {k: [float(lo), float(hi)] for k, (lo, hi) in self.interval_arrays(totals, level).items()}
 
-        z = float(norm.ppf(0.5 + level / 2))
-        e = np.array([0.0, float(totals["incremental_revenue"]), -float(totals["spend"])])
-        raw = np.array([self.raw_ratio[k] for k in TOTALS])
-        centre = float(e @ raw)
-        se = float(np.sqrt(max(e @ np.asarray(self.ratio_cov, dtype=np.float64) @ e, 0.0)))
-        point = float(totals["incremental_revenue"]) * self.ratio["incremental_revenue"] \
-            - float(totals["spend"]) * self.ratio["spend"]
-        return [min(centre - z * se, point), max(centre + z * se, point)]
+    def net_interval_arrays(self, totals, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) of the true net revenue (incremental revenue - spend), elementwise: the two raw
+        ratios' joint normal approximation (their covariance in ``ratio_cov``), widened to hold the point."""
+        z = _z(level)
+        rev = np.asarray(totals["incremental_revenue"], dtype=np.float64)
+        spend = np.asarray(totals["spend"], dtype=np.float64)
+        e = np.stack([np.zeros_like(rev), rev, -spend], axis=-1)
+        centre = e @ np.array([self.raw_ratio[k] for k in TOTALS])
+        var = np.einsum("...i,ij,...j->...", e, np.asarray(self.ratio_cov, dtype=np.float64), e)
+        se = np.sqrt(np.maximum(var, 0.0))
+        point = rev * self.ratio["incremental_revenue"] - spend * self.ratio["spend"]
+        return np.minimum(centre - z * se, point), np.maximum(centre + z * se, point)
+
+    def net_interval(self, totals: dict[str, float], level: float = 0.9) -> list[float]:
+        """``level`` interval of one policy's true net revenue (:meth:`net_interval_arrays`)."""
+        lo, hi = self.net_interval_arrays(totals, level)
+        return [float(lo), float(hi)]
 
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,

@@ -64,14 +64,21 @@ def _table(rows: list[dict] | pd.DataFrame) -> str:
 
 def budget_curve_figure(curve: pd.DataFrame, budget: float | None = None, chosen: float | None = None):
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot(curve["spend"], curve["incremental_conversions"], marker=".", color="#1f77b4")
+    ax.plot(curve["spend"], curve["incremental_conversions"], marker=".", color="#1f77b4", label="model's expected")
+    if "forecast_incremental_conversions" in curve:  # pipeline.curve_forecast: the held-out measurement's
+        ax.fill_between(curve["spend"], curve["forecast_incremental_conversions_lo90"],
+                        curve["forecast_incremental_conversions_hi90"], color="#1f77b4", alpha=.15, lw=0,
+                        label="forecast, 90% interval")
+        ax.plot(curve["spend"], curve["forecast_incremental_conversions"], color="#1f77b4", ls="--", lw=1.2,
+                label="forecast (winner's curse corrected)")
     if budget:
         ax.axvline(budget, color="#d62728", ls="--", lw=1, label=f"budget {budget:,.0f}")
         if chosen is not None:
             ax.plot([budget], [chosen], "o", color="#d62728")
-        ax.legend(loc="lower right")
+    if budget or "forecast_incremental_conversions" in curve:
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("expected promotion spend")
-    ax.set_ylabel("expected incremental conversions")
+    ax.set_ylabel("incremental conversions")
     ax.set_title("What each budget buys (optimal policy per budget)")
     ax.grid(alpha=.3)
     readable_axes(ax)
@@ -171,7 +178,9 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
                   + (f"; its true ROI is {truth['true_roi_vs_floor']:.1%} of the floor" if "true_roi_vs_floor" in truth else "")
                   + ".</p>", _table(rows)]
     parts += ["<h2>Budget curve</h2>", _png(budget_curve_figure(curve, budget, e["incremental_conversions"])),
-              "<p class='note'>Each point is the best policy for that budget (no ROI floor), from one sort of every user's marginal gains.</p>",
+              "<p class='note'>Each point is the best policy for that budget under the floor the allocation held, from one sort "
+              "of every user's marginal gains. The band is the forecast's 90% interval at each budget, from the held-out "
+              "measurement at the campaign's budget.</p>",
               "<h2>Arms</h2>", per_arm_plot(summary["users_per_arm"], summary["spend_per_arm"])]
     if metrics:
         parts += ["<h2>Is the model right? Uplift by decile (held-out folds)</h2>", decile_plot(metrics["uplift_by_decile"]),

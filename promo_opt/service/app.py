@@ -308,7 +308,8 @@ def get_scores(scores_id: str = id_path("scores"), svc: Services = Depends(servi
 # ----------------------------------------------------------------------------------------------
 @router.post("/plans", response_model=PlanResponse, tags=["plans"], dependencies=[READ])
 async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResponse:
-    """What a budget buys: the budget curve at the given budgets (or a range), from the cached frontier.
+    """What a budget buys: the budget curve at the given budgets (or a range), from the cached frontier;
+    each point with the forecast an allocation at that budget would carry (``forecast``, 90% intervals).
 
     The first question on a scored set (per ROI floor) builds the frontier; later ones answer from
     memory in about a millisecond, on the event loop. Budgets breaking the ROI floor are re-solved,
@@ -332,10 +333,12 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
     spend = [cols.get(f"spend_{a}") for a in cfg.arm_names]
     fields = ("budget", "spend", "incremental_conversions", "incremental_revenue", "objective",
               "marginal_gain_per_unit", "resolved")
+    forecasts = plans.point_forecasts(cols, cfg.objective)
     points = [PlanPoint(**{f: cols[f][i] for f in fields},
                         roi=cols["roi"][i] if np.isfinite(cols["roi"][i]) else None,
                         users_per_arm={a: int(u[i]) for a, u in zip(cfg.arm_names, users)},
-                        spend_per_arm={a: float(v[i]) for a, v in zip(cfg.arm_names, spend) if v is not None})
+                        spend_per_arm={a: float(v[i]) for a, v in zip(cfg.arm_names, spend) if v is not None},
+                        forecast=forecasts[i])
               for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, allocated_min_roi=cached.problem.min_roi,
                         objective=cfg.objective, points=points)

@@ -32,6 +32,7 @@ class CachedFrontier:
     conversions: np.ndarray
     frontier: SortedFrontier
     floor: FloorPath | None = None  # with an ROI floor: built lazily, on the first budget that breaks it
+    correction: dict | None = None  # the scoring model's held-out measurement: each point's forecast
 
 
 class FrontierCache:
@@ -79,7 +80,7 @@ def build_frontier(config: CampaignConfig, scores_path: Path, min_roi: float | N
     problem, conversions = pipeline.plan_problem(config, scores, min_roi=min_roi, correction=correction)
     path = SortedFrontier.from_path(frontier_path(problem, conversions))
     floor = FloorPath(problem, conversions) if problem.min_roi is not None else None
-    return CachedFrontier(problem=problem, conversions=conversions, frontier=path, floor=floor)
+    return CachedFrontier(problem=problem, conversions=conversions, frontier=path, floor=floor, correction=correction)
 
 
 class _WithArmSpend:
@@ -98,13 +99,35 @@ class _WithArmSpend:
 
 def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
     """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: points breaking
-    it from the cached ``FloorPath``) or the frontier's arrays."""
+    it from the cached ``FloorPath``) or the frontier's arrays; with the model's held-out measurement,
+    the forecast columns of ``pipeline.curve_forecast``."""
     if cached.problem.min_roi is not None:
         df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
                         arm_names=config.arm_names, path=_WithArmSpend(cached.frontier), floor=cached.floor)
-        return {c: df[c].to_numpy().tolist() for c in df.columns}
-    if budgets is None:
-        budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
-    cols = {c: v.tolist() for c, v in cached.frontier.curve(budgets, config.arm_names, spend_per_arm=True).items()}
-    cols["resolved"] = [False] * len(cols["budget"])
-    return cols
+        cols = {c: df[c].to_numpy() for c in df.columns}
+    else:
+        if budgets is None:
+            budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
+        cols = dict(cached.frontier.curve(budgets, config.arm_names, spend_per_arm=True))
+        cols["resolved"] = np.zeros(len(cols["budget"]), dtype=bool)
+    if cached.correction:
+        cols.update(pipeline.curve_forecast(cols, cached.correction, config.objective) or {})
+    return {c: np.asarray(v).tolist() for c, v in cols.items()}
+
+
+def point_forecasts(cols: dict[str, list], objective: str) -> list[dict | None]:
+    """Each point's ``forecast`` as the API gives it (``PlanForecast``: the shape of an allocation's
+    ``summary.forecast``, its warning in the same words), from the columns of :func:`answer`; None per
+    point without the model's held-out measurement."""
+    n = len(cols["budget"])
+    if "forecast_incremental_conversions" not in cols:
+        return [None] * n
+    totals = ("incremental_conversions", "incremental_revenue", "spend")
+    out = []
+    for i in range(n):
+        f = {k: cols[f"forecast_{k}"][i] for k in totals}
+        f["interval90"] = {k: [cols[f"forecast_{k}_lo90"][i], cols[f"forecast_{k}_hi90"][i]] for k in totals}
+        f["net_revenue_interval90"] = [cols["forecast_net_revenue_lo90"][i], cols["forecast_net_revenue_hi90"][i]]
+        f["warning"] = pipeline.evidence_warning(f, objective) if cols["forecast_warning"][i] else None
+        out.append(f)
+    return out

@@ -93,6 +93,18 @@ class PlanRequest(_Body):
         return self
 
 
+class PlanForecast(BaseModel):
+    """A budget's forecast as an allocation's ``summary.forecast`` gives it (``pipeline.curve_forecast``)."""
+
+    incremental_conversions: float
+    incremental_revenue: float
+    spend: float
+    interval90: dict[str, list[float]] = Field(
+        description="90% interval of each true total: incremental_conversions, incremental_revenue, spend")
+    net_revenue_interval90: list[float] = Field(description="90% interval of the true incremental revenue - spend")
+    warning: str | None = Field(default=None, description="set where the intervals do not show that the plan gains")
+
+
 class PlanPoint(BaseModel):
     budget: float
     spend: float
@@ -104,6 +116,9 @@ class PlanPoint(BaseModel):
     users_per_arm: dict[str, int]
     spend_per_arm: dict[str, float] = Field(default_factory=dict, description="expected spend on each arm")
     resolved: bool
+    forecast: PlanForecast | None = Field(
+        default=None, description="the winner's-curse corrected forecast with 90% intervals (the scoring model's "
+                                  "held-out measurement; absent without one)")
 
 
 class PlanResponse(BaseModel):

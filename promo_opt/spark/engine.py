@@ -130,6 +130,7 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     budgets = np.linspace(0, 2.0 * budget, 41) if budget else None
     curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
                                     min_roi=outcome.summary["allocated_min_roi"], n_points=41)
+    curve = pipeline.with_curve_forecast(curve, model.metrics.get("forecast_correction"), config.objective)
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     summary["learner"] = model.metrics["selection"]["chosen"]
