@@ -207,6 +207,23 @@ def test_drag_the_budget_and_compare(planner, server, shots):
     assert all(same(u.split("\t")[2], s) for u, s in zip(users, pt["spend_per_arm"].values()))
     assert sum(pt["spend_per_arm"].values()) == pytest.approx(pt["spend"], rel=1e-9)
     assert page.locator("#curve circle.marker").count() == 1
+    # the forecast an allocation at this budget would carry: the corrected point, its 90% interval, the band
+    f = pt["forecast"]
+    assert f is not None
+    text = shown(page, "#point", "forecast conversions (90% interval)")
+    m = re.fullmatch(r"(-?[\d,.]+) \((-?[\d,.]+) to (-?[\d,.]+)\)", text)
+    assert m, text
+    for got, want in zip(m.groups(), [f["incremental_conversions"], *f["interval90"]["incremental_conversions"]]):
+        assert same(got, want), (text, f)
+    assert page.locator("#curve path.band").count() == 1 and page.locator("#curve path.series").count() == 2
+    expect(page.locator("#curve-legend")).to_be_visible()
+    if f["warning"]:
+        expect(page.locator("#point-warning")).to_have_text(f"Warning: forecast. {f['warning']}")
+    else:
+        expect(page.locator("#point-warning")).to_be_hidden()
+    page.select_option("#metric-select", "roi")  # a ratio: no band
+    expect(page.locator("#curve path.band")).to_have_count(0)
+    page.select_option("#metric-select", "incremental_conversions")
     # x tick labels: thousands separators, none overlapping
     ticks = page.locator("#curve text.xtick")
     boxes = [ticks.nth(i).bounding_box() for i in range(ticks.count())]
@@ -218,8 +235,11 @@ def test_drag_the_budget_and_compare(planner, server, shots):
     curve.scroll_into_view_if_needed()
     cb = curve.bounding_box()
     curve.hover(position={"x": cb["width"] * 0.5, "y": cb["height"] * 0.5})
-    expect(page.locator("#tooltip")).to_have_text(re.compile(r"^budget [\d,]+ · conversions .+ · revenue .+ · ROI .+"))
+    expect(page.locator("#tooltip")).to_have_text(
+        re.compile(r"^budget [\d,]+ · conversions .+ · revenue .+ · ROI .+ · forecast conversions .+ \(.+ to .+\)$"))
     expect(page.locator("#curve g.hover")).to_have_attribute("visibility", "visible")
+    tb, wb = page.locator("#tooltip").bounding_box(), page.locator(".chart-wrap").bounding_box()
+    assert wb["x"] - 1 <= tb["x"] and tb["x"] + tb["width"] <= wb["x"] + wb["width"] + 1  # inside the chart
     page.screenshot(path=str(shots / "2-what-if.png"), full_page=False)
     # side by side: pin this point, move with the keyboard, both columns shown
     page.get_by_role("button", name="Pin this point").click()

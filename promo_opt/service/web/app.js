@@ -342,12 +342,23 @@ function drawCurve() {
   const metric = $("metric-select").value;
   const pts = state.curve.points;
   const p = state.point;
+  const xs = pts.map((q) => q.budget);
+  // the forecast (the held-out measurement's correction) and its 90% band, where the model has one:
+  // the same figures an allocation at each budget carries (pipeline.curve_forecast)
+  const hasForecast = metric !== "roi" && pts.every((q) => q.forecast);
+  const series = [{ name: metric, xs, ys: pts.map((q) => q[metric] ?? NaN), color: armColor(1) }];
+  if (hasForecast) {
+    series.push({ name: `forecast ${metric}`, xs, ys: pts.map((q) => q.forecast[metric]), color: armColor(1), dashed: true });
+  }
   state.chart = lineChart($("curve"), {
-    series: [{ name: metric, xs: pts.map((q) => q.budget), ys: pts.map((q) => q[metric] ?? NaN), color: armColor(1) }],
-    xLabel: "budget", yLabel: METRIC_LABELS[metric],
+    series, xLabel: "budget", yLabel: METRIC_LABELS[metric],
     marker: p ? { x: p.budget, y: p[metric] ?? NaN } : null,
+    band: hasForecast ? { name: `forecast ${metric}, 90% interval`, xs, color: armColor(1),
+      lo: pts.map((q) => q.forecast.interval90[metric][0]), hi: pts.map((q) => q.forecast.interval90[metric][1]) } : null,
   });
+  $("curve-legend").hidden = !hasForecast;
   $("curve-desc").textContent = `Budget curve of ${METRIC_LABELS[metric]} from 0 to ${fmt(pts[pts.length - 1].budget)}`
+    + (hasForecast ? ", the model's expected values (solid), the forecast (dashed) and its 90% interval (band)" : "")
     + (p ? `; chosen budget ${fmt(p.budget)} gives ${fmt(p[metric])}.` : ".");
 }
 
@@ -378,12 +389,20 @@ function armRows(tbody, perArm, extra = null) {
   });
 }
 
+// a forecast with its 90% interval, as the targeting list shows it
+function withInterval(f, key) {
+  return f ? `${fmt(f[key])} (${fmt(f.interval90[key][0])} to ${fmt(f.interval90[key][1])})` : "–";
+}
+
 function pointRows(p) {
+  const f = p.forecast;
   return [
     ["budget", fmt(p.budget)], ["spend", fmt(p.spend)],
     ["incremental conversions", fmt(p.incremental_conversions)],
     ["incremental revenue", fmt(p.incremental_revenue)], ["ROI", fmt(p.roi)],
     ["marginal gain per unit", fmt(p.marginal_gain_per_unit, 4)],
+    ["forecast conversions (90% interval)", withInterval(f, "incremental_conversions")],
+    ["forecast spend (90% interval)", withInterval(f, "spend")],
   ];
 }
 
@@ -397,6 +416,10 @@ function showPoint() {
   facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"], ...held,
     ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
   armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
+  // the warning an allocation at this budget would carry, in the same words
+  const w = p.forecast?.warning;
+  $("point-warning").textContent = w ? `Warning: forecast. ${w}` : "";
+  $("point-warning").hidden = !w;
   drawCurve();
   showCompare();
 }
@@ -447,8 +470,9 @@ function hover(ev) {
   const tip = $("tooltip");
   tip.hidden = false;
   tip.textContent = `budget ${fmt(best.budget)} · conversions ${fmt(best.incremental_conversions)} · `
-    + `revenue ${fmt(best.incremental_revenue)} · ROI ${fmt(best.roi)}`;
-  tip.style.left = `${Math.min(ev.clientX - box.left + 12, box.width - 260)}px`;
+    + `revenue ${fmt(best.incremental_revenue)} · ROI ${fmt(best.roi)}`
+    + (best.forecast ? ` · forecast conversions ${withInterval(best.forecast, "incremental_conversions")}` : "");
+  tip.style.left = `${Math.max(0, Math.min(ev.clientX - box.left + 12, box.width - tip.offsetWidth - 4))}px`;
   tip.style.top = `${ev.clientY - box.top + 12}px`;
 }
 

@@ -51,11 +51,13 @@ function el(name, attrs = {}, parent = null) {
   return e;
 }
 
-// draw series [{name, xs, ys, color, dashed}] into svg; returns scales for hover and markers
-export function lineChart(svg, { series, xLabel, yLabel, marker = null, yFormat = fmt }) {
+// draw series [{name, xs, ys, color, dashed}] into svg, and under them an optional band {name, xs, lo, hi, color}
+// (an interval around a series); returns scales for hover and markers
+export function lineChart(svg, { series, xLabel, yLabel, marker = null, yFormat = fmt, band = null }) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const [W, H] = svg.getAttribute("viewBox").split(" ").slice(2).map(Number);
-  const xsAll = series.flatMap((s) => s.xs), ysAll = series.flatMap((s) => s.ys).filter((y) => Number.isFinite(y));
+  const xsAll = series.flatMap((s) => s.xs);
+  const ysAll = [...series.flatMap((s) => s.ys), ...(band ? [...band.lo, ...band.hi] : [])].filter((y) => Number.isFinite(y));
   let xlo = Math.min(...xsAll), xhi = Math.max(...xsAll);
   let ylo = Math.min(0, ...ysAll), yhi = Math.max(...ysAll, 0);
   if (!(xhi > xlo)) xhi = xlo + 1;
@@ -86,6 +88,15 @@ export function lineChart(svg, { series, xLabel, yLabel, marker = null, yFormat 
   const yl = el("text", { x: 12, y: m.top + ph / 2, "text-anchor": "middle",
     transform: `rotate(-90 12 ${m.top + ph / 2})` }, axes);
   yl.textContent = yLabel;
+  if (band) {
+    const keep = band.xs.map((x, i) => i).filter((i) => Number.isFinite(band.lo[i]) && Number.isFinite(band.hi[i]));
+    if (keep.length) {
+      const upper = keep.map((i, j) => `${j ? "L" : "M"}${X(band.xs[i]).toFixed(1)},${Y(band.hi[i]).toFixed(1)}`);
+      const lower = keep.slice().reverse().map((i) => `L${X(band.xs[i]).toFixed(1)},${Y(band.lo[i]).toFixed(1)}`);
+      el("path", { d: `${upper.join("")}${lower.join("")}Z`, fill: band.color, "fill-opacity": 0.15, stroke: "none",
+        class: "band", "data-name": band.name }, svg);
+    }
+  }
   for (const s of series) {
     const pts = s.xs.map((x, i) => [x, s.ys[i]]).filter(([, y]) => Number.isFinite(y));
     if (!pts.length) continue;
