@@ -219,7 +219,9 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
          min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
          engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
          model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': the ROI floor is "
-                                              "held on its corrected forecast, as 'allocate --model' holds it")) -> None:
+                                              "held on its corrected forecast, as 'allocate --model' holds it "
+                                              "(min_roi_confidence included), and every budget gets that forecast "
+                                              "with its 90% interval")) -> None:
     """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains."""
     from promo_opt.data import write_bytes, write_table
     from promo_opt.report.html import budget_curve_figure, png_bytes
@@ -233,7 +235,15 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
                               correction=correction)
     write_table(curve, out / "plan.csv")
     write_bytes(png_bytes(budget_curve_figure(curve, cfg.constraints.budget)), out / "plan.png")
-    typer.echo(curve[["budget", "spend", "incremental_conversions", "roi"]].to_string(index=False, float_format="%.4g"))
+    shown = ["budget", "spend", "incremental_conversions", "roi"]
+    if "forecast_incremental_conversions" in curve:  # the model's forecast of each point (pipeline.curve_forecast)
+        shown[3:3] = ["forecast_incremental_conversions", "forecast_incremental_conversions_lo90",
+                      "forecast_incremental_conversions_hi90"]
+        shown.append("forecast_warning")
+    typer.echo(curve[shown].to_string(index=False, float_format="%.4g"))
+    if "forecast_warning" in curve and curve["forecast_warning"].any():
+        typer.echo("forecast_warning: the 90% interval of the gain reaches zero at these budgets; a targeting list "
+                   "there is a bet, not a forecast (see summary.forecast.warning of 'allocate --model')")
     typer.echo(f"written to {out}")
 
 

@@ -378,8 +378,6 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     interval (``interval90``), and the ROI floor is held on that forecast (:func:`allocation_floor`).
     ``constraints.min_roi_confidence`` raises the floor until it holds with that probability
     (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
-    from promo_opt.evaluation.heldout import ForecastCorrection
-
     t0 = time.perf_counter()
     budget = config.constraints.budget if budget is None else budget
     min_roi = config.constraints.min_roi if min_roi is None else min_roi
@@ -401,17 +399,13 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         res = solve(problem, solver=config.solver)
         return res, sub.totals(res.arm)
 
-    corr = ForecastCorrection.from_dict(correction) if correction and correction.get("applied") else None
     guarantee = None
     confidence = config.constraints.min_roi_confidence
     floor = allocation_floor(min_roi, correction)
     if confidence is not None and min_roi:
         from promo_opt.evaluation.guarantee import guaranteed_floor
 
-        if corr is None:
-            raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
-                                "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
-                                "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
+        corr = _guarantee_correction(correction)
         result, _, guarantee = with_floor_named(
             lambda: guaranteed_floor(solve_at, min_roi, confidence, corr, start=floor), min_roi, floor)
         floor = guarantee.allocated_min_roi
@@ -475,6 +469,32 @@ def allocation_floor(min_roi: float | None, correction: dict | None) -> float | 
     if not min_roi or not correction or not correction.get("applied"):
         return min_roi
     return ForecastCorrection.from_dict(correction).allocation_floor(min_roi)
+
+
+def held_floor(config: CampaignConfig, min_roi: float | None, correction: dict | None) -> float | None:
+    """The floor on the model's expected ROI that a budget curve holds for the planner's ``min_roi`` at
+    every budget: :func:`allocation_floor`, raised in guarantee mode (``constraints.min_roi_confidence``) to
+    the smallest expected ROI at which the floor holds with that probability
+    (:func:`~promo_opt.evaluation.guarantee.guaranteed_roi`; one number for every budget, as the probability
+    depends on a policy only through its expected ROI). An allocation holds the same floor where it binds."""
+    floor = allocation_floor(min_roi, correction)
+    confidence = config.constraints.min_roi_confidence
+    if confidence is None or not min_roi:
+        return floor
+    from promo_opt.evaluation.guarantee import guaranteed_roi
+
+    return guaranteed_roi(min_roi, confidence, _guarantee_correction(correction), floor)
+
+
+def _guarantee_correction(correction: dict | None):
+    """The model's measurement as guarantee mode needs it; a clear error without one."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    if not correction or not correction.get("applied"):
+        raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
+                            "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
+                            "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
+    return ForecastCorrection.from_dict(correction)
 
 
 def floor_moved(min_roi: float | None, floor: float | None) -> bool:
@@ -636,8 +656,8 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
 
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved; with the
-    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`allocation_floor`), and
-    every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
+    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`held_floor`: guarantee mode
+    included), and every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
     their 90% intervals, the warning).
     """
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
@@ -655,7 +675,7 @@ def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float
                             "'promo-opt allocate --budget X' for each budget")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
-    floor = allocation_floor(config.constraints.min_roi if min_roi is None else min_roi, correction)
+    floor = held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
     return _budget_roi_problem(config, econ, treat, floor)
 
 
@@ -673,11 +693,12 @@ def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) ->
 
 def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41,
                  correction: dict | None = None) -> pd.DataFrame:
-    """The report's curve: budgets from 0 to twice the campaign's, the floor the allocation held; with the
-    model's ``correction``, the forecast columns of :func:`curve_forecast`."""
+    """The report's curve: budgets from 0 to twice the campaign's, the floor the allocation held (with the
+    model's ``correction``: :func:`held_floor`, and the forecast columns of :func:`curve_forecast`)."""
     top = 2.0 * outcome.budget if outcome.budget else None
     budgets = np.linspace(0, top, n_points) if top else None
-    curve = _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, outcome.allocated_min_roi, n_points)
+    floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
+    curve = _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, floor, n_points)
     return with_curve_forecast(curve, correction, config.objective)
 
 

@@ -15,7 +15,7 @@ from promo_opt.data import load_training
 from promo_opt.economics import compute_economics
 from promo_opt.errors import ConfigError, DataError, InfeasibleError
 from promo_opt.evaluation.drift import check_drift
-from promo_opt.evaluation.guarantee import floor_probability, guaranteed_floor
+from promo_opt.evaluation.guarantee import floor_probability, guaranteed_floor, guaranteed_roi
 from promo_opt.evaluation.heldout import ForecastCorrection
 from promo_opt.evaluation.metrics import arm_metrics
 from promo_opt.learners.honest import select_learner
@@ -233,6 +233,20 @@ def test_guaranteed_floor_raises_the_floor_until_the_probability_is_met():
     assert g.achieved == pytest.approx(floor_probability(totals["incremental_revenue"], totals["spend"], 1.5, c))
 
 
+def test_guaranteed_roi_is_the_smallest_expected_roi_that_meets_the_confidence():
+    """P(floor holds) depends on a policy only through its expected ROI: the same probability for any spend at
+    one ROI, the confidence met exactly at guaranteed_roi, and a clear refusal where the measurement is too
+    uncertain for any ROI (mu / sigma tends to r_R / sd_R)."""
+    c = _correction(se_rev=0.08, se_spend=0.03)
+    assert floor_probability(1800.0, 1000.0, 1.5, c) == pytest.approx(floor_probability(18.0, 10.0, 1.5, c), abs=1e-12)
+    rho = guaranteed_roi(1.5, 0.9, c, start=1.5)
+    assert floor_probability(rho, 1.0, 1.5, c) == pytest.approx(0.9, abs=1e-5) and rho > 1.5
+    assert floor_probability(rho * (1 - 1e-3), 1.0, 1.5, c) < 0.9
+    assert guaranteed_roi(1.5, 0.9, c, start=2 * rho) == 2 * rho  # already safe: the start itself
+    with pytest.raises(InfeasibleError, match="too uncertain"):  # r_R / sd_R = 1 / 0.8: at most P = 0.89
+        guaranteed_roi(1.5, 0.9, _correction(se_rev=0.8, se_spend=0.03), start=1.5)
+
+
 def test_min_roi_confidence_in_a_run(campaign_copy, tmp_path):
     from promo_opt import pipeline
 
@@ -257,6 +271,24 @@ def test_min_roi_confidence_in_a_run(campaign_copy, tmp_path):
     assert g["achieved_probability"] >= 0.9 > g["plain_floor_probability"] or g["allocated_min_roi"] == plain_floor
     assert g["allocated_min_roi"] >= plain_floor and o.summary["expected"]["roi"] >= g["allocated_min_roi"] - 1e-6
     assert o.summary["allocated_min_roi"] == g["allocated_min_roi"]
+    # the budget curve holds guarantee mode at every budget: one floor on the expected ROI (the probability
+    # depends on a policy only through it), the allocation's where it binds. A planner's floor whose plain
+    # floor (on the forecast) sits where the curve's far end would break it:
+    scores = pipeline.score_candidates(cfg, model)
+    tail = pipeline.plan(cfg, scores, [1e9], correction=corr)["roi"].iloc[0]
+    m = round(1.1 * tail / pipeline.allocation_floor(1.0, corr), 4)
+    held = pipeline.held_floor(cfg, m, corr)
+    assert held > pipeline.allocation_floor(m, corr) > tail
+    budgets = [0.25 * cfg.constraints.budget, cfg.constraints.budget, 4 * cfg.constraints.budget, 1e9]
+    one = pipeline.allocate(cfg, scores, budget=1e9, min_roi=m, correction=corr)
+    assert one.summary["roi_guarantee"]["allocated_min_roi"] == pytest.approx(held, rel=1e-4)
+    curve = pipeline.plan(cfg, scores, budgets + [one.summary["expected"]["spend"] * (1 + 1e-9)], min_roi=m,
+                          correction=corr)
+    c = ForecastCorrection.from_dict(corr)
+    for _, p in curve[curve["spend"] > 0].iterrows():
+        assert p["roi"] >= held - 1e-6
+        assert floor_probability(p["incremental_revenue"], p["spend"], m, c) >= 0.9 - 1e-6
+    assert curve["spend"].iloc[-1] == pytest.approx(one.summary["expected"]["spend"], rel=1e-3)
     del raw["constraints"]["min_roi_confidence"]
     plain = pipeline.allocate(load_config(write_config(d, raw)), pipeline.score_candidates(cfg, model),
                               correction=corr)

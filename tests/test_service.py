@@ -115,8 +115,9 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
     assert [p["budget"] for p in again] == [0, 1000, 2000, 3000, 4000]
     # the floor is held on the scoring model's corrected forecast, as an allocation holds it
     metrics = json.loads((server.data_dir / "jobs" / flow["model"]["id"] / "metrics.json").read_text())
-    floor = pipeline.allocation_floor(2.5, metrics.get("forecast_correction"))
+    floor = pipeline.held_floor(cfg, 2.5, metrics.get("forecast_correction"))
     assert roi["min_roi"] == 2.5 and roi["allocated_min_roi"] == pytest.approx(floor)
+    assert roi["min_roi_confidence"] is cfg.constraints.min_roi_confidence is None
     assert roi["points"][0]["roi"] >= floor - 1e-9
     # every point forecasts as an allocation at its budget would (the curve's forecast columns, one rule)
     fc = metrics["forecast_correction"]

@@ -124,6 +124,32 @@ def test_distributed_allocation_equals_single_machine(spark, scores_file, reduce
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp directories left
 
 
+def test_distributed_guarantee_mode_equals_single_machine(spark, scores_file, reduced_everywhere, tmp_path) -> None:
+    """constraints.min_roi_confidence on the distributed path: the floor raised as one machine raises it
+    (the same policy, floor and probability), not the plain floor."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    path, scores = scores_file
+    cfg = make_config(min_roi=6.0, min_roi_confidence=0.9)
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    cov = [[0.0, 0.0, 0.0], [0.0, 0.01, 0.0], [0.0, 0.0, 0.0009]]  # revenue ratio se 0.1, spend 0.03
+    corr = {"applied": True, **ForecastCorrection(ratio=dict(one), raw_ratio=dict(one), ratio_se=dict(one),
+                                                  ratio_cov=cov).as_dict()}
+    local = pipeline.allocate(cfg, scores, correction=corr)
+    out = spark_allocate.allocate(spark, cfg, spark.read.parquet(str(path)), str(tmp_path / "targets.parquet"),
+                                  direct_limit=DIRECT, partitions=3, correction=corr)
+    s, ls = out.summary, local.summary
+    assert s["reduction"].startswith("reduced")
+    g, lg = s["roi_guarantee"], ls["roi_guarantee"]
+    assert lg["plain_floor_probability"] < 0.9 <= lg["achieved_probability"] and lg["allocated_min_roi"] > 6.0
+    for k in ("achieved_probability", "plain_floor_probability", "allocated_min_roi"):
+        assert g[k] == pytest.approx(lg[k], rel=1e-9), k
+    assert s["allocated_min_roi"] == pytest.approx(ls["allocated_min_roi"], rel=1e-12)
+    targets = pd.read_parquet(tmp_path / "targets.parquet").set_index("user_id").loc[local.targets["user_id"]]
+    np.testing.assert_array_equal(targets["arm"].astype(str).to_numpy(), local.targets["arm"].to_numpy())
+    assert rel(s["expected"]["spend"], ls["expected"]["spend"]) < 1e-9
+
+
 def test_small_problem_is_collected_and_solved_by_the_core(spark, scores_file, tmp_path) -> None:
     """Below the direct limit the engine does what one machine does: identical, bit for bit."""
     path, scores = scores_file

@@ -13,10 +13,11 @@ forecast ratios, with the measured covariance. The floor holds when the margin
 Without a confidence the allocator's floor is m0 = m r_S / r_R
 (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.allocation_floor`), where mu = 0: the plain
 floor holds on the forecast, with P about one half where it binds. For a confidence c the
-allocator is run under a raised floor m' >= m0, found by bisection, the smallest m' whose policy
-reaches P >= c: a stricter floor keeps only the users whose return is clearly above it, which
-widens the margin faster than it widens sigma. The raised floor, the achieved probability and
-that of the plain floor's policy go to ``summary.json``.
+allocator is run under a raised floor m' >= m0, the smallest m' at which P >= c: P depends on a policy
+only through its expected ROI (:func:`guaranteed_roi`), so m' is one number for every budget, and the
+budget curve, the slider and the allocation hold the same one. A stricter floor keeps only the users
+whose return is clearly above it, which widens the margin faster than it widens sigma. The raised
+floor, the achieved probability and that of the plain floor's policy go to ``summary.json``.
 """
 
 from __future__ import annotations
@@ -62,10 +63,49 @@ def floor_probability(revenue: float, spend: float, min_roi: float, correction: 
     return float(norm.cdf(mu / np.sqrt(var)))
 
 
+def guaranteed_roi(min_roi: float, confidence: float, correction: ForecastCorrection, start: float) -> float:
+    """The smallest expected ROI rho >= ``start`` at which a policy meets ``min_roi`` with probability
+    >= ``confidence``.
+
+    The probability depends on a policy only through its expected ROI: divide mu and sigma (module doc)
+    by the expected spend S and they are functions of rho = R / S. So one floor on the expected ROI serves
+    every budget, which is what lets the budget curve and the slider hold guarantee mode as an allocation
+    does. mu / sigma rises with rho towards r_R / sd(rho_R) (it may peak first, then fall towards that
+    limit); the search grows rho until the probability is met, then bisects. Raises
+    :class:`~promo_opt.errors.InfeasibleError` where no rho up to 2^40 x ``start`` meets it: the held-out
+    measurement is too uncertain."""
+    def prob(rho):
+        return floor_probability(rho, 1.0, min_roi, correction)
+
+    lo = float(start)
+    if prob(lo) >= confidence:
+        return lo
+    step = max(lo, 0.1)
+    for _ in range(40):
+        if prob(lo + step) >= confidence:
+            break
+        lo, step = lo + step, step * 2
+    else:
+        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, prob(float(start)), lo))
+    hi = lo + step
+    while hi - lo > 1e-6 * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if prob(mid) >= confidence else (mid, hi)
+    return hi
+
+
+def _too_uncertain(confidence: float, start: float, min_roi: float, p0: float, reached: float) -> str:
+    return (f"constraints.min_roi_confidence {confidence:g}: no floor above {start:g} gives a policy whose "
+            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; no floor up to "
+            f"{reached:.3g} is safe enough): the held-out measurement is too uncertain: lower the "
+            "confidence or the floor, or train on more past users")
+
+
 def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: ForecastCorrection,
-                     iterations: int = 30, start: float | None = None):
+                     start: float | None = None):
     """The allocation under the smallest floor m' >= ``start`` (default ``min_roi``; the plain
-    floor the allocator would use) whose policy meets the floor ``min_roi`` with probability >= ``confidence``.
+    floor the allocator would use) whose policy meets the floor ``min_roi`` with probability >= ``confidence``:
+    the plain floor's policy where it is safe enough, else the one under :func:`guaranteed_roi`.
 
     ``solve_at(m)`` allocates under floor m and returns ``(result, totals)`` (totals as
     ``Economics.totals``). Returns ``(result, totals, RoiGuarantee)``.
@@ -78,40 +118,12 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
     p0 = prob(base[1])
     if p0 >= confidence:
         return (*base, RoiGuarantee(confidence, p0, p0, min_roi, start))
-
-    def attempt(m):
-        """(allocation, safe) under floor m; (None, False) where no policy meets m."""
-        try:
-            r = solve_at(m)
-        except InfeasibleError:
-            return None, False
-        return r, prob(r[1]) >= confidence
-
-    lo, hi, best, best_floor = start, None, None, None
-    step = max(start, 0.1)
-    for _ in range(40):  # grow the floor until it is safe, or beyond what any policy attains
-        r, safe = attempt(lo + step)
-        if r is None or safe:
-            hi, best, best_floor = lo + step, r, (lo + step if safe else None)
-            break
-        lo, step = lo + step, step * 2
-    if hi is None:
-        raise InfeasibleError(f"constraints.min_roi_confidence {confidence:g}: no floor up to {lo:g} is safe enough")
-    for _ in range(iterations):  # the smallest safe floor in (lo, hi]
-        mid = 0.5 * (lo + hi)
-        r, safe = attempt(mid)
-        if r is None or safe:
-            hi = mid
-            if safe:
-                best, best_floor = r, mid
-        else:
-            lo = mid
-        if hi - lo < 1e-4 * max(1.0, hi):
-            break
-    if best is None:
-        raise InfeasibleError(
-            f"constraints.min_roi_confidence {confidence:g}: no floor above {start:g} gives a policy whose "
-            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; the best attainable "
-            f"floor, about {lo:.3g}, is not safe enough): the held-out measurement is too uncertain: lower the "
-            "confidence or the floor, or train on more past users")
-    return (*best, RoiGuarantee(confidence, prob(best[1]), p0, min_roi, best_floor))
+    floor = guaranteed_roi(min_roi, confidence, correction, start)
+    try:
+        best = solve_at(floor)
+    except InfeasibleError as err:
+        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, p0, floor) + f" ({err})") from err
+    achieved = prob(best[1])
+    if achieved < confidence - 1e-9:  # the policy's expected ROI rose past where the probability peaks
+        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, p0, floor))
+    return (*best, RoiGuarantee(confidence, achieved, p0, min_roi, floor))

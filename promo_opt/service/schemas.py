@@ -125,7 +125,9 @@ class PlanResponse(BaseModel):
     scores_id: str
     min_roi: float | None
     # the floor on the model's expected ROI that the curve holds: min_roi on the scoring model's corrected forecast
+    # (pipeline.held_floor), raised in guarantee mode until min_roi holds with min_roi_confidence
     allocated_min_roi: float | None = None
+    min_roi_confidence: float | None = None
     objective: str
     points: list[PlanPoint]
 

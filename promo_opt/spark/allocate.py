@@ -362,8 +362,23 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
             summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction)
         else:
             floor = pipeline.allocation_floor(min_roi, correction)
-            summary = pipeline.with_floor_named(
-                lambda: _allocate_distributed(spark, config, idx, targets_path, budget, floor), min_roi, floor)
+            confidence = config.constraints.min_roi_confidence
+            if confidence is not None and min_roi:  # guarantee mode, as pipeline.allocate holds it
+                from promo_opt.evaluation.guarantee import guaranteed_floor
+
+                corr = pipeline._guarantee_correction(correction)
+
+                def solve_at(m):  # every solve writes the targets; the last one is the policy returned
+                    out = _allocate_distributed(spark, config, idx, targets_path, budget, m)
+                    return out, out["expected"]
+
+                summary, _, guarantee = pipeline.with_floor_named(
+                    lambda: guaranteed_floor(solve_at, min_roi, confidence, corr, start=floor), min_roi, floor)
+                floor = guarantee.allocated_min_roi
+                summary["roi_guarantee"] = guarantee.as_dict()
+            else:
+                summary = pipeline.with_floor_named(
+                    lambda: _allocate_distributed(spark, config, idx, targets_path, budget, floor), min_roi, floor)
             summary.update(min_roi=min_roi, allocated_min_roi=floor)
     finally:
         idx.df.unpersist()

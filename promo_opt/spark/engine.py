@@ -129,8 +129,8 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     budget = outcome.summary["budget"]
     budgets = np.linspace(0, 2.0 * budget, 41) if budget else None
     curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
-                                    min_roi=outcome.summary["allocated_min_roi"], n_points=41)
-    curve = pipeline.with_curve_forecast(curve, model.metrics.get("forecast_correction"), config.objective)
+                                    min_roi=outcome.summary["min_roi"], n_points=41,
+                                    correction=model.metrics.get("forecast_correction"))
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     summary["learner"] = model.metrics["selection"]["chosen"]

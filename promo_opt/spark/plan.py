@@ -54,7 +54,7 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
     if pipeline._side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning")
-    min_roi = pipeline.allocation_floor(config.constraints.min_roi if min_roi is None else min_roi, correction)
+    min_roi = pipeline.held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)

@@ -300,6 +300,7 @@ async function loadCurve(resetBudget = false) {
   state.curve = plan;
   state.minRoi = plan.min_roi;
   state.allocatedMinRoi = plan.allocated_min_roi;
+  state.minRoiConfidence = plan.min_roi_confidence;
   const top = plan.points[plan.points.length - 1].budget;
   const slider = $("budget-slider");
   slider.max = String(Math.max(top, 1));
@@ -412,7 +413,9 @@ function showPoint() {
   slider.setAttribute("aria-valuetext", `budget ${fmt(p.budget)}: ${fmt(p.incremental_conversions)} incremental conversions`);
   if (document.activeElement !== $("budget-input")) $("budget-input").value = String(Math.round(p.budget * 100) / 100);
   const held = state.minRoi != null && state.allocatedMinRoi != null && state.allocatedMinRoi !== state.minRoi
-    ? [["floor on the expected ROI (held on the forecast)", fmt(state.allocatedMinRoi)]] : [];
+    ? [[state.minRoiConfidence != null
+      ? `floor on the expected ROI (held on the forecast, met with ${fmt(100 * state.minRoiConfidence)}% confidence)`
+      : "floor on the expected ROI (held on the forecast)", fmt(state.allocatedMinRoi)]] : [];
   facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"], ...held,
     ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
   armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
