@@ -520,3 +520,48 @@ def test_no_serious_accessibility_violations(planner, browser, server):
 def axe(page) -> list[dict]:
     page.add_script_tag(path=str(AXE))
     return page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+
+
+def test_a_campaign_whose_candidates_drift_says_so_above_the_curve_and_the_list(planner, browser, server, tmp_path,
+                                                                                 shots):
+    """The drift check's warning (the CLI's first line) reaches the web app: above the what-if curve, first
+    among a targeting list's warnings, and in the check panel with its figures; a campaign without drift shows
+    none. Last in this module: it adds a campaign, which the earlier tests do not expect in their lists."""
+    travel = planner["page"]
+    expect(travel.locator("#drift-warning")).to_be_hidden()
+    travel.wait_for_selector("#model-check:not([hidden])")
+    assert shown(travel, "#drift", "candidates differ") == "no"
+    campaign = load_world("subscription_drift").write_campaign(tmp_path / "drift", seed=7, n_train=3000,
+                                                               n_candidates=1500)
+    ctx, page = open_page(browser, server)
+    try:
+        sign_in(page, server)
+        if not page.locator("#up-config").is_visible():
+            page.locator("#upload-box summary").click()
+        page.set_input_files("#up-config", str(campaign))
+        page.set_input_files("#up-train", str(campaign.parent / "train.csv"))
+        page.set_input_files("#up-candidates", str(campaign.parent / "candidates.csv"))
+        page.get_by_role("button", name="Upload").click()
+        page.wait_for_selector("#campaign-panel:not([hidden])")
+        page.select_option("#train-learner", "pooled")
+        page.fill("#train-folds", "2")
+        page.get_by_role("button", name="Start training").click()
+        page.wait_for_selector("#whatif-panel:not([hidden])", timeout=JOB_TIMEOUT_MS)
+        page.wait_for_selector("#point dd[data-key='budget']")
+        with api(server, "ro") as c:
+            model = max(c.get("/models").json(), key=lambda m: m["created_at"])
+            drift = c.get(f"/models/{model['id']}/metrics").json()["drift"]
+        assert drift["shifted"] and drift["message"]  # the precondition: the check flags this campaign
+        said = f"Warning: drift. {drift['message']}"
+        expect(page.locator("#drift-warning")).to_have_text(said)
+        assert shown(page, "#drift", "candidates differ") == "yes"
+        assert shown(page, "#drift", "most different features") == ", ".join(drift["top_features"])
+        assert shown(page, "#drift", "domain classifier AUC").startswith(f"{drift['auc']:.3g}")
+        page.get_by_role("button", name="Create targeting list").click()
+        page.wait_for_function("() => /status-(done|failed)/.test(document.getElementById('alloc-progress').className)",
+                               timeout=JOB_TIMEOUT_MS)
+        expect(page.locator("#alloc-warnings p").first).to_have_text(said)
+        page.locator("#whatif-panel").screenshot(path=str(shots / "2b-drift-warning.png"))
+        assert not page.errors, page.errors
+    finally:
+        ctx.close()

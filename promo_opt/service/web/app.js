@@ -282,6 +282,7 @@ function roiFloor() {
 async function openScores(sid) {
   state.scores = await api(`/scores/${sid}`);
   state.allocation = null;
+  showDrift(null);
   $("alloc-result").hidden = true;
   $("alloc-progress").textContent = "";
   await loadCurve(true);
@@ -541,9 +542,10 @@ function showAllocation(a) {
     ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
     ["budget", fmt(s.budget ?? NaN)], ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
-  // what the CLI prints first and the report puts on top (promo_opt/report/warnings.py): here the two an
-  // allocation carries, a budget left unspent and a forecast whose 90% interval does not show a gain
-  const warnings = [["budget", s.budget_use?.warning], ["forecast", s.forecast?.warning]].filter(([, w]) => w);
+  // what the CLI prints first and the report puts on top, in its order (promo_opt/report/warnings.py): the
+  // model's drift check, a budget left unspent, a forecast whose 90% interval does not show a gain
+  const warnings = [["drift", state.drift?.shifted ? state.drift.message : null], ["budget", s.budget_use?.warning],
+    ["forecast", s.forecast?.warning]].filter(([, w]) => w);
   $("alloc-warnings").replaceChildren(...warnings.map(([what, w]) => {
     const p = document.createElement("p");
     p.className = "field-error";
@@ -660,6 +662,24 @@ async function loadCheck(modelId) {
     lineChart($("qini"), { series, xLabel: "share of users, ranked by predicted uplift", yLabel: "incremental conversions (Qini)" });
   }
   showHeldOut(m.forecast_correction);
+  showDrift(m.drift);
+}
+
+// the model's drift check (promo_opt/evaluation/drift.py): the warning the CLI prints first, above the
+// what-if curve and the targeting list, and the check's figures in the check panel
+function showDrift(d) {
+  state.drift = d || null;
+  const w = d && d.shifted ? d.message : "";
+  $("drift-warning").textContent = w ? `Warning: drift. ${w}` : "";
+  $("drift-warning").hidden = !w;
+  facts($("drift"), d ? [
+    ["domain classifier AUC", `${fmt(d.auc)} (flagged at ${fmt(d.threshold)})`],
+    ["candidates differ", d.shifted ? "yes" : "no"],
+    ["most different features", (d.top_features || []).join(", ") || "–"],
+    ["what was done", { reweighted: "training rows reweighted toward the candidates", warned: "warned only",
+      none: "nothing needed" }[d.action] || d.action],
+    ["effective sample under the weights", `${fmt(100 * (d.effective_sample_share ?? 1))}% of the rows`],
+  ] : [["drift check", "not run for this model (no candidates at training time, or drift.check: false)"]]);
 }
 
 // the model's metrics: the chosen learner's budget policy on the past campaign's held-out predictions,
