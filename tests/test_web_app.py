@@ -529,6 +529,7 @@ def test_a_campaign_whose_candidates_drift_says_so_above_the_curve_and_the_list(
     none. Last in this module: it adds a campaign, which the earlier tests do not expect in their lists."""
     travel = planner["page"]
     expect(travel.locator("#drift-warning")).to_be_hidden()
+    expect(travel.locator("#curve-empty")).to_be_hidden()
     travel.wait_for_selector("#model-check:not([hidden])")
     assert shown(travel, "#drift", "candidates differ") == "no"
     campaign = load_world("subscription_drift").write_campaign(tmp_path / "drift", seed=7, n_train=3000,
@@ -554,6 +555,13 @@ def test_a_campaign_whose_candidates_drift_says_so_above_the_curve_and_the_list(
         assert drift["shifted"] and drift["message"]  # the precondition: the check flags this campaign
         said = f"Warning: drift. {drift['message']}"
         expect(page.locator("#drift-warning")).to_have_text(said)
+        with api(server, "ro") as c:
+            scores = max(c.get("/scores").json(), key=lambda j: j["created_at"])
+            plan = c.post("/plans", json={"scores_id": scores["id"], "n_points": 5}).json()
+        if plan["points"][-1]["budget"] == 0:  # the model sees no user worth a promotion: the page says why
+            expect(page.locator("#curve-empty")).to_contain_text(f"No user gains under the objective '{plan['objective']}'")
+        else:
+            expect(page.locator("#curve-empty")).to_be_hidden()
         assert shown(page, "#drift", "candidates differ") == "yes"
         assert shown(page, "#drift", "most different features") == ", ".join(drift["top_features"])
         assert shown(page, "#drift", "domain classifier AUC").startswith(f"{drift['auc']:.3g}")

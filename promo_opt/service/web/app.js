@@ -303,6 +303,11 @@ async function loadCurve(resetBudget = false) {
   state.allocatedMinRoi = plan.allocated_min_roi;
   state.minRoiConfidence = plan.min_roi_confidence;
   const top = plan.points[plan.points.length - 1].budget;
+  // a curve that stops at zero: no user gains by the model's estimates (the budget warning of a list says so too)
+  $("curve-empty").hidden = top > 0;
+  $("curve-empty").textContent = top > 0 ? "" : `No user gains under the objective '${plan.objective}' by the model's `
+    + "estimates" + (plan.min_roi != null ? ` and the ROI floor ${fmt(plan.min_roi)}` : "")
+    + ": any budget stays unspent. See the check below (the learner comparison and the held-out measurement).";
   const slider = $("budget-slider");
   slider.max = String(Math.max(top, 1));
   slider.step = String(Math.max(top / 1000, 1e-6));
