@@ -166,7 +166,42 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
         note["floor_search"] = searched
         if corr.floor_scale is not None:
             note.pop("floor_dropped", None)
+    twin_floor = min_roi * corr.floor_scale if corr.floor_scale is not None else (None if note.get("floor_dropped")
+                                                                                   else min_roi)
+
+    def measure_budget(budget):
+        """The twin at another budget, its floor the campaign twin's; the calibration's part as measured there."""
+        moved = config.model_copy(update={"constraints": config.constraints.model_copy(
+            update={"budget": budget, "min_roi": twin_floor})})
+        h = heldout_policy(moved, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates,
+                           weights=weights)
+        return ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast,
+                                               calibration=np.asarray(corr.calibration_cov))
+
+    corr = replace(corr, by_budget=budget_twins(config, corr, n_candidates, measure_budget))
     return {"applied": True, "corrected": config.model.correct_forecast, **note, **corr.as_dict()}
+
+
+# the twin is measured again at these multiples of the campaign's budget (budget_twins)
+TWIN_BUDGET_MULTIPLES = (0.25, 0.5, 2.0)
+
+
+def budget_twins(config: CampaignConfig, corr, n_candidates: int, measure_budget) -> list[dict]:
+    """``ForecastCorrection.by_budget``: the campaign's twin (``corr``) and the twins at
+    ``TWIN_BUDGET_MULTIPLES`` of the campaign's budget (``measure_budget(budget)``; a budget whose twin cannot
+    be allocated is left out), keyed by budget per treatable candidate. Empty without a budget: the curve's
+    budgets then have no scale to measure at, and the campaign's twin serves all of them."""
+    budget = config.constraints.budget
+    if not budget:
+        return []
+    treatable = n_candidates - int(round(config.holdout.fraction * n_candidates))
+    entries = [corr.budget_entry(budget / treatable)]
+    for m in TWIN_BUDGET_MULTIPLES:
+        try:
+            entries.append(measure_budget(m * budget).budget_entry(m * budget / treatable))
+        except PromoOptError:
+            continue
+    return sorted(entries, key=lambda e: e["budget_per_user"])
 
 
 # held_out_floor: at most this many re-measurements of the twin; floors within this relative distance are one
@@ -449,7 +484,8 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         from promo_opt.ltv.objective import long_term_totals
 
         summary["long_term"] = long_term_totals(econ, arm, config)
-    forecast = corrected_forecast(totals, correction, config.objective)
+    forecast = corrected_forecast(totals, correction, config.objective,
+                                  budget / max(int(treat.sum()), 1) if budget else None)
     if forecast is not None:
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
@@ -588,48 +624,63 @@ FORECAST_COLUMNS = tuple(f"forecast_{k}{s}" for k in ("incremental_conversions",
                                                              "forecast_warning")
 
 
-def curve_forecast(curve, correction: dict | None, objective: str | None) -> dict[str, np.ndarray] | None:
+def curve_forecast(curve, correction: dict | None, objective: str | None,
+                   n_users: int | None = None) -> dict[str, np.ndarray] | None:
     """The forecast of every point of a budget curve (``curve``: a plan table or its columns, with
-    ``incremental_conversions``, ``incremental_revenue`` and ``spend``), as :func:`corrected_forecast` gives
-    it for one allocation: ``forecast_<total>`` (the expected totals x the held-out ratios),
-    ``forecast_<total>_lo90`` / ``_hi90`` (the 90% interval), ``forecast_net_revenue_lo90`` / ``_hi90``
-    and ``forecast_warning`` (:func:`evidence_flags`). A point and the allocation at its budget get the same
-    figures. The ratios are those measured on the twin at the campaign's budget; the benchmark
-    ``benchmarks/plan_forecast.py`` measures how well their intervals cover the truth at other budgets.
-    None without an applied held-out measurement (or without its covariance)."""
+    ``budget``, ``incremental_conversions``, ``incremental_revenue`` and ``spend``) over ``n_users``
+    treatable candidates, as :func:`corrected_forecast` gives it for one allocation at that budget:
+    ``forecast_<total>`` (the expected totals x the held-out ratios measured around that budget),
+    ``forecast_<total>_lo90`` / ``_hi90`` (the 90% interval), ``forecast_net_revenue_lo90`` / ``_hi90`` and
+    ``forecast_warning`` (:func:`evidence_flags`). A point and the allocation at its budget get the same
+    figures. None without an applied held-out measurement (or without its covariance)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
         return None
-    corr = ForecastCorrection.from_dict(correction)
-    if not corr.ratio_cov:
+    base = ForecastCorrection.from_dict(correction)
+    if not base.ratio_cov:
         return None
     totals = {k: np.asarray(curve[k], dtype=np.float64) for k in ("incremental_conversions", "incremental_revenue", "spend")}
-    out = {f"forecast_{k}": v * corr.ratio[k] for k, v in totals.items()}
-    for k, (lo, hi) in corr.interval_arrays(totals).items():
-        out[f"forecast_{k}_lo90"], out[f"forecast_{k}_hi90"] = lo, hi
-    out["forecast_net_revenue_lo90"], out["forecast_net_revenue_hi90"] = corr.net_interval_arrays(totals)
+    if base.by_budget and n_users:  # each point with the ratios measured around its budget
+        parts = [_forecast_columns(base.at_budget(b / n_users), {k: v[i:i + 1] for k, v in totals.items()})
+                 for i, b in enumerate(np.asarray(curve["budget"], dtype=np.float64))]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else \
+            _forecast_columns(base, totals)
+    else:
+        out = _forecast_columns(base, totals)
     conv, net = evidence_flags(out["forecast_incremental_conversions_lo90"], out["forecast_incremental_conversions_hi90"],
                                out["forecast_net_revenue_lo90"], objective)
     out["forecast_warning"] = conv | net
     return {k: out[k] for k in FORECAST_COLUMNS}
 
 
-def with_curve_forecast(curve: pd.DataFrame, correction: dict | None, objective: str | None) -> pd.DataFrame:
+def _forecast_columns(corr, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {f"forecast_{k}": v * corr.ratio[k] for k, v in totals.items()}
+    for k, (lo, hi) in corr.interval_arrays(totals).items():
+        out[f"forecast_{k}_lo90"], out[f"forecast_{k}_hi90"] = lo, hi
+    out["forecast_net_revenue_lo90"], out["forecast_net_revenue_hi90"] = corr.net_interval_arrays(totals)
+    return out
+
+
+def with_curve_forecast(curve: pd.DataFrame, correction: dict | None, objective: str | None,
+                        n_users: int | None = None) -> pd.DataFrame:
     """``curve`` with the :func:`curve_forecast` columns added (unchanged without a held-out measurement)."""
-    cols = curve_forecast(curve, correction, objective)
+    cols = curve_forecast(curve, correction, objective, n_users)
     return curve if cols is None else curve.assign(**cols)
 
 
-def corrected_forecast(expected: dict, correction: dict | None, objective: str | None = None) -> dict | None:
+def corrected_forecast(expected: dict, correction: dict | None, objective: str | None = None,
+                       budget_per_user: float | None = None) -> dict | None:
     """The expected totals times the held-out realized/expected ratios, with the ratios used, a 90%
     interval of each true total (``interval90``) and of the net revenue (``net_revenue_interval90``),
-    and ``warning`` (:func:`evidence_warning`) where those intervals do not show the policy gains."""
+    and ``warning`` (:func:`evidence_warning`) where those intervals do not show the policy gains.
+    ``budget_per_user``: the policy's budget over the treatable candidates; the ratios are those of the
+    twins measured around that budget (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.at_budget`)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
         return None
-    corr = ForecastCorrection.from_dict(correction)
+    corr = ForecastCorrection.from_dict(correction).at_budget(budget_per_user)
     out = {**corr.apply(expected), "ratio": corr.ratio}
     if corr.ratio_cov:
         out["interval90"] = corr.interval(expected, 0.9)
@@ -662,7 +713,7 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     """
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
     curve = plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
-    return with_curve_forecast(curve, correction, config.objective)
+    return with_curve_forecast(curve, correction, config.objective, problem.n_users)
 
 
 def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
@@ -699,7 +750,7 @@ def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: i
     budgets = np.linspace(0, top, n_points) if top else None
     floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
     curve = _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, floor, n_points)
-    return with_curve_forecast(curve, correction, config.objective)
+    return with_curve_forecast(curve, correction, config.objective, int((~outcome.holdout).sum()))
 
 
 def write_allocation(outcome: AllocationOutcome, out_dir: Path) -> None:

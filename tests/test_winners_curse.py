@@ -8,7 +8,7 @@ import pytest
 from promo_opt.config import ArmConfig, CampaignConfig
 from promo_opt.economics import compute_economics
 from promo_opt.errors import InfeasibleError
-from promo_opt.evaluation.heldout import ForecastCorrection, heldout_policy, shrink_ratio
+from promo_opt.evaluation.heldout import TOTALS, ForecastCorrection, heldout_policy, shrink_ratio
 
 
 def test_shrink_ratio_keeps_gaps_within_noise_at_one_and_large_gaps_nearly_whole():
@@ -217,6 +217,7 @@ def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, s
     corr = dict(model.metrics["forecast_correction"])
     corr["applied"] = True
     corr["ratio"] = {**corr["ratio"], "incremental_revenue": 1.3, "spend": 1.0}
+    corr["by_budget"] = []  # these ratios at every budget (not the twins measured at other budgets)
     plain = pipeline.allocate(cfg, scores, min_roi=None, budget=1e12)
     floor = 1.1 * plain.summary["expected"]["roi"] * 1.3  # binds on the forecast (and harder on the model's numbers)
     o = pipeline.allocate(cfg, scores, min_roi=floor, budget=1e12, correction=corr)
@@ -306,9 +307,10 @@ def test_every_point_of_a_budget_curve_gets_the_forecast_its_allocation_gets(run
     curve = pipeline.plan(cfg, scores, budgets, correction=corr)
     assert set(pipeline.FORECAST_COLUMNS) <= set(curve.columns)
     assert set(pipeline.FORECAST_COLUMNS).isdisjoint(pipeline.plan(cfg, scores, budgets).columns)
+    n = 3000 - int(round(cfg.holdout.fraction * 3000))  # the treatable candidates
     for _, row in curve.iterrows():
         expected = {k: row[k] for k in ("incremental_conversions", "incremental_revenue", "spend")}
-        one = pipeline.corrected_forecast(expected, corr, cfg.objective)
+        one = pipeline.corrected_forecast(expected, corr, cfg.objective, row["budget"] / n)
         for k in expected:
             assert row[f"forecast_{k}"] == pytest.approx(one[k], rel=1e-12, abs=1e-12)
             assert [row[f"forecast_{k}_lo90"], row[f"forecast_{k}_hi90"]] == pytest.approx(one["interval90"][k])
@@ -316,9 +318,10 @@ def test_every_point_of_a_budget_curve_gets_the_forecast_its_allocation_gets(run
         assert [row["forecast_net_revenue_lo90"], row["forecast_net_revenue_hi90"]] == pytest.approx(
             one["net_revenue_interval90"])
         assert bool(row["forecast_warning"]) is ("warning" in one)
-    # the allocation at a budget: its summary's forecast is the curve's at the spend it reaches
+    # the allocation at a budget: its summary's forecast is the curve's at that budget
     o = pipeline.allocate(cfg, scores, correction=corr)
-    at = pipeline.plan(cfg, scores, [o.summary["expected"]["spend"] * 1.0001], correction=corr).iloc[0]
+    at = pipeline.plan(cfg, scores, [cfg.constraints.budget], correction=corr).iloc[0]
+    assert o.summary["forecast"]["ratio"] == pytest.approx(corr["ratio"])  # the campaign's own twin at its budget
     assert at["forecast_incremental_conversions"] == pytest.approx(o.summary["forecast"]["incremental_conversions"], rel=1e-2)
     assert at["forecast_spend_hi90"] == pytest.approx(o.summary["forecast"]["interval90"]["spend"][1], rel=1e-2)
     for extra, has in (([], False), (["--model", run_out / "model"], True)):
@@ -353,3 +356,42 @@ def test_a_curve_point_warns_exactly_where_its_intervals_reach_zero():
     assert cols["forecast_warning"].tolist() == [False, True, True]
     one = pipeline.corrected_forecast({k: float(v[2]) for k, v in totals.items()}, {"applied": True, **corr.as_dict()})
     assert one["interval90"]["incremental_conversions"] == pytest.approx([lo[2], hi[2]]) and "warning" in one
+
+
+def test_a_budget_gets_the_ratios_of_the_twins_measured_around_it():
+    """at_budget: the ratios and their covariance linear in log budget between the twins measured at the
+    neighbouring budgets, the nearest twin's beyond them, the campaign's own at its budget; and a trained model
+    carries twins at 0.25, 0.5, 1 and 2 times the campaign's budget, its own ratios at 1x."""
+    def entry(b, r, v):
+        return {"budget_per_user": b, "ratio": {k: r for k in TOTALS}, "raw_ratio": {k: r for k in TOTALS},
+                "ratio_cov": (np.eye(3) * v).tolist()}
+
+    one = {k: 1.0 for k in TOTALS}
+    c = ForecastCorrection(ratio=dict(one), raw_ratio=dict(one), ratio_se={k: 0.1 for k in TOTALS},
+                           ratio_cov=(np.eye(3) * 0.01).tolist(),
+                           by_budget=[entry(1.0, 0.6, 0.04), entry(4.0, 1.0, 0.01)])
+    assert c.at_budget(None) is c and c.at_budget(0.0) is c
+    assert c.at_budget(0.5).ratio["spend"] == 0.6 and c.at_budget(9.0).ratio["spend"] == 1.0
+    mid = c.at_budget(2.0)  # halfway in log budget
+    assert mid.ratio["incremental_conversions"] == pytest.approx(0.8)
+    assert mid.ratio_se["spend"] == pytest.approx(np.sqrt(0.025)) and mid.by_budget == []
+    assert ForecastCorrection.from_dict(c.as_dict()).by_budget == c.by_budget
+
+
+def test_a_trained_model_measures_its_twin_at_four_budgets(run_out, small_campaign):
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+    from promo_opt.model import TrainedModel
+
+    cfg = load_config(small_campaign)
+    corr = TrainedModel.load(run_out / "model", cfg).metrics["forecast_correction"]
+    pts = corr["by_budget"]
+    n = 3000 - int(round(cfg.holdout.fraction * 3000))
+    assert [p["budget_per_user"] for p in pts] == pytest.approx([m * cfg.constraints.budget / n for m in (0.25, 0.5, 1, 2)])
+    assert pts[2]["ratio"] == corr["ratio"] and pts[2]["ratio_cov"] == corr["ratio_cov"]
+    c = ForecastCorrection.from_dict(corr)
+    assert c.at_budget(cfg.constraints.budget / n).ratio == pytest.approx(corr["ratio"])
+    # an allocation at a quarter of the budget is forecast with the quarter-budget twin's ratios
+    scores = pipeline.read_scores(run_out / "scores.parquet")
+    o = pipeline.allocate(cfg, scores, budget=0.25 * cfg.constraints.budget, correction=corr)
+    assert o.summary["forecast"]["ratio"] == pytest.approx(pts[0]["ratio"])

@@ -58,7 +58,7 @@ candidates' population.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -206,6 +206,10 @@ class ForecastCorrection:
     # the allocator's floor / min_roi, when measured on the twin at that floor (pipeline.held_out_floor);
     # None: r_spend / r_revenue
     floor_scale: float | None = None
+    # the same measurement on twins allocated at other budgets (pipeline.forecast_correction): entries
+    # {"budget_per_user", "ratio", "raw_ratio", "ratio_cov"} sorted by budget per treatable user; a policy
+    # allocated at a budget is forecast with the ratios there (at_budget). Empty: these ratios at every budget
+    by_budget: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_heldout(cls, h: HeldOutPolicy, correct: bool = True,
@@ -240,7 +244,32 @@ class ForecastCorrection:
                    expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
                    rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])],
                    calibration_cov=[list(r) for r in d.get("calibration_cov", [])],
-                   floor_scale=d.get("floor_scale"))
+                   floor_scale=d.get("floor_scale"), by_budget=list(d.get("by_budget", [])))
+
+    def budget_entry(self, budget_per_user: float) -> dict:
+        """This measurement as an entry of ``by_budget``."""
+        return {"budget_per_user": float(budget_per_user), "ratio": dict(self.ratio), "raw_ratio": dict(self.raw_ratio),
+                "ratio_cov": [list(r) for r in self.ratio_cov]}
+
+    def at_budget(self, budget_per_user: float | None) -> "ForecastCorrection":
+        """The measurement for a policy allocated at ``budget_per_user`` (its budget over the treatable
+        users): the ratios and their covariance interpolated linearly in log budget between the twins
+        measured at the neighbouring budgets (``by_budget``), the nearest one's beyond them. The winner's
+        curse grows as the budget shrinks to fewer, more extreme picks, so the campaign's twin alone misses
+        small budgets (``benchmarks/plan_forecast.py``). Itself without such twins or without a budget."""
+        pts = self.by_budget
+        if not pts or budget_per_user is None or not np.isfinite(budget_per_user) or budget_per_user <= 0:
+            return self
+        x = np.log([p["budget_per_user"] for p in pts])
+        t = float(np.log(budget_per_user))
+        j = int(np.searchsorted(x, t))
+        a, b = pts[max(j - 1, 0)], pts[min(j, len(pts) - 1)]
+        w = 0.0 if a is b else float(np.clip((t - x[j - 1]) / (x[j] - x[j - 1]), 0.0, 1.0))
+        cov = (1 - w) * np.asarray(a["ratio_cov"], dtype=np.float64) + w * np.asarray(b["ratio_cov"], dtype=np.float64)
+        return replace(self, ratio={k: (1 - w) * a["ratio"][k] + w * b["ratio"][k] for k in TOTALS},
+                       raw_ratio={k: (1 - w) * a["raw_ratio"][k] + w * b["raw_ratio"][k] for k in TOTALS},
+                       ratio_se={k: float(np.sqrt(max(cov[i, i], 0.0))) for i, k in enumerate(TOTALS)},
+                       ratio_cov=cov.tolist(), by_budget=[])
 
     def allocation_floor(self, min_roi: float) -> float:
         """The floor on the model's expected ROI under which the *forecast* ROI meets ``min_roi``:
@@ -301,4 +330,5 @@ class ForecastCorrection:
     def as_dict(self) -> dict:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
                 "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected,
-                "realized": self.realized, "rows": self.rows, "floor_scale": self.floor_scale}
+                "realized": self.realized, "rows": self.rows, "floor_scale": self.floor_scale,
+                "by_budget": self.by_budget}

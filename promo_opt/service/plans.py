@@ -111,7 +111,7 @@ def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: in
         cols = dict(cached.frontier.curve(budgets, config.arm_names, spend_per_arm=True))
         cols["resolved"] = np.zeros(len(cols["budget"]), dtype=bool)
     if cached.correction:
-        cols.update(pipeline.curve_forecast(cols, cached.correction, config.objective) or {})
+        cols.update(pipeline.curve_forecast(cols, cached.correction, config.objective, cached.problem.n_users) or {})
     return {c: np.asarray(v).tolist() for c, v in cols.items()}
 
 

@@ -56,7 +56,10 @@ def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None,
     df = read_input(spark, ref, "scores")
     targets = config.spark.targets or str(Path(out) / "targets.parquet")
     outcome = _allocate.allocate(spark, config, df, targets, correction=correction)
-    forecast = pipeline.corrected_forecast(outcome.summary["expected"], correction, config.objective)
+    s = outcome.summary
+    treatable = max(int(s["n_candidates"]) - int(s["holdout_size"]), 1)
+    forecast = pipeline.corrected_forecast(s["expected"], correction, config.objective,
+                                           s["budget"] / treatable if s.get("budget") else None)
     if forecast is not None:
         outcome.summary["forecast"] = forecast
     write_json(outcome.summary, Path(out) / "summary.json")

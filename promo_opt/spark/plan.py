@@ -70,7 +70,7 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
             curve = _plan_distributed(spark, config, idx, budgets, min_roi, n_points, n_bins)
     finally:
         idx.df.unpersist()
-    return pipeline.with_curve_forecast(curve, correction, config.objective), plog.passes
+    return pipeline.with_curve_forecast(curve, correction, config.objective, idx.n_treat), plog.passes
 
 
 def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_points, n_bins) -> pd.DataFrame:
