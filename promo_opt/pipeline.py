@@ -170,13 +170,12 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
                                                                                    else min_roi)
 
     def measure_budget(budget):
-        """The twin at another budget, its floor the campaign twin's; the calibration's part as measured there."""
+        """The twin at another budget, its floor the campaign twin's, with the calibration's part of its own
+        policy (a few picked users carry a larger relative calibration error than the campaign's many)."""
         moved = config.model_copy(update={"constraints": config.constraints.model_copy(
             update={"budget": budget, "min_roi": twin_floor})})
-        h = heldout_policy(moved, oof, data.arm, data.converted, data.value, data.propensity, vhat, n_candidates,
-                           weights=weights)
-        return ForecastCorrection.from_heldout(h, correct=config.model.correct_forecast,
-                                               calibration=np.asarray(corr.calibration_cov))
+        return measure(heldout_policy(moved, oof, data.arm, data.converted, data.value, data.propensity, vhat,
+                                      n_candidates, weights=weights))
 
     corr = replace(corr, by_budget=budget_twins(config, corr, n_candidates, measure_budget))
     return {"applied": True, "corrected": config.model.correct_forecast, **note, **corr.as_dict()}
