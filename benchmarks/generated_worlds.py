@@ -308,13 +308,19 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def world_arguments(ap: argparse.ArgumentParser, sizes: str) -> None:
+    """The worlds and sizes a benchmark over generated worlds runs (this one, ``plan_forecast.py``)."""
+    ap.add_argument("--worlds", type=int, default=30, help="generated worlds first..first+N-1")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--named", default="", help="also these scenario worlds, e.g. travel,retail_vouchers (their "
+                                                "seeds follow the generated worlds')")
+    ap.add_argument("--sizes", default=sizes, help="past users, comma-separated")
+    ap.add_argument("--n-candidates", type=int, default=20000)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--worlds", type=int, default=30, help="generated worlds 0..N-1")
-    ap.add_argument("--first", type=int, default=0)
-    ap.add_argument("--named", default="", help="also these scenario worlds, e.g. travel,retail_vouchers")
-    ap.add_argument("--sizes", default="20000,100000")
-    ap.add_argument("--n-candidates", type=int, default=20000)
+    world_arguments(ap, "20000,100000")
     ap.add_argument("--seed", type=int, default=0, help="campaign seed added to the world seed")
     ap.add_argument("--baseline", action="store_true")
     ap.add_argument("--floors-only", action="store_true",

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generated_worlds import floor_for  # noqa: E402  (benchmarks/ is on the path when run as a script)
+from generated_worlds import floor_for, world_arguments  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
@@ -154,11 +154,7 @@ def _note(commands: list[str], rows: list[dict]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--worlds", type=int, default=30, help="generated worlds first..first+N-1")
-    ap.add_argument("--first", type=int, default=0)
-    ap.add_argument("--named", default="", help="also these scenario worlds (their seed: their position after the generated)")
-    ap.add_argument("--sizes", default="20000")
-    ap.add_argument("--n-candidates", type=int, default=20000)
+    world_arguments(ap, "20000")
     ap.add_argument("--out", default=str(ROOT / "reports" / "plan_forecast"))
     ap.add_argument("--summarize", default=None, help="comma-separated result JSON files: only write their combined --out.md")
     args = ap.parse_args()

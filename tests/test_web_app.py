@@ -87,6 +87,16 @@ def open_page(browser, server, **context):
     return ctx, page
 
 
+def upload(page, campaign: Path, train: Path | None = None) -> None:
+    """Fill the upload form with a campaign's config, past campaign (``train`` to replace it) and candidates."""
+    if not page.locator("#up-config").is_visible():
+        page.locator("#upload-box summary").click()
+    page.set_input_files("#up-config", str(campaign))
+    page.set_input_files("#up-train", str(train or campaign.parent / "train.csv"))
+    page.set_input_files("#up-candidates", str(campaign.parent / "candidates.csv"))
+    page.get_by_role("button", name="Upload").click()
+
+
 def sign_in(page, server, key="rw"):
     resp = page.goto(server.url + "/")
     page.wait_for_selector("body[data-ready=true]")
@@ -120,10 +130,7 @@ def planner(browser, server, campaign, shots):
     assert "planner" in page.title()
     assert "read and write" in page.locator("#who-scopes").inner_text()
     page.screenshot(path=str(shots / "1-campaigns.png"))
-    page.set_input_files("#up-config", str(campaign))
-    page.set_input_files("#up-train", str(campaign.parent / "train.csv"))
-    page.set_input_files("#up-candidates", str(campaign.parent / "candidates.csv"))
-    page.get_by_role("button", name="Upload").click()
+    upload(page, campaign)
     page.wait_for_selector("#campaign-panel:not([hidden])")
     assert "3,000 past rows, 1,500 candidates" in page.locator("#campaign-facts").inner_text()
     page.select_option("#train-learner", "pooled")
@@ -449,12 +456,7 @@ def test_bad_upload_message_is_shown_next_to_its_field(browser, server, campaign
     ctx, page = open_page(browser, server)
     try:
         sign_in(page, server)
-        if not page.locator("#up-config").is_visible():
-            page.locator("#upload-box summary").click()
-        page.set_input_files("#up-config", str(campaign))
-        page.set_input_files("#up-train", str(bad))
-        page.set_input_files("#up-candidates", str(campaign.parent / "candidates.csv"))
-        page.get_by_role("button", name="Upload").click()
+        upload(page, campaign, train=bad)
         page.wait_for_selector("#up-train-error:not(:empty)")
         msg = page.locator("#up-train-error").inner_text()
         with api(server) as c:
@@ -537,12 +539,7 @@ def test_a_campaign_whose_candidates_drift_says_so_above_the_curve_and_the_list(
     ctx, page = open_page(browser, server)
     try:
         sign_in(page, server)
-        if not page.locator("#up-config").is_visible():
-            page.locator("#upload-box summary").click()
-        page.set_input_files("#up-config", str(campaign))
-        page.set_input_files("#up-train", str(campaign.parent / "train.csv"))
-        page.set_input_files("#up-candidates", str(campaign.parent / "candidates.csv"))
-        page.get_by_role("button", name="Upload").click()
+        upload(page, campaign)
         page.wait_for_selector("#campaign-panel:not([hidden])")
         page.select_option("#train-learner", "pooled")
         page.fill("#train-folds", "2")
