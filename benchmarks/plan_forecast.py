@@ -39,6 +39,7 @@ from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.errors import PromoOptError  # noqa: E402
+from promo_opt.evaluation.heldout import ForecastCorrection  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
@@ -84,10 +85,14 @@ def one_world(world, seed: int, n_train: int, n_candidates: int) -> list[dict]:
                                       out.min_roi, forecast=f).as_dict()
             true = {k: rep["policy_true"][k] for k in KEYS}
             point = pipeline.plan(cfg, scores, [budget], min_roi=floor or None, correction=corr).iloc[0]
-            # the same policy forecast with the campaign's twin alone (the ratios before the twins by budget)
+            # the same policy forecast by each twin alone: the campaign's (as before the twins by budget), and
+            # the one interpolated at this budget
             single = pipeline.corrected_forecast(out.summary["expected"], {**corr, "by_budget": []}, cfg.objective)
+            local = ForecastCorrection.from_dict(corr).at_budget(budget / (len(out.ids) - int(out.holdout.sum())))
+            there = pipeline.corrected_forecast(out.summary["expected"], {**corr, **local.as_dict()}, cfg.objective)
             row.update({"expected": {k: out.summary["expected"][k] for k in KEYS}, "true": true,
                         **_scored(f, true), "campaign_twin_only": _scored(single, true),
+                        "local_twin_only": _scored(there, true),
                         "share_of_oracle": rep["share_of_oracle"],
                         "curve_vs_list": max(abs(point[f"forecast_{k}"] - f[k]) / max(abs(f[k]), 1e-9) for k in KEYS)})
             rows.append(row)
@@ -104,6 +109,22 @@ def _scored(f: dict, true: dict) -> dict:
             "warning": f.get("warning")}
 
 
+def _variants(r: dict) -> dict[str, dict]:
+    """The forecasts of a row: the product's, the campaign's twin alone, the local twin alone. Rows of the run
+    of 1ad3cc1 (the product then forecast with the local twin alone) get the product's hull of the two computed
+    from their stored intervals, as ``ForecastCorrection.intervals_at`` forms it, the point the campaign twin's."""
+    if "local_twin_only" in r:
+        return {"product": r, "campaign's twin only": r["campaign_twin_only"], "local twin only": r["local_twin_only"]}
+    camp = r["campaign_twin_only"]
+    iv = {k: [min(r["interval90"][k][0], camp["interval90"][k][0]), max(r["interval90"][k][1], camp["interval90"][k][1])]
+          for k in KEYS}
+    net = [min(r["net_revenue_interval90"][0], camp["net_revenue_interval90"][0]),
+           max(r["net_revenue_interval90"][1], camp["net_revenue_interval90"][1])]
+    hull = {**camp["forecast"], "ratio": camp["ratio"], "interval90": iv, "net_revenue_interval90": net}
+    hull["warning"] = pipeline.evidence_warning(hull, r["objective"])
+    return {"product": _scored(hull, r["true"]), "campaign's twin only": camp, "local twin only": r}
+
+
 def summarize(rows: list[dict]) -> list[str]:
     lines = []
     for n in sorted({r["n_train"] for r in rows}):
@@ -113,16 +134,16 @@ def summarize(rows: list[dict]) -> list[str]:
             if not part:
                 continue
             lines += [f"### {n:,} past users, {label}", "",
-                      "| budget / campaign's | forecast from | runs | 90% interval covers: conversions / revenue / spend / "
+                      "| budget / campaign's | forecast | runs | 90% interval covers: conversions / revenue / spend / "
                       "net revenue | median \\|forecast/true - 1\\|: conversions / spend | warned | "
                       "largest \\|curve - list\\| / list |", "|---|---|---|---|---|---|---|"]
             for m in MULTIPLES:
                 at = [r for r in part if r["multiple"] == m]
                 if not at:
                     continue
-                for how, get in (("twins by budget", lambda r: r), ("campaign's twin only", lambda r: r["campaign_twin_only"])):
-                    if not all("campaign_twin_only" in r for r in at) and how != "twins by budget":
-                        continue
+                for how in ("product", "campaign's twin only", "local twin only"):
+                    def get(r, how=how):
+                        return _variants(r)[how]
                     cov = " / ".join(f"{np.mean([get(r)['covers'][k] for r in at]):.2f}" for k in (*KEYS, "net_revenue"))
                     err = {k: [abs(get(r)["forecast"][k] / r["true"][k] - 1) for r in at if r["true"][k] > 1e-9]
                            for k in ("incremental_conversions", "spend")}
@@ -143,10 +164,11 @@ def _note(commands: list[str], rows: list[dict]) -> list[str]:
     return ["# The what-if curve's forecast at other budgets (issue 16)", "",
             *[f"`{c}`" for c in commands], "",
             "Each run trains the default once and allocates at 0.25-2x the campaign's budget. Its forecast (the same "
-            "figures every point of the what-if curve carries, `pipeline.curve_forecast`) uses the held-out ratios of "
-            "the twins measured at 0.25, 0.5, 1 and 2x the budget, interpolated at the list's budget (twins by budget); "
-            "the same policy is also forecast with the campaign's twin alone, as before them. Truth: each world's "
-            "potential outcomes.", "",
+            "figures every point of the what-if curve carries, `pipeline.curve_forecast`): the point from the held-out "
+            "ratios of the campaign's twin, each 90% interval the hull of that twin's and the one of the twins measured "
+            "at 0.25, 0.5, 1 and 2x the budget, interpolated at the list's budget (product). The same policy is also "
+            "forecast by each twin alone. Rows of the run of 1ad3cc1 have the product computed from their stored "
+            "intervals (`_variants`). Truth: each world's potential outcomes.", "",
             *summarize(rows),
             *([f"Refused before any budget ({len(refused)}): " + "; ".join(f"{w}: {why}" for w, why in refused), ""]
               if refused else [])]

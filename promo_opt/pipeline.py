@@ -628,8 +628,8 @@ def curve_forecast(curve, correction: dict | None, objective: str | None,
     """The forecast of every point of a budget curve (``curve``: a plan table or its columns, with
     ``budget``, ``incremental_conversions``, ``incremental_revenue`` and ``spend``) over ``n_users``
     treatable candidates, as :func:`corrected_forecast` gives it for one allocation at that budget:
-    ``forecast_<total>`` (the expected totals x the held-out ratios measured around that budget),
-    ``forecast_<total>_lo90`` / ``_hi90`` (the 90% interval), ``forecast_net_revenue_lo90`` / ``_hi90`` and
+    ``forecast_<total>`` (the expected totals x the held-out ratios), ``forecast_<total>_lo90`` / ``_hi90``
+    (the 90% interval, spanning the twins measured around that budget too), ``forecast_net_revenue_lo90`` / ``_hi90`` and
     ``forecast_warning`` (:func:`evidence_flags`). A point and the allocation at its budget get the same
     figures. None without an applied held-out measurement (or without its covariance)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
@@ -640,8 +640,8 @@ def curve_forecast(curve, correction: dict | None, objective: str | None,
     if not base.ratio_cov:
         return None
     totals = {k: np.asarray(curve[k], dtype=np.float64) for k in ("incremental_conversions", "incremental_revenue", "spend")}
-    if base.by_budget and n_users:  # each point with the ratios measured around its budget
-        parts = [_forecast_columns(base.at_budget(b / n_users), {k: v[i:i + 1] for k, v in totals.items()})
+    if base.by_budget and n_users:  # each point's intervals also span the twins measured around its budget
+        parts = [_forecast_columns(base, {k: v[i:i + 1] for k, v in totals.items()}, b / n_users)
                  for i, b in enumerate(np.asarray(curve["budget"], dtype=np.float64))]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else \
             _forecast_columns(base, totals)
@@ -653,11 +653,12 @@ def curve_forecast(curve, correction: dict | None, objective: str | None,
     return {k: out[k] for k in FORECAST_COLUMNS}
 
 
-def _forecast_columns(corr, totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _forecast_columns(corr, totals: dict[str, np.ndarray], budget_per_user: float | None = None) -> dict[str, np.ndarray]:
     out = {f"forecast_{k}": v * corr.ratio[k] for k, v in totals.items()}
-    for k, (lo, hi) in corr.interval_arrays(totals).items():
+    ivs, net = corr.intervals_at(totals, budget_per_user)
+    for k, (lo, hi) in ivs.items():
         out[f"forecast_{k}_lo90"], out[f"forecast_{k}_hi90"] = lo, hi
-    out["forecast_net_revenue_lo90"], out["forecast_net_revenue_hi90"] = corr.net_interval_arrays(totals)
+    out["forecast_net_revenue_lo90"], out["forecast_net_revenue_hi90"] = net
     return out
 
 
@@ -673,17 +674,18 @@ def corrected_forecast(expected: dict, correction: dict | None, objective: str |
     """The expected totals times the held-out realized/expected ratios, with the ratios used, a 90%
     interval of each true total (``interval90``) and of the net revenue (``net_revenue_interval90``),
     and ``warning`` (:func:`evidence_warning`) where those intervals do not show the policy gains.
-    ``budget_per_user``: the policy's budget over the treatable candidates; the ratios are those of the
-    twins measured around that budget (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.at_budget`)."""
+    ``budget_per_user``: the policy's budget over the treatable candidates; the intervals also span the
+    twins measured around that budget (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.intervals_at`)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
         return None
-    corr = ForecastCorrection.from_dict(correction).at_budget(budget_per_user)
+    corr = ForecastCorrection.from_dict(correction)
     out = {**corr.apply(expected), "ratio": corr.ratio}
     if corr.ratio_cov:
-        out["interval90"] = corr.interval(expected, 0.9)
-        out["net_revenue_interval90"] = corr.net_interval(expected, 0.9)
+        ivs, net = corr.intervals_at(expected, budget_per_user)
+        out["interval90"] = {k: [float(lo), float(hi)] for k, (lo, hi) in ivs.items()}
+        out["net_revenue_interval90"] = [float(net[0]), float(net[1])]
         warning = evidence_warning(out, objective)
         if warning:
             out["warning"] = warning

@@ -376,6 +376,14 @@ def test_a_budget_gets_the_ratios_of_the_twins_measured_around_it():
     assert mid.ratio["incremental_conversions"] == pytest.approx(0.8)
     assert mid.ratio_se["spend"] == pytest.approx(np.sqrt(0.025)) and mid.by_budget == []
     assert ForecastCorrection.from_dict(c.as_dict()).by_budget == c.by_budget
+    # the intervals at a budget span this twin's and the local one's; without a budget, this twin's alone
+    totals = {k: np.array([100.0]) for k in TOTALS}
+    (ivs, net), local = c.intervals_at(totals, 0.5), c.at_budget(0.5)
+    for k in TOTALS:
+        lo = min(c.interval_arrays(totals)[k][0][0], local.interval_arrays(totals)[k][0][0])
+        hi = max(c.interval_arrays(totals)[k][1][0], local.interval_arrays(totals)[k][1][0])
+        assert (ivs[k][0][0], ivs[k][1][0]) == pytest.approx((lo, hi))
+    assert c.intervals_at(totals)[0]["spend"][0] == pytest.approx(c.interval_arrays(totals)["spend"][0])
 
 
 def test_a_trained_model_measures_its_twin_at_four_budgets(run_out, small_campaign):
@@ -391,7 +399,12 @@ def test_a_trained_model_measures_its_twin_at_four_budgets(run_out, small_campai
     assert pts[2]["ratio"] == corr["ratio"] and pts[2]["ratio_cov"] == corr["ratio_cov"]
     c = ForecastCorrection.from_dict(corr)
     assert c.at_budget(cfg.constraints.budget / n).ratio == pytest.approx(corr["ratio"])
-    # an allocation at a quarter of the budget is forecast with the quarter-budget twin's ratios
+    # a list at a quarter of the budget: the campaign twin's point, intervals spanning both twins' exactly
     scores = pipeline.read_scores(run_out / "scores.parquet")
     o = pipeline.allocate(cfg, scores, budget=0.25 * cfg.constraints.budget, correction=corr)
-    assert o.summary["forecast"]["ratio"] == pytest.approx(pts[0]["ratio"])
+    f, e = o.summary["forecast"], o.summary["expected"]
+    assert f["ratio"] == pytest.approx(corr["ratio"])
+    own, there = c.interval(e), c.at_budget(0.25 * cfg.constraints.budget / n).interval(e)
+    for k in TOTALS:
+        assert f["interval90"][k] == pytest.approx([min(own[k][0], there[k][0]), max(own[k][1], there[k][1])])
+    assert there != own  # the quarter-budget twin measured something else
