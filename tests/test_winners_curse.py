@@ -383,6 +383,8 @@ def test_a_budget_gets_the_ratios_of_the_twins_measured_around_it():
         lo = min(c.interval_arrays(totals)[k][0][0], local.interval_arrays(totals)[k][0][0])
         hi = max(c.interval_arrays(totals)[k][1][0], local.interval_arrays(totals)[k][1][0])
         assert (ivs[k][0][0], ivs[k][1][0]) == pytest.approx((lo, hi))
+    mine, theirs = c.net_interval_arrays(totals), local.net_interval_arrays(totals)
+    assert (net[0][0], net[1][0]) == pytest.approx((min(mine[0][0], theirs[0][0]), max(mine[1][0], theirs[1][0])))
     assert c.intervals_at(totals)[0]["spend"][0] == pytest.approx(c.interval_arrays(totals)["spend"][0])
 
 
