@@ -151,7 +151,7 @@ def summarize(rows: list[dict]) -> list[str]:
                         f"{np.median(v) if v else float('nan'):.3f}" for v in err.values())
                         + f" | {sum(bool(get(r)['warning']) for r in at)} | {max(r['curve_vs_list'] for r in at):.1e} |")
             corrected = [r for r in part if r["corrected"]]
-            by = [f"{m:g}x {np.mean([r['covers']['incremental_conversions'] for r in corrected if r['multiple'] == m]):.2f}"
+            by = [f"{m:g}x {np.mean([_variants(r)['product']['covers']['incremental_conversions'] for r in corrected if r['multiple'] == m]):.2f}"
                   for m in MULTIPLES if any(r["multiple"] == m for r in corrected)]
             lines += ["", f"Runs whose forecast the held-out ratios moved (not shrunk to 1): "
                           f"{len({(r['world'], r['seed']) for r in corrected})} of {len({(r['world'], r['seed']) for r in part})}"
