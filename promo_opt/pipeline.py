@@ -195,7 +195,7 @@ def budget_twins(config: CampaignConfig, corr, n_candidates: int, measure_budget
     budget = config.constraints.budget
     if not budget:
         return []
-    treatable = n_candidates - int(round(config.holdout.fraction * n_candidates))
+    treatable = n_candidates - holdout_size(n_candidates, config.holdout.fraction)
     entries = [corr.budget_entry(budget / treatable)]
     for m in TWIN_BUDGET_MULTIPLES:
         try:
@@ -382,10 +382,15 @@ def economics_from_scores(config: CampaignConfig, scores: pd.DataFrame) -> tuple
 # --------------------------------------------------------------------------------------------
 # allocate
 # --------------------------------------------------------------------------------------------
+def holdout_size(n: int, fraction: float) -> int:
+    """How many of ``n`` users :func:`holdout_mask` keeps untreated."""
+    return int(round(fraction * n))
+
+
 def holdout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
-    """Exactly round(fraction * n) users, chosen at random (seeded), kept untreated."""
+    """Exactly :func:`holdout_size` users, chosen at random (seeded), kept untreated."""
     mask = np.zeros(n, dtype=bool)
-    k = int(round(fraction * n))
+    k = holdout_size(n, fraction)
     if k:
         mask[np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False)] = True
     return mask
@@ -529,8 +534,8 @@ def _guarantee_correction(correction: dict | None):
 
     if not correction or not correction.get("applied"):
         raise PromoOptError("constraints.min_roi_confidence needs the model's held-out measurement of its "
-                            "forecast; allocate with a model trained by 'promo-opt train' or 'run' (and "
-                            "data.candidates set at training time), e.g. 'promo-opt allocate --model DIR'")
+                            "forecast; use a model trained by 'promo-opt train' or 'run' (and data.candidates set "
+                            "at training time), e.g. 'promo-opt allocate --model DIR' or 'promo-opt plan --model DIR'")
     return ForecastCorrection.from_dict(correction)
 
 
