@@ -102,7 +102,8 @@ def score(cfg, model, scores, truth, **alloc) -> dict:
            "forecast": {k: f.get(k) for k in KEYS}, "interval90": f.get("interval90"),
            "net_revenue_interval90": f.get("net_revenue_interval90"), "forecast_warning": f.get("warning"),
            "interval90_covers": rep.get("interval90_covers"), "true_spend_vs_budget": rep.get("true_spend_vs_budget"),
-           "true_roi_vs_floor": rep.get("true_roi_vs_floor"), "roi_guarantee": out.summary.get("roi_guarantee")}
+           "true_roi_vs_floor": rep.get("true_roi_vs_floor"), "roi_guarantee": out.summary.get("roi_guarantee"),
+           "allocated_budget": out.summary.get("allocated_budget")}
     return row
 
 
@@ -199,6 +200,12 @@ def _shares(rows: list[dict]) -> list[float]:
             if r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
 
 
+def _held_budget(r: dict) -> float | None:
+    """The budget on the model's expected spend the run's allocator held (``summary.allocated_budget``: the
+    budget held on the forecast); the planner's budget for runs made before it existed."""
+    return r.get("allocated_budget") or r.get("budget")
+
+
 def _flagged(r: dict) -> bool:
     """The drift check flagged the run (warning, reweighting)."""
     return bool((r.get("drift") or {}).get("shifted"))
@@ -209,7 +216,7 @@ def _warned(r: dict) -> bool:
     (``summary.budget_use.warning``: the policy expects to spend under half the budget) or the forecast's
     (``summary.forecast.warning``: its 90% interval does not show a gain; recomputed from the stored
     intervals for runs made before it existed)."""
-    use = pipeline.budget_use(r["expected"], r.get("budget"), r.get("min_roi"), r["objective"]) or {}
+    use = pipeline.budget_use(r["expected"], _held_budget(r), r.get("min_roi"), r["objective"]) or {}
     return _flagged(r) or "warning" in use or _forecast_warned(r)
 
 
@@ -235,7 +242,7 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
         spend5, _ = _within(sel, "spend", 0.05)
         # where the budget binds (the policy is expected to spend it all)
         budget5 = [abs(r["true_spend_vs_budget"] - 1) <= 0.05 for r in sel if r.get("true_spend_vs_budget")
-                   and r["expected"]["spend"] >= 0.99 * r["budget"]]
+                   and r["expected"]["spend"] >= 0.99 * _held_budget(r)]
         floors = [r["true_roi_vs_floor"] >= 1 for r in sel if r.get("true_roi_vs_floor")]
         g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict)
              and r["guarantee"].get("true_roi_vs_floor") is not None]

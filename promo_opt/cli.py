@@ -60,6 +60,10 @@ def _print_summary(summary: dict, out: Path) -> None:
                 f"spend {iv['spend'][0]:,.0f} to {iv['spend'][1]:,.0f})" if iv else "")
         lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
                         f"ROI {f['roi']:.3g}{span}")
+    budget_held = summary.get("allocated_budget")
+    if budget is not None and budget_held is not None and abs(budget_held - budget) > 1e-9 * max(1.0, budget):
+        lines.insert(len(lines) - 1, f"budget          {budget:,.0f} on the forecast: the model's expected spend held at <= "
+                        f"{budget_held:,.0f} (held-out spend is {budget / budget_held:.3g}x the model's)")
     floor, held = summary.get("min_roi"), summary.get("allocated_min_roi")
     if pipeline.floor_moved(floor, held) and not summary.get("roi_guarantee"):
         lines.insert(4, f"ROI floor       {floor:g} on the forecast: the model's expected ROI held at >= {held:.3g} "
@@ -174,8 +178,9 @@ def allocate(config: Path = ConfigArg, scores: Path = typer.Option(..., "--score
              out: Path = OutOpt, budget: Optional[float] = typer.Option(None, help="override constraints.budget"),
              min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
              engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
-             model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': adds the "
-                                                  "winner's-curse-corrected forecast to the summary")) -> None:
+             model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': holds the "
+                                                  "budget and the ROI floor on its winner's-curse-corrected forecast "
+                                                  "and adds that forecast to the summary")) -> None:
     """Choose the arm of every candidate from a scores file (the data paths are not opened)."""
     cfg = _config(config, budget, min_roi)
     correction = _model_correction(model, cfg)
@@ -218,8 +223,9 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
          budget_range: Optional[str] = typer.Option(None, "--budget-range", help="LO:HI:N evenly spaced budgets"),
          min_roi: Optional[float] = typer.Option(None, "--min-roi", help="override constraints.min_roi"),
          engine: str = typer.Option("local", "--engine", help="local, or spark (the config's spark: settings)"),
-         model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': the ROI floor is "
-                                              "held on its corrected forecast, as 'allocate --model' holds it "
+         model: Optional[Path] = typer.Option(None, "--model", help="model directory from 'train': the ROI floor and "
+                                              "each budget are held on its corrected forecast, as 'allocate --model' "
+                                              "holds them "
                                               "(min_roi_confidence included), and every budget gets that forecast "
                                               "with its 90% interval")) -> None:
     """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains."""

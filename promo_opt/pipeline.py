@@ -410,13 +410,15 @@ class AllocationOutcome:
     segment: np.ndarray | None = None  # segment code of each treatable (non-holdout) user, when configured
     segment_names: list[str] | None = None
     allocated_min_roi: float | None = None  # the floor on the model's expected ROI the allocator held (allocation_floor)
+    allocated_budget: float | None = None  # the budget on the model's expected spend the allocator held (allocation_budget)
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
              min_roi: float | None = None, correction: dict | None = None) -> AllocationOutcome:
     """``correction``: the model's ``metrics["forecast_correction"]``; when measured, the summary
     gets a ``forecast`` block: the expected totals corrected for the winner's curse, with a 90%
-    interval (``interval90``), and the ROI floor is held on that forecast (:func:`allocation_floor`).
+    interval (``interval90``), and the ROI floor and the budget are held on that forecast
+    (:func:`allocation_floor`, :func:`allocation_budget`).
     ``constraints.min_roi_confidence`` raises the floor until it holds with that probability
     (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
     t0 = time.perf_counter()
@@ -435,8 +437,10 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         names, segment = np.unique(labels, return_inverse=True)
         names = [str(x) for x in names]
 
+    held = allocation_budget(budget, correction)
+
     def solve_at(floor):
-        problem = build_problem(sub, config, budget=budget, min_roi=floor, segment=segment, segment_names=names)
+        problem = build_problem(sub, config, budget=held, min_roi=floor, segment=segment, segment_names=names)
         res = solve(problem, solver=config.solver)
         return res, sub.totals(res.arm)
 
@@ -464,6 +468,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "outcome_type": config.data.outcome_type,
         "control_arm": config.control.name,
         "budget": budget,
+        "allocated_budget": held,
         "min_roi": min_roi,
         "allocated_min_roi": floor,
         "n_candidates": int(n),
@@ -483,7 +488,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     }
     if guarantee is not None:
         summary["roi_guarantee"] = guarantee.as_dict()
-    use = budget_use(totals, budget, floor, config.objective, asked=min_roi)
+    use = budget_use(totals, held, floor, config.objective, asked=min_roi)
     if use is not None:
         summary["budget_use"] = use
     if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
@@ -496,7 +501,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
                              min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names,
-                             allocated_min_roi=floor)
+                             allocated_min_roi=floor, allocated_budget=held)
 
 
 def allocation_floor(min_roi: float | None, correction: dict | None) -> float | None:
@@ -511,6 +516,40 @@ def allocation_floor(min_roi: float | None, correction: dict | None) -> float | 
     if not min_roi or not correction or not correction.get("applied"):
         return min_roi
     return ForecastCorrection.from_dict(correction).allocation_floor(min_roi)
+
+
+def budget_scale(correction: dict | None) -> float:
+    """The model's expected spend the allocator holds per unit of the planner's budget:
+    :meth:`~promo_opt.evaluation.heldout.ForecastCorrection.spend_scale` (1 / the held-out ratio of spend), so
+    that the policy's *forecast* spend meets the budget; 1 without an applied correction (the ratio applied
+    is 1 under ``model.correct_forecast: false``)."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    if not correction or not correction.get("applied"):
+        return 1.0
+    return ForecastCorrection.from_dict(correction).spend_scale()
+
+
+def allocation_budget(budget: float | None, correction: dict | None) -> float | None:
+    """The budget on the model's expected spend that the allocator holds for the planner's ``budget``: the one
+    whose policy is forecast to spend ``budget`` (:func:`budget_scale`). Every door goes through it or through
+    :func:`on_held_budgets`, so the curve and the list agree."""
+    return None if budget is None else float(budget) * budget_scale(correction)
+
+
+def on_held_budgets(budgets, correction: dict | None, curve_at):
+    """A budget curve at the planner's ``budgets`` (None: the default grid), allocated as a list at each of them
+    would be (:func:`allocation_budget`): ``curve_at(held_budgets)`` gives the curve (a plan table or a dict of
+    its columns) at the budgets on the model's expected spend; its ``budget`` column is given back in the
+    planner's terms, so ``spend`` is the model's expected spend and ``forecast_spend`` meets ``budget``."""
+    s = budget_scale(correction)
+    asked = None if budgets is None else np.asarray(budgets, dtype=np.float64)
+    curve = curve_at(None if asked is None else asked * s)
+    if s == 1.0:
+        return curve
+    back = {} if asked is None else dict(zip((asked * s).tolist(), asked.tolist()))  # the planner's own numbers
+    column = np.array([back.get(b, b / s) for b in np.asarray(curve["budget"], dtype=np.float64).tolist()])
+    return curve.assign(budget=column) if isinstance(curve, pd.DataFrame) else {**curve, "budget": column}
 
 
 def held_floor(config: CampaignConfig, min_roi: float | None, correction: dict | None) -> float | None:
@@ -601,12 +640,13 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
 
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved; with the
-    model's ``correction``, on the forecast as :func:`allocate` holds it (:func:`held_floor`: guarantee mode
-    included), and every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
+    model's ``correction``, the floor and each budget on the forecast as :func:`allocate` holds them
+    (:func:`held_floor`: guarantee mode included; :func:`on_held_budgets`), and every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
     their 90% intervals, the warning).
     """
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
-    curve = plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
+    curve = on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
+                                                                      arm_names=config.arm_names))
     return with_curve_forecast(curve, correction, config.objective, problem.n_users)
 
 
@@ -643,7 +683,8 @@ def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: i
     top = 2.0 * outcome.budget if outcome.budget else None
     budgets = np.linspace(0, top, n_points) if top else None
     floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
-    curve = _plan_econ(config, outcome.econ, ~outcome.holdout, budgets, floor, n_points)
+    curve = on_held_budgets(budgets, correction, lambda b: _plan_econ(config, outcome.econ, ~outcome.holdout, b, floor,
+                                                                      n_points))
     return with_curve_forecast(curve, correction, config.objective, int((~outcome.holdout).sum()))
 
 

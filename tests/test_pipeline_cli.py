@@ -54,7 +54,10 @@ def test_allocate_is_deterministic(small_campaign, run_out, tmp_path):
     for name in ("a", "b"):
         assert invoke("allocate", small_campaign, "--scores", run_out / "scores.parquet", "--out", tmp_path / name).exit_code == 0
     assert (tmp_path / "a" / "targets.csv").read_bytes() == (tmp_path / "b" / "targets.csv").read_bytes()
-    assert (tmp_path / "a" / "targets.csv").read_bytes() == (run_out / "targets.csv").read_bytes()
+    # run's list is allocate's with the model: the budget (and any floor) held on its corrected forecast
+    assert invoke("allocate", small_campaign, "--scores", run_out / "scores.parquet", "--out", tmp_path / "m",
+                  "--model", run_out / "model").exit_code == 0
+    assert (tmp_path / "m" / "targets.csv").read_bytes() == (run_out / "targets.csv").read_bytes()
 
 
 def test_plan_command(small_campaign, run_out, tmp_path):

@@ -99,7 +99,10 @@ def test_model_and_scores_are_the_cores(server, flow, campaign):
 def test_plan_equals_the_cli_plan(server, flow, campaign):
     cfg = load_config(campaign)
     budgets = [0.0, 500.0, 2000.0, cfg.constraints.budget, 50_000.0]
-    ref = pipeline.plan(cfg, local_scores(server, flow), budgets)
+    metrics = json.loads((server.data_dir / "jobs" / flow["model"]["id"] / "metrics.json").read_text())
+    fc = metrics["forecast_correction"]
+    # the service holds each budget (and the floor) on the scoring model's forecast, as the CLI's plan --model
+    ref = pipeline.plan(cfg, local_scores(server, flow), budgets, correction=fc)
     with client(server) as c:
         r = c.post("/plans", json={"scores_id": flow["scores"]["id"], "budgets": budgets})
         assert r.status_code == 200, r.text
@@ -114,16 +117,13 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
     assert all(sum(p["users_per_arm"].values()) == 1900 for p in pts)  # 2000 minus the 5% holdout
     assert [p["budget"] for p in again] == [0, 1000, 2000, 3000, 4000]
     # the floor is held on the scoring model's corrected forecast, as an allocation holds it
-    metrics = json.loads((server.data_dir / "jobs" / flow["model"]["id"] / "metrics.json").read_text())
     floor = pipeline.held_floor(cfg, 2.5, metrics.get("forecast_correction"))
     assert roi["min_roi"] == 2.5 and roi["allocated_min_roi"] == pytest.approx(floor)
     assert roi["min_roi_confidence"] is cfg.constraints.min_roi_confidence is None
     assert roi["points"][0]["roi"] >= floor - 1e-9
     # every point forecasts as an allocation at its budget would (the curve's forecast columns, one rule)
-    fc = metrics["forecast_correction"]
     assert fc["applied"]
-    ref_fc = pipeline.plan(cfg, local_scores(server, flow), budgets, correction=fc)
-    for p, (_, row) in zip(pts, ref_fc.iterrows()):
+    for p, (_, row) in zip(pts, ref.iterrows()):
         f = p["forecast"]
         assert f["incremental_conversions"] == pytest.approx(row["forecast_incremental_conversions"], rel=1e-9)
         assert f["interval90"]["spend"] == pytest.approx([row["forecast_spend_lo90"], row["forecast_spend_hi90"]])
@@ -134,14 +134,17 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
 
 def test_allocate_download_every_format(server, flow, campaign):
     cfg = load_config(campaign, **{"constraints.budget": 1500.0})
-    ref = pipeline.allocate(cfg, local_scores(server, flow))
+    metrics = json.loads((server.data_dir / "jobs" / flow["model"]["id"] / "metrics.json").read_text())
+    ref = pipeline.allocate(cfg, local_scores(server, flow), correction=metrics["forecast_correction"])
     with client(server) as c:
         r = c.post("/allocations", json={"scores_id": flow["scores"]["id"], "budget": 1500.0})
         assert r.status_code == 202, r.text
         job = wait_job(c, f"/allocations/{r.json()['id']}")
         assert job["status"] == "done", job["error"]
         s = job["result"]
-        assert s["budget"] == 1500.0 and s["expected"]["spend"] <= 1500.0 * (1 + 1e-9) and s["gap"] < 1e-3
+        # the budget is held on the forecast: the expected spend within the budget the allocator held
+        assert s["budget"] == 1500.0 and s["allocated_budget"] == pytest.approx(ref.allocated_budget)
+        assert s["expected"]["spend"] <= s["allocated_budget"] * (1 + 1e-9) and s["gap"] < 1e-3
         assert s["users_per_arm"] == ref.summary["users_per_arm"]
         # the winner's-curse-corrected forecast, from the model the scores came from
         assert s["forecast"]["spend"] == pytest.approx(s["expected"]["spend"] * s["forecast"]["ratio"]["spend"])

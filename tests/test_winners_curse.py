@@ -230,6 +230,42 @@ def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, s
     assert curve["spend"].iloc[0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-3)
 
 
+def test_the_budget_is_held_on_the_forecast(run_out, small_campaign):
+    """Spend ratio 1.25: the twin's users cost 1.25x what the model says, so the allocator holds the model's
+    expected spend at budget / 1.25 and the forecast spend meets the budget instead of overspending it by a
+    quarter. The list is the uncorrected list at budget / 1.25; the curve's point at the budget is that policy,
+    under the planner's budget (the strategies it is compared with fill the same expected spend:
+    ``test_targeting``). A spend ratio of 1 changes nothing."""
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+    from promo_opt.evaluation.policies import compare_policies
+    from promo_opt.model import TrainedModel
+
+    cfg = load_config(small_campaign)
+    model = TrainedModel.load(run_out / "model", cfg)
+    scores = pipeline.read_scores(run_out / "scores.parquet")
+    b = cfg.constraints.budget
+    corr = {**model.metrics["forecast_correction"], "applied": True, "by_budget": [], "floor_scale": None}
+    corr["ratio"] = {**corr["ratio"], "incremental_revenue": 1.0, "spend": 1.25}
+    o = pipeline.allocate(cfg, scores, correction=corr)
+    plain = pipeline.allocate(cfg, scores, budget=b / 1.25)
+    assert plain.summary["budget_use"]["limit"] == "budget"  # the budget binds, so where it is held matters
+    assert o.summary["budget"] == b and o.summary["allocated_budget"] == pytest.approx(b / 1.25)
+    assert (o.arm == plain.arm).all() and o.summary["expected"] == pytest.approx(plain.summary["expected"])
+    assert b * 0.99 <= o.summary["forecast"]["spend"] <= b * (1 + 1e-9)
+    assert o.summary["budget_use"]["limit"] == "budget" and o.summary["budget_use"]["share"] >= 0.99
+    curve = pipeline.plan(cfg, scores, [0.5 * b, b], correction=corr)
+    assert curve["budget"].tolist() == [0.5 * b, b]  # the planner's numbers, exactly
+    assert curve["spend"].iloc[1] == pytest.approx(o.summary["expected"]["spend"], rel=1e-3)
+    assert curve["forecast_spend"].iloc[1] == pytest.approx(o.summary["forecast"]["spend"], rel=1e-3)
+    assert curve["spend"].iloc[0] <= 0.5 * b / 1.25 * (1 + 1e-9)
+    assert o.allocated_budget == o.summary["allocated_budget"]
+    assert compare_policies(cfg, model, o, n_boot=20, n_bands=2)["budget"] == b  # the planner's, as labelled
+    one = {**corr, "ratio": {**corr["ratio"], "spend": 1.0}}
+    same = pipeline.allocate(cfg, scores, correction=one)
+    assert same.summary["allocated_budget"] == b and (same.arm == pipeline.allocate(cfg, scores).arm).all()
+
+
 def test_plan_cli_holds_the_floor_on_the_models_forecast(run_out, small_campaign, tmp_path):
     """``plan --model`` curves what ``allocate --model`` allocates: with the model's own correction, the floor
     on the expected ROI is the one :func:`allocation_floor` gives (min_roi x r_spend / r_revenue, or the

@@ -26,7 +26,9 @@ revenue follow from the corrected totals. The ROI floor is held on the same corr
 (:meth:`ForecastCorrection.allocation_floor`): the allocator's floor on the expected ROI is
 ``min_roi x r*_spend / r*_revenue``, so the policy it picks is forecast to meet ``min_roi``, not
 merely expected to, and the summary never reports a forecast ROI far above a floor that held the
-budget back.
+budget back. The budget is held on the forecast too (:meth:`ForecastCorrection.spend_scale`): the
+allocator's budget on the expected spend is ``budget / r*_spend``, so the policy is forecast to spend
+the budget, not to overspend it by the curse the twin measured.
 
 The ratios describe the twin's users, so where they move the floor far the candidates get a policy the
 twin never measured. With a floor, the twin is therefore measured again at the floor its ratios lead
@@ -284,6 +286,15 @@ class ForecastCorrection:
         if not (np.isfinite(r_rev) and np.isfinite(r_spend) and r_rev > 0 and r_spend > 0):
             return float(min_roi)
         return float(min_roi * r_spend / r_rev)
+
+    def spend_scale(self) -> float:
+        """The model's expected spend per unit of *forecast* spend, ``1 / r_spend``: a policy allocated under
+        ``budget x spend_scale`` of expected spend is forecast to spend ``budget``, so the budget is held on
+        the same corrected numbers as the ROI floor (:func:`promo_opt.pipeline.allocation_budget`). Where the
+        twin's users are measured to cost more than the model says (r_spend > 1), allocating the budget itself
+        plans a known overspend. 1 when the ratio is not positive."""
+        r = self.ratio["spend"]
+        return float(1.0 / r) if np.isfinite(r) and r > 0 else 1.0
 
     def apply(self, totals: dict[str, float]) -> dict[str, float]:
         """Corrected totals (same keys as ``Economics.totals``)."""

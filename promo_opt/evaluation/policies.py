@@ -159,16 +159,18 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
     n_treatable = int(treat.sum())
     sub = outcome.econ.subset(treat)
     budget = outcome.budget if outcome.budget else float(outcome.summary["expected"]["spend"])
+    # the strategies fill the expected spend the optimized list holds (the budget held on the forecast)
+    fill = outcome.allocated_budget if outcome.allocated_budget else budget
     held = _HeldOut(config, model, n_treatable)
     bands = held.bands(np.linspace(0.0, 2.0 * budget, n_bands), outcome.allocated_min_roi, n_boot)
     if config.data.truth is not None:
         from promo_opt.evaluation.truth import truth_economics
 
-        pols = baseline_policies(sub, config, outcome.arm[treat], budget, outcome.allocated_min_roi, seed=config.seed)
+        pols = baseline_policies(sub, config, outcome.arm[treat], fill, outcome.allocated_min_roi, seed=config.seed)
         rules = []
         if config.targeting_rules:
             features = candidate_features(config, model.features, outcome.ids)[treat].reset_index(drop=True)
-            rules = rule_policies(sub, config, features, budget, seed=config.seed)
+            rules = rule_policies(sub, config, features, fill, seed=config.seed)
             pols.update({r.strategy: r.arm for r in rules})
         true = truth_economics(config, outcome.ids, read_table(config.data.truth, "truth")).subset(treat)
         rows = [_row(name, arm, true.totals(arm), config.objective) for name, arm in pols.items()]
@@ -176,7 +178,8 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
         if rules:
             out["targeting_rules"] = [r.as_dict() for r in rules]
         return out
-    out = held.compare(budget, outcome.allocated_min_roi, n_boot)
+    out = held.compare(fill, outcome.allocated_min_roi, n_boot)
+    out["budget"] = budget
     out["budget_bands"] = bands
     return out
 

@@ -101,15 +101,18 @@ def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: in
     """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: points breaking
     it from the cached ``FloorPath``) or the frontier's arrays; with the model's held-out measurement,
     the forecast columns of ``pipeline.curve_forecast``."""
-    if cached.problem.min_roi is not None:
-        df = plan_curve(cached.problem, cached.conversions, budgets=budgets, n_points=n_points,
-                        arm_names=config.arm_names, path=_WithArmSpend(cached.frontier), floor=cached.floor)
-        cols = {c: df[c].to_numpy() for c in df.columns}
-    else:
-        if budgets is None:
-            budgets = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
-        cols = dict(cached.frontier.curve(budgets, config.arm_names, spend_per_arm=True))
+    def curve_at(held):
+        if cached.problem.min_roi is not None:
+            df = plan_curve(cached.problem, cached.conversions, budgets=held, n_points=n_points,
+                            arm_names=config.arm_names, path=_WithArmSpend(cached.frontier), floor=cached.floor)
+            return {c: df[c].to_numpy() for c in df.columns}
+        if held is None:
+            held = np.linspace(0.0, cached.frontier.max_useful_spend, n_points)
+        cols = dict(cached.frontier.curve(held, config.arm_names, spend_per_arm=True))
         cols["resolved"] = np.zeros(len(cols["budget"]), dtype=bool)
+        return cols
+
+    cols = pipeline.on_held_budgets(budgets, cached.correction, curve_at)  # each budget held on the forecast
     if cached.correction:
         cols.update(pipeline.curve_forecast(cols, cached.correction, config.objective, cached.problem.n_users) or {})
     return {c: np.asarray(v).tolist() for c, v in cols.items()}

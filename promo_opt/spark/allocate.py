@@ -339,8 +339,8 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
     """Allocate the users of a Spark scores DataFrame; write the targeting list atomically.
 
     Same policy, objective and certificate as :func:`promo_opt.pipeline.allocate` on the same rows in
-    the same order, the ROI floor held on the forecast of the model's ``correction`` as there
-    (:func:`promo_opt.pipeline.allocation_floor`). ``direct_limit`` (default: the single-machine
+    the same order, the ROI floor and the budget held on the forecast of the model's ``correction`` as there
+    (:func:`promo_opt.pipeline.allocation_floor`, :func:`promo_opt.pipeline.allocation_budget`). ``direct_limit`` (default: the single-machine
     dual's) is the number of treatable users up to which they are collected and solved on the
     driver, as one machine does.
     """
@@ -362,6 +362,7 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
             summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction)
         else:
             floor = pipeline.allocation_floor(min_roi, correction)
+            held = pipeline.allocation_budget(budget, correction)
             confidence = config.constraints.min_roi_confidence
             if confidence is not None and min_roi:  # guarantee mode, as pipeline.allocate holds it
                 from promo_opt.evaluation.guarantee import guaranteed_floor
@@ -369,7 +370,7 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                 corr = pipeline._guarantee_correction(correction)
 
                 def solve_at(m):  # every solve writes the targets; the last one is the policy returned
-                    out = _allocate_distributed(spark, config, idx, targets_path, budget, m)
+                    out = _allocate_distributed(spark, config, idx, targets_path, held, m)
                     return out, out["expected"]
 
                 summary, _, guarantee = pipeline.with_floor_named(
@@ -378,8 +379,8 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                 summary["roi_guarantee"] = guarantee.as_dict()
             else:
                 summary = pipeline.with_floor_named(
-                    lambda: _allocate_distributed(spark, config, idx, targets_path, budget, floor), min_roi, floor)
-            summary.update(min_roi=min_roi, allocated_min_roi=floor)
+                    lambda: _allocate_distributed(spark, config, idx, targets_path, held, floor), min_roi, floor)
+            summary.update(budget=budget, allocated_budget=held, min_roi=min_roi, allocated_min_roi=floor)
     finally:
         idx.df.unpersist()
     summary["engine"] = "spark"

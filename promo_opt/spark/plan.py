@@ -49,8 +49,8 @@ def _segments(pdf, config, min_roi):
 def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float | None = None, n_points: int = 50,
          direct_limit: int | None = None, partitions: int | None = None, n_bins: int = 4096,
          correction: dict | None = None) -> tuple[pd.DataFrame, list]:
-    """The budget curve (same columns and rows as :func:`promo_opt.pipeline.plan`, the floor held on
-    the forecast of the model's ``correction`` as there) and the pass log."""
+    """The budget curve (same columns and rows as :func:`promo_opt.pipeline.plan`, the floor and each budget
+    held on the forecast of the model's ``correction`` as there) and the pass log."""
     if pipeline._side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning")
@@ -64,10 +64,12 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
             with user_errors():
                 pdf = idx.df.toPandas()
             pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
-            curve = pipeline.plan(config, pdf, budgets, min_roi=min_roi, n_points=n_points)
+            curve = pipeline.on_held_budgets(budgets, correction,
+                                             lambda b: pipeline.plan(config, pdf, b, min_roi=min_roi, n_points=n_points))
             plog.add("collect and plan on the driver", time.perf_counter() - t0, users=int(len(pdf)))
         else:
-            curve = _plan_distributed(spark, config, idx, budgets, min_roi, n_points, n_bins)
+            curve = pipeline.on_held_budgets(budgets, correction, lambda b: _plan_distributed(
+                spark, config, idx, b, min_roi, n_points, n_bins))
     finally:
         idx.df.unpersist()
     return pipeline.with_curve_forecast(curve, correction, config.objective, idx.n_treat), plog.passes

@@ -545,7 +545,11 @@ function showAllocation(a) {
   facts($("certificate"), [
     ["solver", `${s.solver} (${s.solver_status})`], ["objective", s.objective],
     ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
-    ["budget", fmt(s.budget ?? NaN)], ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
+    ["budget", fmt(s.budget ?? NaN)],
+    // the budget held on the forecast: the model's expected spend the allocator held (pipeline.allocation_budget)
+    ...(s.allocated_budget != null && s.budget != null && Math.abs(s.allocated_budget - s.budget) > 1e-9 * Math.max(1, s.budget)
+      ? [["expected spend held at (budget on the forecast)", fmt(s.allocated_budget)]] : []),
+    ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
   // what the CLI prints first and the report puts on top, in its order (promo_opt/report/warnings.py): the
   // model's drift check, a budget left unspent, a forecast whose 90% interval does not show a gain
