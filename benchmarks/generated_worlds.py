@@ -328,7 +328,9 @@ def world_arguments(ap: argparse.ArgumentParser, sizes: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     world_arguments(ap, "20000,100000")
-    ap.add_argument("--seed", type=int, default=0, help="campaign seed added to the world seed")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="campaign seed of the first world; the i-th world of this run gets seed + i (so a run split "
+                         "with --first K needs --seed K to make the same campaigns, and the same floors, as one run)")
     ap.add_argument("--baseline", action="store_true")
     ap.add_argument("--floors-only", action="store_true",
                     help="only the runs that get an ROI floor (campaign seed divisible by 3): an ablation of a change "
