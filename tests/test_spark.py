@@ -94,15 +94,20 @@ def test_distributed_allocation_equals_single_machine(spark, scores_file, reduce
     path, scores = scores_file
     cfg = make_config(**constraints).model_copy(update={"objective": objective})
     one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
-    # a model whose held-out returns beat its expectations by 10%: both engines hold the floor on the forecast
-    corr = {"applied": True, **ForecastCorrection(ratio={**one, "incremental_revenue": 1.1}, raw_ratio=dict(one),
-                                                  ratio_se=dict(one)).as_dict()}
+    # a model whose held-out returns beat its expectations by 10% and whose users cost 20% more than it says:
+    # both engines hold the floor and the budget on the forecast
+    corr = {"applied": True, **ForecastCorrection(ratio={**one, "incremental_revenue": 1.1, "spend": 1.2},
+                                                  raw_ratio=dict(one), ratio_se=dict(one)).as_dict()}
     local = pipeline.allocate(cfg, scores, correction=corr)
     out = spark_allocate.allocate(spark, cfg, spark.read.parquet(str(path)), str(tmp_path / "targets.parquet"),
                                   direct_limit=DIRECT, partitions=3, correction=corr)
     s, ls = out.summary, local.summary
     assert s["min_roi"] == ls["min_roi"] == constraints.get("min_roi")
-    assert s["allocated_min_roi"] == ls["allocated_min_roi"] == (constraints["min_roi"] / 1.1 if "min_roi" in constraints else None)
+    assert s["allocated_min_roi"] == ls["allocated_min_roi"]
+    assert ls["allocated_min_roi"] == (pytest.approx(constraints["min_roi"] * 1.2 / 1.1) if "min_roi" in constraints else None)
+    assert s["budget"] == ls["budget"] == constraints.get("budget")
+    assert s["allocated_budget"] == ls["allocated_budget"]
+    assert ls["allocated_budget"] == (pytest.approx(constraints["budget"] / 1.2) if "budget" in constraints else None)
     assert s["reduction"].startswith("reduced") and "free users" in s["reduction"]
     assert ls["solver"] == s["solver"] == "dual"
     targets = pd.read_parquet(tmp_path / "targets.parquet")
@@ -183,12 +188,16 @@ def test_plan_equals_single_machine(spark, scores_file, reduced_everywhere) -> N
 
     ones = {k: 1.0 for k in ("incremental_conversions", "incremental_revenue", "spend")}
     corr = {"applied": True, **ForecastCorrection(
-        ratio={**ones, "incremental_conversions": 0.8}, raw_ratio={**ones, "incremental_conversions": 0.75},
+        ratio={**ones, "incremental_conversions": 0.8, "spend": 1.2}, raw_ratio={**ones, "incremental_conversions": 0.75},
         ratio_se={k: 0.1 for k in ones}, ratio_cov=(np.eye(3) * 0.01).tolist()).as_dict()}
     local = pipeline.plan(cfg, scores, budgets, correction=corr)
     curve, _ = spark_plan.plan(spark, cfg, spark.read.parquet(str(path)), budgets, direct_limit=DIRECT, n_bins=64,
                                correction=corr)
     assert list(curve.columns) == list(local.columns) and set(pipeline.FORECAST_COLUMNS) <= set(curve.columns)
+    assert curve["budget"].tolist() == local["budget"].tolist() == budgets  # each budget held at budget / 1.2
+    assert (curve["spend"] <= curve["budget"] / 1.2 * (1 + 1e-9)).all() and curve["spend"].iloc[2] > 1000.0 / 1.2 * 0.99
+    for col in ("spend", "incremental_conversions"):
+        np.testing.assert_allclose(curve[col].to_numpy(), local[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
     for col in pipeline.FORECAST_COLUMNS:
         np.testing.assert_allclose(curve[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float), rtol=1e-9,
                                    atol=1e-12, err_msg=col)
