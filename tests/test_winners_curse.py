@@ -260,6 +260,10 @@ def test_the_budget_is_held_on_the_forecast(run_out, small_campaign):
     assert curve["forecast_spend"].iloc[1] == pytest.approx(o.summary["forecast"]["spend"], rel=1e-3)
     assert curve["spend"].iloc[0] <= 0.5 * b / 1.25 * (1 + 1e-9)
     assert o.allocated_budget == o.summary["allocated_budget"]
+    from promo_opt.report.html import render_report  # the report names the held budget, as the CLI does
+
+    assert "expected spend held at (budget on the forecast)" in render_report(
+        o.summary, pipeline.budget_curve(cfg, o, correction=corr), model.metrics)
     assert compare_policies(cfg, model, o, n_boot=20, n_bands=2)["budget"] == b  # the planner's, as labelled
     one = {**corr, "ratio": {**corr["ratio"], "spend": 1.0}}
     same = pipeline.allocate(cfg, scores, correction=one)

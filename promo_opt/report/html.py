@@ -149,6 +149,9 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         ("expected incremental conversions", e["incremental_conversions"]),
         ("expected spend", e["spend"]),
         ("budget", budget if budget is not None else float("nan")),
+        *([("expected spend held at (budget on the forecast)", summary["allocated_budget"])]
+          if budget and summary.get("allocated_budget") is not None
+          and abs(summary["allocated_budget"] - budget) > 1e-9 * max(1.0, budget) else []),
         ("expected incremental revenue", e["incremental_revenue"]),
         ("expected ROI", e["roi"]),
         *([("forecast incremental conversions (winner's curse corrected)", summary["forecast"]["incremental_conversions"]),
