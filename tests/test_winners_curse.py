@@ -230,7 +230,7 @@ def test_allocate_plan_and_the_summary_hold_the_floor_on_the_forecast(run_out, s
     assert curve["spend"].iloc[0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-3)
 
 
-def test_the_budget_is_held_on_the_forecast(run_out, small_campaign):
+def test_the_budget_is_held_on_the_forecast(run_out, small_campaign, capsys):
     """Spend ratio 1.25: the twin's users cost 1.25x what the model says, so the allocator holds the model's
     expected spend at budget / 1.25 and the forecast spend meets the budget instead of overspending it by a
     quarter. The list is the uncorrected list at budget / 1.25; the curve's point at the budget is that policy,
@@ -264,6 +264,11 @@ def test_the_budget_is_held_on_the_forecast(run_out, small_campaign):
 
     assert "expected spend held at (budget on the forecast)" in render_report(
         o.summary, pipeline.budget_curve(cfg, o, correction=corr), model.metrics)
+    from promo_opt.cli import _print_summary
+
+    _print_summary(o.summary, run_out)
+    assert f"budget          {b:,.0f} on the forecast: the model's expected spend held at <= {b / 1.25:,.0f} " \
+           "(held-out spend is 1.25x the model's)" in capsys.readouterr().out
     assert compare_policies(cfg, model, o, n_boot=20, n_bands=2)["budget"] == b  # the planner's, as labelled
     one = {**corr, "ratio": {**corr["ratio"], "spend": 1.0}}
     same = pipeline.allocate(cfg, scores, correction=one)
