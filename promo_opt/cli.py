@@ -61,7 +61,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
                         f"ROI {f['roi']:.3g}{span}")
     budget_held = summary.get("allocated_budget")
-    if budget is not None and budget_held is not None and abs(budget_held - budget) > 1e-9 * max(1.0, budget):
+    if pipeline.held_moved(budget, budget_held):
         lines.insert(len(lines) - 1, f"budget          {budget:,.0f} on the forecast: the model's expected spend held at <= "
                         f"{budget_held:,.0f} (held-out spend is {budget / budget_held:.3g}x the model's)")
     floor, held = summary.get("min_roi"), summary.get("allocated_min_roi")

@@ -18,7 +18,7 @@ from promo_opt.allocation import Allocation, AllocationProblem, solve
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
 from promo_opt.evaluation.forecast import (FORECAST_COLUMNS, corrected_forecast, curve_forecast,  # noqa: F401
-                                          evidence_flags, evidence_warning, with_curve_forecast)
+                                          evidence_flags, evidence_warning, held_moved, with_curve_forecast)
 from promo_opt.data import (Candidates, load_candidates, load_training, numeric_columns, read_table, segment_labels,
                             write_json, write_table)
 from promo_opt.economics import Economics, build_problem, campaign_economics
@@ -578,9 +578,7 @@ def _guarantee_correction(correction: dict | None):
     return ForecastCorrection.from_dict(correction)
 
 
-def floor_moved(min_roi: float | None, floor: float | None) -> bool:
-    """Whether the allocator held a floor other than the planner's (:func:`allocation_floor` moved it)."""
-    return bool(min_roi) and floor is not None and abs(floor - min_roi) > 1e-9 * max(1.0, abs(min_roi))
+floor_moved = held_moved  # the floor the allocator held is not the planner's (allocation_floor moved it)
 
 
 def with_floor_named(solve, min_roi: float | None, floor: float | None):

@@ -10,6 +10,13 @@ import numpy as np
 import pandas as pd
 
 
+def held_moved(asked: float | None, held: float | None) -> bool:
+    """Whether the allocator held a number other than the planner's: a floor (``allocation_floor``) or a budget
+    (``allocation_budget``) that the held-out measurement moved onto the forecast. The CLI, the report and the
+    infeasibility message name the held one only then."""
+    return bool(asked) and held is not None and abs(held - asked) > 1e-9 * max(1.0, abs(asked))
+
+
 def evidence_flags(conv_lo, conv_hi, net_lo, objective: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Elementwise, for one plan or a budget curve's points: (the 90% interval of the incremental
     conversions reaches zero, the net revenue's does under the objective ``net_revenue``). A plan that

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from promo_opt.evaluation.forecast import held_moved  # noqa: E402
 from promo_opt.report.style import arm_color, fit_ticks, readable_axes  # noqa: E402
 from promo_opt.report.warnings import summary_warnings  # noqa: E402
 
@@ -150,8 +151,7 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         ("expected spend", e["spend"]),
         ("budget", budget if budget is not None else float("nan")),
         *([("expected spend held at (budget on the forecast)", summary["allocated_budget"])]
-          if budget and summary.get("allocated_budget") is not None
-          and abs(summary["allocated_budget"] - budget) > 1e-9 * max(1.0, budget) else []),
+          if held_moved(budget, summary.get("allocated_budget")) else []),
         ("expected incremental revenue", e["incremental_revenue"]),
         ("expected ROI", e["roi"]),
         *([("forecast incremental conversions (winner's curse corrected)", summary["forecast"]["incremental_conversions"]),
