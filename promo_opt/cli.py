@@ -64,6 +64,11 @@ def _print_summary(summary: dict, out: Path) -> None:
     if pipeline.held_moved(budget, budget_held):
         lines.insert(len(lines) - 1, f"budget          {budget:,.0f} on the forecast: the model's expected spend held at <= "
                         f"{budget_held:,.0f} (held-out spend is {budget / budget_held:.3g}x the model's)")
+    weight = summary.get("allocated_cost_weight")
+    if weight is not None and weight != 1.0:
+        lines.insert(len(lines) - 1, f"net revenue     held on the forecast: a user gets a promotion where its incremental "
+                                     f"revenue exceeds {weight:.3g}x its cost (the held-out campaign showed this "
+                                     "break-even pays more than the plain one)")
     floor, held = summary.get("min_roi"), summary.get("allocated_min_roi")
     if pipeline.floor_moved(floor, held) and not summary.get("roi_guarantee"):
         lines.insert(4, f"ROI floor       {floor:g} on the forecast: the model's expected ROI held at >= {held:.3g} "

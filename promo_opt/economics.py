@@ -40,11 +40,14 @@ class Economics:
     def net_revenue(self) -> np.ndarray:
         return self.incremental_revenue - self.spend
 
-    def gain(self, objective: str) -> np.ndarray:
+    def gain(self, objective: str, cost_weight: float = 1.0) -> np.ndarray:
+        """The allocator's gain per user x arm. ``cost_weight``: the weight of the spend in the net revenue
+        (``incremental_revenue - cost_weight x spend``), the break-even held on the held-out measurement
+        (:func:`promo_opt.pipeline.allocation_cost_weight`); 1 is the plain net revenue."""
         if objective == "conversions":
             return self.incremental_conversions
         if objective == "net_revenue":
-            return self.net_revenue
+            return self.net_revenue if cost_weight == 1.0 else self.incremental_revenue - cost_weight * self.spend
         if objective == "long_term_value":
             if self.long_term_multiplier is None:
                 raise ValueError("objective 'long_term_value' needs the arms' long-term multipliers "
@@ -125,8 +128,9 @@ def campaign_economics(config: CampaignConfig, p: np.ndarray, value: np.ndarray)
 
 def build_problem(econ: Economics, config: CampaignConfig, *, budget: float | None = None,
                   min_roi: float | None = None, segment: np.ndarray | None = None,
-                  segment_names: Sequence[str] | None = None) -> AllocationProblem:
-    """The allocation problem of a campaign: gains by objective, constraints from the config."""
+                  segment_names: Sequence[str] | None = None, cost_weight: float = 1.0) -> AllocationProblem:
+    """The allocation problem of a campaign: gains by objective (``cost_weight``: :meth:`Economics.gain`),
+    constraints from the config."""
     if config.objective == "long_term_value":  # issue 13: the arms' long-term multipliers
         from promo_opt.ltv.objective import ensure_long_term
 
@@ -147,7 +151,7 @@ def build_problem(econ: Economics, config: CampaignConfig, *, budget: float | No
             )
         seg_budgets = tuple(float(budgets[s]) for s in segment_names)
     return AllocationProblem(
-        gain=econ.gain(config.objective), spend=econ.spend, revenue=econ.incremental_revenue,
+        gain=econ.gain(config.objective, cost_weight), spend=econ.spend, revenue=econ.incremental_revenue,
         budget=budget, min_roi=min_roi, arm_caps=caps, segment=segment,
         segment_budgets=seg_budgets, arm_names=tuple(config.arm_names),
     )

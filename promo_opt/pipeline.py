@@ -17,6 +17,7 @@ import pandas as pd
 from promo_opt.allocation import Allocation, AllocationProblem, solve
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
+from promo_opt.evaluation.breakeven import held_out_cost_weight, twin_unlike_list
 from promo_opt.evaluation.forecast import (FORECAST_COLUMNS, corrected_forecast, curve_forecast,  # noqa: F401
                                           evidence_flags, evidence_warning, held_moved, with_curve_forecast)
 from promo_opt.data import (Candidates, load_candidates, load_training, numeric_columns, read_table, segment_labels,
@@ -123,10 +124,12 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
 
 
 def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
-                        n_candidates: int | None, weights: np.ndarray | None = None) -> dict:
+                        n_candidates: int | None, weights: np.ndarray | None = None,
+                        candidates_economics=None) -> dict:
     """The chosen learner's policy on its held-out folds (:mod:`promo_opt.evaluation.heldout`): the
     winner's-curse correction (applied unless ``model.correct_forecast`` is false) and the forecast's
-    uncertainty, as saved in the model's metrics.
+    uncertainty, as saved in the model's metrics. ``candidates_economics()``: the final model's economics of
+    the treatable candidates (called only where a net revenue break-even moved, :func:`twin_unlike_list`).
 
     ``{"applied": False, "reason": ...}`` when it cannot be measured.
     """
@@ -171,13 +174,36 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
     twin_floor = min_roi * corr.floor_scale if corr.floor_scale is not None else (None if note.get("floor_dropped")
                                                                                    else min_roi)
 
+    weight = 1.0
+    if config.objective == "net_revenue" and config.model.correct_forecast and (not min_roi or corr.floor_scale is not None):
+        def measure_weight(c):
+            """The twin at the net revenue's weight ``c`` on spend, its floor the campaign twin's."""
+            moved = config.model_copy(update={"constraints": config.constraints.model_copy(
+                update={"min_roi": twin_floor})})
+            return heldout_policy(moved, oof, data.arm, data.converted, data.value, data.propensity, vhat,
+                                  n_candidates, weights=weights, cost_weight=c)
+
+        try:
+            weight, note["cost_weight_search"] = held_out_cost_weight(measure_weight, min_roi, config.seed,
+                                                                      FLOOR_TOLERANCE)
+        except PromoOptError as err:  # the twin cannot be allocated at its own floor: keep the plain break-even
+            note["cost_weight_search"] = f"not searched: {err}"
+        if weight != 1.0:
+            twin = measure_weight(weight)
+            unlike = twin_unlike_list(config, twin, weights, candidates_economics, twin_floor, weight)
+            if unlike:
+                note["cost_weight_dropped"] = unlike
+                weight = 1.0
+            else:
+                corr = replace(measure(twin), floor_scale=corr.floor_scale, cost_weight=weight)
+
     def measure_budget(budget):
         """The twin at another budget, its floor the campaign twin's, with the calibration's part of its own
         policy (a few picked users carry a larger relative calibration error than the campaign's many)."""
         moved = config.model_copy(update={"constraints": config.constraints.model_copy(
             update={"budget": budget, "min_roi": twin_floor})})
         return measure(heldout_policy(moved, oof, data.arm, data.converted, data.value, data.propensity, vhat,
-                                      n_candidates, weights=weights))
+                                      n_candidates, weights=weights, cost_weight=weight))
 
     corr = replace(corr, by_budget=budget_twins(config, corr, n_candidates, measure_budget))
     return {"applied": True, "corrected": config.model.correct_forecast, **note, **corr.as_dict()}
@@ -304,7 +330,15 @@ def _train(config: CampaignConfig, progress=None) -> TrainedModel:
         progress=progress, outcome_type=config.data.outcome_type, sample_weight=weights, race=config.model.race,
     )
     uplift = fitted[selection.chosen]
-    correction = forecast_correction(config, uplift, data, vhat, n_candidates, weights=weights)
+    def candidates_economics():
+        """The final model's economics of the treatable candidates (as ``allocate`` will see them)."""
+        Zc = pre.transform(candidates.X)
+        v = value_model.predict(Zc) if value_model is not None else np.ones(len(Zc))
+        treat = ~holdout_mask(n_candidates, config.holdout.fraction, config.seed)
+        return campaign_economics(config, uplift.predict_proba(Zc), v).subset(treat)
+
+    correction = forecast_correction(config, uplift, data, vhat, n_candidates, weights=weights,
+                                     candidates_economics=candidates_economics if n_candidates else None)
     metrics = {
         "n_train": int(len(data.arm)),
         "outcome_type": config.data.outcome_type,
@@ -411,6 +445,7 @@ class AllocationOutcome:
     segment_names: list[str] | None = None
     allocated_min_roi: float | None = None  # the floor on the model's expected ROI the allocator held (allocation_floor)
     allocated_budget: float | None = None  # the budget on the model's expected spend the allocator held (allocation_budget)
+    allocated_cost_weight: float = 1.0  # the net revenue's weight on spend the allocator held (allocation_cost_weight)
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
@@ -438,9 +473,11 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         names = [str(x) for x in names]
 
     held = allocation_budget(budget, correction)
+    weight = allocation_cost_weight(config.objective, correction)
 
     def solve_at(floor):
-        problem = build_problem(sub, config, budget=held, min_roi=floor, segment=segment, segment_names=names)
+        problem = build_problem(sub, config, budget=held, min_roi=floor, segment=segment, segment_names=names,
+                                cost_weight=weight)
         res = solve(problem, solver=config.solver)
         return res, sub.totals(res.arm)
 
@@ -471,6 +508,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "allocated_budget": held,
         "min_roi": min_roi,
         "allocated_min_roi": floor,
+        **({"allocated_cost_weight": weight} if config.objective == "net_revenue" else {}),
         "n_candidates": int(n),
         "holdout_size": int(hold.sum()),
         "expected": {**totals},
@@ -501,7 +539,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,
                              min_roi=min_roi, targets=targets, summary=summary, segment=segment, segment_names=names,
-                             allocated_min_roi=floor, allocated_budget=held)
+                             allocated_min_roi=floor, allocated_budget=held, allocated_cost_weight=weight)
 
 
 def allocation_floor(min_roi: float | None, correction: dict | None) -> float | None:
@@ -528,6 +566,16 @@ def budget_scale(correction: dict | None) -> float:
     if not correction or not correction.get("applied"):
         return 1.0
     return ForecastCorrection.from_dict(correction).spend_scale()
+
+
+def allocation_cost_weight(objective: str, correction: dict | None) -> float:
+    """The weight of the spend in the allocator's gain under the objective ``net_revenue`` (incremental revenue
+    - weight x spend): the one the held-out twin showed pays surest (:func:`held_out_cost_weight`); 1 (the plain
+    net revenue) under other objectives, without an applied correction, or for a model trained before it existed.
+    Every door goes through it, so the curve and the list agree."""
+    if objective != "net_revenue" or not correction or not correction.get("applied"):
+        return 1.0
+    return float(correction.get("cost_weight") or 1.0)
 
 
 def allocation_budget(budget: float | None, correction: dict | None) -> float | None:
@@ -633,23 +681,24 @@ def _side_constraints(config: CampaignConfig) -> bool:
 
 
 def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi: float | None = None,
-         n_points: int = 50, correction: dict | None = None) -> pd.DataFrame:
+         n_points: int = 50, correction: dict | None = None, cost_weight: float | None = None) -> pd.DataFrame:
     """What-if: the budget curve over the treatable (non-holdout) candidates of a scores table.
 
     ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying. The ROI floor
     (config's unless given) is honoured: budgets whose path point breaks it are re-solved; with the
     model's ``correction``, the floor and each budget on the forecast as :func:`allocate` holds them
     (:func:`held_floor`: guarantee mode included; :func:`on_held_budgets`), and every point gets the forecast columns of :func:`curve_forecast` (the winner's-curse corrected totals,
-    their 90% intervals, the warning).
+    their 90% intervals, the warning). ``cost_weight``: the net revenue's weight on spend, when the caller holds
+    it (default: :func:`allocation_cost_weight` of ``correction``).
     """
-    problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction)
+    problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction, cost_weight=cost_weight)
     curve = on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
                                                                       arm_names=config.arm_names))
     return with_curve_forecast(curve, correction, config.objective, problem.n_users)
 
 
 def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
-                 correction: dict | None = None) -> tuple[AllocationProblem, np.ndarray]:
+                 correction: dict | None = None, cost_weight: float | None = None) -> tuple[AllocationProblem, np.ndarray]:
     """What ``plan`` curves: the budget/ROI problem over the treatable candidates and their (n, K)
     incremental conversions. Built once, it answers many budget questions (the service caches it)."""
     if _side_constraints(config):
@@ -659,18 +708,20 @@ def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
     floor = held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
-    return _budget_roi_problem(config, econ, treat, floor)
+    weight = allocation_cost_weight(config.objective, correction) if cost_weight is None else cost_weight
+    return _budget_roi_problem(config, econ, treat, floor, weight)
 
 
-def _budget_roi_problem(config, econ: Economics, treat, min_roi) -> tuple[AllocationProblem, np.ndarray]:
+def _budget_roi_problem(config, econ: Economics, treat, min_roi,
+                        cost_weight: float = 1.0) -> tuple[AllocationProblem, np.ndarray]:
     sub = econ.subset(treat)
-    full = build_problem(sub, config, budget=None, min_roi=min_roi)
+    full = build_problem(sub, config, budget=None, min_roi=min_roi, cost_weight=cost_weight)
     problem = AllocationProblem(full.gain, full.spend, full.revenue, min_roi=min_roi)  # budget and ROI only
     return problem, sub.incremental_conversions
 
 
-def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50) -> pd.DataFrame:
-    problem, conversions = _budget_roi_problem(config, econ, treat, min_roi)
+def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50, cost_weight: float = 1.0) -> pd.DataFrame:
+    problem, conversions = _budget_roi_problem(config, econ, treat, min_roi, cost_weight)
     return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
 
 
@@ -681,8 +732,9 @@ def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: i
     top = 2.0 * outcome.budget if outcome.budget else None
     budgets = np.linspace(0, top, n_points) if top else None
     floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
+    weight = allocation_cost_weight(config.objective, correction)
     curve = on_held_budgets(budgets, correction, lambda b: _plan_econ(config, outcome.econ, ~outcome.holdout, b, floor,
-                                                                      n_points))
+                                                                      n_points, weight))
     return with_curve_forecast(curve, correction, config.objective, int((~outcome.holdout).sum()))
 
 

@@ -96,8 +96,9 @@ def test_distributed_allocation_equals_single_machine(spark, scores_file, reduce
     one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
     # a model whose held-out returns beat its expectations by 10% and whose users cost 20% more than it says:
     # both engines hold the floor and the budget on the forecast
+    # and, under net_revenue, whose twin found the break-even at 0.84x the cost
     corr = {"applied": True, **ForecastCorrection(ratio={**one, "incremental_revenue": 1.1, "spend": 1.2},
-                                                  raw_ratio=dict(one), ratio_se=dict(one)).as_dict()}
+                                                  raw_ratio=dict(one), ratio_se=dict(one), cost_weight=0.84).as_dict()}
     local = pipeline.allocate(cfg, scores, correction=corr)
     out = spark_allocate.allocate(spark, cfg, spark.read.parquet(str(path)), str(tmp_path / "targets.parquet"),
                                   direct_limit=DIRECT, partitions=3, correction=corr)
@@ -108,6 +109,7 @@ def test_distributed_allocation_equals_single_machine(spark, scores_file, reduce
     assert s["budget"] == ls["budget"] == constraints.get("budget")
     assert s["allocated_budget"] == ls["allocated_budget"]
     assert ls["allocated_budget"] == (pytest.approx(constraints["budget"] / 1.2) if "budget" in constraints else None)
+    assert s.get("allocated_cost_weight") == ls.get("allocated_cost_weight") == (0.84 if objective == "net_revenue" else None)
     assert s["reduction"].startswith("reduced") and "free users" in s["reduction"]
     assert ls["solver"] == s["solver"] == "dual"
     targets = pd.read_parquet(tmp_path / "targets.parquet")
@@ -201,6 +203,15 @@ def test_plan_equals_single_machine(spark, scores_file, reduced_everywhere) -> N
     for col in pipeline.FORECAST_COLUMNS:
         np.testing.assert_allclose(curve[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float), rtol=1e-9,
                                    atol=1e-12, err_msg=col)
+    # under net_revenue both engines hold the break-even the twin found (0.84x the cost): more users than at 1
+    net = make_config(budget=1000.0).model_copy(update={"objective": "net_revenue"})  # no floor: the break-even binds
+    weighted = {**corr, "cost_weight": 0.84}
+    local = pipeline.plan(net, scores, budgets, correction=weighted)
+    curve, _ = spark_plan.plan(spark, net, spark.read.parquet(str(path)), budgets, direct_limit=DIRECT, n_bins=64,
+                               correction=weighted)
+    for col in ("spend", "incremental_conversions", "objective"):
+        np.testing.assert_allclose(curve[col].to_numpy(), local[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+    assert local["spend"].iloc[-1] > pipeline.plan(net, scores, budgets, correction=corr)["spend"].iloc[-1]
 
 
 def test_infeasible_roi_floor_and_bad_scores_name_the_problem(spark, scores_file, tmp_path) -> None:

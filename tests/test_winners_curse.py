@@ -455,3 +455,182 @@ def test_a_trained_model_measures_its_twin_at_four_budgets(run_out, small_campai
     for k in TOTALS:
         assert f["interval90"][k] == pytest.approx([min(own[k][0], there[k][0]), max(own[k][1], there[k][1])])
     assert there != own  # the quarter-budget twin measured something else
+
+
+def _flattening_world(n, seed, flatten):
+    """Randomized 2-arm data: 10% of the users respond strongly (uplift 0.05, true ROI 2 on a voucher costing
+    0.25 per conversion), the rest barely (uplift 0.005, ROI 0.36). The model keeps ``flatten`` of each user's
+    uplift and puts the rest at the mean: 0.15 puts the strong responders' expected ROI at 0.95, under the plain
+    break-even, as a smoothing learner flattens a rare type."""
+    rng = np.random.default_rng(seed)
+    strong = rng.random(n) < 0.1
+    tau = np.where(strong, 0.05, 0.005)
+    p = np.column_stack([np.full(n, 0.05), 0.05 + tau])
+    model = np.column_stack([p[:, 0], 0.05 + flatten * tau + (1 - flatten) * tau.mean()])
+    arm = rng.integers(0, 2, size=n)
+    y = (rng.random(n) < p[np.arange(n), arm]).astype(np.int64)
+    cfg = CampaignConfig(name="t", objective="net_revenue", data={"train": "x.csv", "candidates": "y.csv"},
+                         arms=[ArmConfig(name="control", control=True), ArmConfig(name="v", cost_per_conversion=0.25)],
+                         constraints={"budget": 1e9})
+    return cfg, p, model, arm, y
+
+
+def test_the_net_revenue_break_even_is_searched_on_the_twin():
+    """A model that flattens a rare strong type sees no user above the plain break-even, so the list treats
+    no one where the strong responders pay twice their cost. The twin measured at weights under 1 shows the
+    gain; the weight kept treats exactly the strong type (true net revenue > 0), not everyone (which loses
+    money). A right model keeps the plain break-even: no weight gains on the held-out rows."""
+    from promo_opt.evaluation.breakeven import COST_WEIGHTS, held_out_cost_weight
+
+    n = 200_000
+    for flatten, moves in ((0.15, True), (1.0, False)):
+        cfg, p, model, arm, y = _flattening_world(n, 1, flatten)
+
+        def measure_weight(c):
+            return heldout_policy(cfg, model, arm, y, None, None, np.ones(n), n_candidates=n, cost_weight=c)
+
+        weight, tried = held_out_cost_weight(measure_weight)
+        true = compute_economics(p, np.ones(n), cfg.ordered_arms)
+        if moves:
+            assert measure_weight(1.0).arm.sum() == 0  # the plain break-even treats no one: both sides are tried
+            assert [t["cost_weight"] for t in tried] == list(COST_WEIGHTS)
+            assert 0.6 < weight < 0.95
+            picked = measure_weight(weight).arm
+            assert (picked == 1).sum() > 0 and true.totals(picked)["net_revenue"] > 0
+            assert true.totals(measure_weight(0.5).arm)["net_revenue"] < 0  # everyone: a loss, not chosen
+        else:  # one side only, the one the twin's ratio of returns to spend points to
+            sides = {t["cost_weight"] < 1 for t in tried}
+            assert weight == 1.0 and len(tried) == 4 and len(sides) == 1
+
+
+def test_a_cost_weight_counts_only_where_its_twin_meets_the_floor():
+    """With an ROI floor, a weight whose twin is not forecast to meet min_roi is skipped however much it gains;
+    without gains beyond two standard errors, or where the moved twin itself loses money, the plain break-even
+    stays."""
+    from promo_opt.evaluation.heldout import HeldOutPolicy
+    from promo_opt.evaluation.offpolicy import PolicyContributions
+    from promo_opt.evaluation.breakeven import held_out_cost_weight
+
+    n = 10_000
+    noise = np.random.default_rng(0).normal(scale=0.01, size=n)  # the same rows' noise in every twin
+
+    def twin(spend_per_row, roi):
+        """A twin whose rows each spend ``spend_per_row`` and return ``roi`` times it, as the model expected."""
+        spend = np.full(n, spend_per_row)
+        rev = spend * roi + noise * spend_per_row
+        realized = PolicyContributions(conversions=rev, revenue=rev, spend=spend)
+        return HeldOutPolicy(arm=np.ones(n, dtype=np.int64), realized=realized,
+                             expected={"incremental_conversions": float(rev.sum()), "incremental_revenue": float(rev.sum()),
+                                       "spend": float(spend.sum())})
+
+    # weight 0.71 gains most (net 0.6 a row against 0.25) but returns 1.15, under min_roi 1.2; the others gain
+    # less (0.33 a row) at 1.22
+    def measure(c):
+        return twin(1.0, 1.25) if c == 1.0 else twin(4.0, 1.15) if abs(c - 2 ** -0.5) < 1e-9 else twin(1.5, 1.22)
+
+    weight, tried = held_out_cost_weight(measure, min_roi=1.2)
+    assert weight == pytest.approx(2 ** -0.25)  # of the weights that tie, the nearest to 1
+    assert [t["floor_met"] for t in tried if abs(t["cost_weight"] - 2 ** -0.5) < 1e-9] == [False]
+    weight, _ = held_out_cost_weight(measure)  # without a floor the largest sure gain wins
+    assert weight == pytest.approx(2 ** -0.5)
+    assert held_out_cost_weight(lambda c: twin(1.0, 1.25))[0] == 1.0  # no gain: the plain break-even
+    # a sure gain over a twin that loses money, to a twin that still loses money: no gain over treating no one
+    weight, tried = held_out_cost_weight(lambda c: twin(1.0, 0.5 if c == 1.0 else 0.8))
+    assert weight == 1.0 and all(t["gain"] > 10 * t["se"] and not t["pays"] for t in tried)
+
+
+def test_the_cost_weight_reaches_every_door(run_out, small_campaign, capsys):
+    """The weight the twin found is held by the list, the curve, the summary and the CLI alike; it acts only
+    under the objective net_revenue. With a budget too large to bind, the weight 0.8 treats users the plain
+    break-even leaves out."""
+    from promo_opt import pipeline
+    from promo_opt.allocation import solve
+    from promo_opt.config import load_config
+    from promo_opt.economics import build_problem
+    from promo_opt.model import TrainedModel
+
+    cfg = load_config(small_campaign, **{"objective": "net_revenue", "constraints.budget": 1e9})
+    model = TrainedModel.load(run_out / "model", cfg)
+    scores = pipeline.read_scores(run_out / "scores.parquet")
+    one = {**model.metrics["forecast_correction"], "applied": True, "by_budget": [], "floor_scale": None,
+           "cost_weight": None}
+    one["ratio"] = {**one["ratio"], "spend": 1.0}
+    corr = {**one, "cost_weight": 0.8}
+    o, plain = pipeline.allocate(cfg, scores, correction=corr), pipeline.allocate(cfg, scores, correction=one)
+    assert o.summary["allocated_cost_weight"] == 0.8 and plain.summary["allocated_cost_weight"] == 1.0
+    assert o.allocated_cost_weight == 0.8
+    assert (o.arm != 0).sum() > (plain.arm != 0).sum()
+    treat = ~o.holdout
+    direct = solve(build_problem(o.econ.subset(treat), cfg, budget=o.allocated_budget, cost_weight=0.8), solver=cfg.solver)
+    assert (o.arm[treat] == direct.arm).all()
+    curve = pipeline.plan(cfg, scores, [1e9], correction=corr)
+    assert curve["spend"].iloc[0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
+    report_curve = pipeline.budget_curve(cfg, o, correction=corr)
+    assert report_curve["spend"].max() == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
+    from promo_opt.report.html import render_report
+
+    assert "break-even: incremental revenue over cost held at" in render_report(o.summary, report_curve, model.metrics)
+    assert "break-even" not in render_report(plain.summary, report_curve, model.metrics)
+    from promo_opt.cli import _print_summary
+
+    _print_summary(o.summary, run_out)
+    assert "net revenue     held on the forecast: a user gets a promotion where its incremental revenue exceeds " \
+           "0.8x its cost" in capsys.readouterr().out
+    conv = load_config(small_campaign)  # objective conversions: the weight does not apply
+    c = pipeline.allocate(conv, scores, correction={**corr, "ratio": one["ratio"]})
+    assert "allocated_cost_weight" not in c.summary and c.allocated_cost_weight == 1.0
+    assert (c.arm == pipeline.allocate(conv, scores, correction=one).arm).all()
+
+
+def test_simultaneous_z_lies_between_one_bound_and_bonferroni():
+    """One statistic: the normal quantile. Eight copies of it: the same (one bound in disguise). Eight
+    independent ones: the quantile of their maximum, Phi^-1(0.95^(1/8)) = 2.49 (Bonferroni's 2.50 just above)."""
+    from scipy.stats import norm
+
+    from promo_opt.evaluation.breakeven import simultaneous_z
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20_000, 8))
+    assert simultaneous_z(x[:, :1], 0.95, draws=2000) == pytest.approx(norm.ppf(0.95), abs=0.06)
+    assert simultaneous_z(np.repeat(x[:, :1], 8, axis=1), 0.95, draws=2000) == pytest.approx(norm.ppf(0.95), abs=0.06)
+    assert simultaneous_z(x, 0.95, draws=2000) == pytest.approx(norm.ppf(0.95 ** (1 / 8)), abs=0.08)
+    assert simultaneous_z(np.zeros((100, 3)), 0.95) == pytest.approx(norm.ppf(0.95))  # no spread: one bound
+
+
+def test_a_moved_break_even_is_kept_only_where_its_twin_describes_the_list():
+    """The twin allocates one fold model's prediction per row, the list the fold models' smoother average. Where
+    the list at the moved break-even spends per user what its twin did, the move stands; where the candidates'
+    model is flatter and the list picks almost no one (generated_22's pattern), the twin measured another
+    policy and the plain break-even is kept, with the reason."""
+    from promo_opt.evaluation.breakeven import twin_unlike_list
+
+    n = 200_000
+    cfg, p, model, arm, y = _flattening_world(n, 1, 0.15)
+    twin = heldout_policy(cfg, model, arm, y, None, None, np.ones(n), n_candidates=n, cost_weight=2 ** -0.5)
+    assert twin.expected["spend"] > 0
+    same = compute_economics(model, np.ones(n), cfg.ordered_arms)  # candidates like the training rows
+    assert twin_unlike_list(cfg, twin, None, lambda: same, None, 2 ** -0.5) is None
+    _, _, flatter, _, _ = _flattening_world(n, 1, 0.0)  # all at the mean uplift, ROI 0.64 < 0.71: no one picked
+    why = twin_unlike_list(cfg, twin, None, lambda: compute_economics(flatter, np.ones(n), cfg.ordered_arms), None,
+                           2 ** -0.5)
+    assert why is not None and "did not measure the list's policy" in why
+    assert twin_unlike_list(cfg, twin, None, None, None, 2 ** -0.5) is None  # nothing to compare with: kept
+
+
+def test_training_under_net_revenue_searches_the_break_even_and_the_list_holds_it(small_campaign):
+    """End to end: a model trained under net_revenue records the search (each weight's gain, its standard error,
+    the simultaneous z, whether its twin pays and meets the floor), and the list holds the weight it kept."""
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+
+    cfg = load_config(small_campaign, **{"objective": "net_revenue"})
+    model = pipeline.train(cfg)
+    corr = model.metrics["forecast_correction"]
+    tried = corr["cost_weight_search"]
+    assert tried and {"cost_weight", "gain", "se", "net_revenue", "net_revenue_se", "z", "pays", "floor_met"} <= set(tried[0])
+    assert all(t["z"] >= 1.6 for t in tried)
+    kept = corr["cost_weight"]
+    assert kept is None or (kept in [t["cost_weight"] for t in tried if t["pays"] and t["floor_met"]]
+                            and "cost_weight_dropped" not in corr)
+    out = pipeline.allocate(cfg, pipeline.score_candidates(cfg, model), correction=corr)
+    assert out.summary["allocated_cost_weight"] == (kept or 1.0)

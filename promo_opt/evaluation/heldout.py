@@ -36,6 +36,18 @@ to (:func:`promo_opt.pipeline.held_out_floor`), and the allocator holds the lowe
 twin, allocated with it, is measured to meet ``min_roi`` (``floor_scale`` = that floor / ``min_roi``);
 the ratios kept for the forecast are the ones measured there.
 
+Under the objective ``net_revenue`` the allocator's break-even is a floor too: a user is treated where the
+model's incremental revenue exceeds the spend. A model that flattens the users' returns (a rare type that
+responds strongly, smoothed toward the rest) sees almost no one above it, and the list spends next to
+nothing where the truth pays. The ratios cannot move this break-even directly (measured on the few users the
+model picks, they overstate what the next users return), so the twin is measured at the gains
+``incremental_revenue - c x spend`` for weights c around 1 (:mod:`promo_opt.evaluation.breakeven`),
+and the allocator holds the weight whose measured net revenue gain over the plain break-even (c = 1) is
+surest: the largest lower bound of the gain (paired, row by row), where it is positive and the twin at that
+weight is itself shown to make money, the bounds of all weights holding together at 95% (``cost_weight``);
+otherwise c = 1. This is safe policy improvement: the list moves off the plain break-even
+only where the held-out rows show the move pays.
+
 The same measurement gives the forecast's uncertainty: the three raw ratios are sample means of
 independent row contributions, so their covariance is the contributions' covariance (times n)
 over the product of the expected totals. The 90% interval of a total is expected x (r -/+ 1.645
@@ -106,10 +118,11 @@ def training_budget(config: CampaignConfig, n_rows: int, n_candidates: int) -> f
 def heldout_policy(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: np.ndarray,
                    value: np.ndarray | None, propensity: np.ndarray | None, vhat: np.ndarray,
                    n_candidates: int, reference: np.ndarray | None = None,
-                   weights: np.ndarray | None = None) -> HeldOutPolicy:
+                   weights: np.ndarray | None = None, cost_weight: float = 1.0) -> HeldOutPolicy:
     """Allocate the out-of-fold probabilities ``oof`` (n, K) under the campaign's budget (scaled)
     and ROI floor, budget and ROI only (arm caps and segment budgets belong to the candidates),
     by the dual; estimate the result with ``reference`` (default ``oof``) as the DR outcome model.
+    ``cost_weight``: the net revenue's weight on spend (:meth:`~promo_opt.economics.Economics.gain`).
 
     Raises :class:`~promo_opt.errors.PromoOptError` when the scaled problem is infeasible.
     """
@@ -118,7 +131,7 @@ def heldout_policy(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: 
 
     econ: Economics = campaign_economics(config, oof, vhat)
     budget = training_budget(config, len(arm), n_candidates)
-    full = build_problem(econ, config, budget=budget, min_roi=config.constraints.min_roi)
+    full = build_problem(econ, config, budget=budget, min_roi=config.constraints.min_roi, cost_weight=cost_weight)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)[:, None]
     gain, spend, revenue = (full.gain, full.spend, full.revenue) if w is None else \
         (full.gain * w, full.spend * w, full.revenue * w)
@@ -212,6 +225,9 @@ class ForecastCorrection:
     # {"budget_per_user", "ratio", "raw_ratio", "ratio_cov"} sorted by budget per treatable user; a policy
     # allocated at a budget is forecast with the ratios there (at_budget). Empty: these ratios at every budget
     by_budget: list[dict] = field(default_factory=list)
+    # objective net_revenue: the weight of the spend in the allocator's gain (incremental revenue - weight x
+    # spend), found on the twin (promo_opt.evaluation.breakeven); None: 1, the plain net revenue
+    cost_weight: float | None = None
 
     @classmethod
     def from_heldout(cls, h: HeldOutPolicy, correct: bool = True,
@@ -246,7 +262,8 @@ class ForecastCorrection:
                    expected=dict(d.get("expected", {})), realized=dict(d.get("realized", {})),
                    rows=int(d.get("rows", 0)), ratio_cov=[list(r) for r in d.get("ratio_cov", [])],
                    calibration_cov=[list(r) for r in d.get("calibration_cov", [])],
-                   floor_scale=d.get("floor_scale"), by_budget=list(d.get("by_budget", [])))
+                   floor_scale=d.get("floor_scale"), by_budget=list(d.get("by_budget", [])),
+                   cost_weight=d.get("cost_weight"))
 
     def budget_entry(self, budget_per_user: float) -> dict:
         """This measurement as an entry of ``by_budget``."""
@@ -361,4 +378,4 @@ class ForecastCorrection:
         return {"ratio": self.ratio, "raw_ratio": self.raw_ratio, "ratio_se": self.ratio_se,
                 "ratio_cov": self.ratio_cov, "calibration_cov": self.calibration_cov, "expected": self.expected,
                 "realized": self.realized, "rows": self.rows, "floor_scale": self.floor_scale,
-                "by_budget": self.by_budget}
+                "by_budget": self.by_budget, "cost_weight": self.cost_weight}

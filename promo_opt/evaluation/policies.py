@@ -161,7 +161,7 @@ def compare_policies(config: CampaignConfig, model, outcome, n_boot: int = 200, 
     budget = outcome.budget if outcome.budget else float(outcome.summary["expected"]["spend"])
     # the strategies fill the expected spend the optimized list holds (the budget held on the forecast)
     fill = outcome.allocated_budget if outcome.allocated_budget else budget
-    held = _HeldOut(config, model, n_treatable)
+    held = _HeldOut(config, model, n_treatable, outcome.allocated_cost_weight)
     bands = held.bands(np.linspace(0.0, 2.0 * budget, n_bands), outcome.allocated_min_roi, n_boot)
     if config.data.truth is not None:
         from promo_opt.evaluation.truth import truth_economics
@@ -208,9 +208,10 @@ HELD_OUT_ROWS = 200_000
 
 class _HeldOut:
     """The training campaign's rows with out-of-fold predictions: policies rebuilt there are valued by DR
-    and scaled from the training population to the ``n_treatable`` candidates."""
+    and scaled from the training population to the ``n_treatable`` candidates. ``cost_weight``: the net
+    revenue's weight on spend the list was allocated with (``AllocationOutcome.allocated_cost_weight``)."""
 
-    def __init__(self, config: CampaignConfig, model, n_treatable: int):
+    def __init__(self, config: CampaignConfig, model, n_treatable: int, cost_weight: float = 1.0):
         from promo_opt.data import load_training
 
         self.config = config
@@ -225,12 +226,13 @@ class _HeldOut:
         self.econ = campaign_economics(config, self.oof, self.vhat)
         self.n_treatable = n_treatable
         self.scale = n_treatable / len(self.data.arm)
+        self.cost_weight = cost_weight
 
     def optimal(self, budget: float | None, min_roi: float | None) -> np.ndarray:
         from promo_opt.economics import build_problem
 
         b = None if budget is None else budget / self.scale
-        full = build_problem(self.econ, self.config, budget=b, min_roi=min_roi)
+        full = build_problem(self.econ, self.config, budget=b, min_roi=min_roi, cost_weight=self.cost_weight)
         return solve(AllocationProblem(full.gain, full.spend, full.revenue, budget=b, min_roi=min_roi),
                      solver="dual").arm
 

@@ -154,6 +154,8 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
           if held_moved(budget, summary.get("allocated_budget")) else []),
         ("expected incremental revenue", e["incremental_revenue"]),
         ("expected ROI", e["roi"]),
+        *([("break-even: incremental revenue over cost held at (net revenue on the forecast)",
+            summary["allocated_cost_weight"])] if summary.get("allocated_cost_weight", 1.0) != 1.0 else []),
         *([("forecast incremental conversions (winner's curse corrected)", summary["forecast"]["incremental_conversions"]),
            ("forecast spend (corrected)", summary["forecast"]["spend"])] if summary.get("forecast") else []),
         ("users treated", treated),

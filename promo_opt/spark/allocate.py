@@ -139,8 +139,9 @@ def index_scores(spark, config: CampaignConfig, scores, plog: PassLog | None = N
     return IndexedScores(df=df, n=n, n_treat=n - int(hold.sum()), holdout_size=int(hold.sum()), log=plog)
 
 
-def _local(pdf: pd.DataFrame, config: CampaignConfig, min_roi):
+def _local(pdf: pd.DataFrame, config: CampaignConfig, min_roi, cost_weight: float = 1.0):
     """The core's economics of one Arrow batch: (t (m,), problem over its treatable users, econ of all rows).
+    ``cost_weight``: the net revenue's weight on spend (:func:`promo_opt.pipeline.allocation_cost_weight`).
 
     ``econ.subset(t_all >= 0)`` and the problem's rows are the batch's treatable users, in order.
     """
@@ -150,7 +151,7 @@ def _local(pdf: pd.DataFrame, config: CampaignConfig, min_roi):
         raise DataError(f"{err} (row numbers from input row {int(pdf[ROW].iloc[0])})") from None
     t = pdf[TREAT].to_numpy()
     keep = t >= 0
-    problem = build_problem(econ.subset(keep), config, budget=None, min_roi=min_roi)
+    problem = build_problem(econ.subset(keep), config, budget=None, min_roi=min_roi, cost_weight=cost_weight)
     return t[keep], problem, econ
 
 
@@ -175,8 +176,9 @@ def _emit(t, g, c, r, partial=()) -> pd.DataFrame:
 class SparkAccess:
     """:class:`promo_opt.allocation.dual.ArrayAccess`'s four members as distributed passes."""
 
-    def __init__(self, spark, idx: IndexedScores, config: CampaignConfig, min_roi):
+    def __init__(self, spark, idx: IndexedScores, config: CampaignConfig, min_roi, cost_weight: float = 1.0):
         self.spark, self.idx, self.config, self.min_roi = spark, idx, config, min_roi
+        self.cost_weight = cost_weight
         self.R = min_roi or 0.0
         self.n = idx.n_treat
         self.K = len(config.arm_names)
@@ -195,17 +197,17 @@ class SparkAccess:
 
     def rows(self, sample):
         sample = np.asarray(sample, dtype=np.int64)
-        key = (self.min_roi, sample.size, hash(sample.tobytes()))
+        key = (self.min_roi, self.cost_weight, sample.size, hash(sample.tobytes()))
         if key in self.idx.cache:  # e.g. the same subsample for every budget of a plan
             self.idx.log.add("collect rows (cached)", 0.0, requested=int(sample.size))
             return self.idx.cache[key]
         bc = self.spark.sparkContext.broadcast(sample)
-        config, min_roi = self.config, self.min_roi
+        config, min_roi, cw = self.config, self.min_roi, self.cost_weight
 
         def fn(it):
             s = bc.value
             for pdf in it:
-                t, p, _ = _local(pdf, config, min_roi)
+                t, p, _ = _local(pdf, config, min_roi, cw)
                 pos = np.minimum(np.searchsorted(s, t), max(s.size - 1, 0))
                 hit = (s[pos] == t) if s.size else np.zeros(t.size, dtype=bool)
                 yield _emit(t[hit], p.gain[hit], p.spend[hit], p.revenue[hit])
@@ -221,11 +223,11 @@ class SparkAccess:
 
     def split(self, corners):
         corners = [tuple(map(float, cn)) for cn in corners]
-        config, min_roi, R = self.config, self.min_roi, self.R
+        config, min_roi, R, cw = self.config, self.min_roi, self.R, self.cost_weight
 
         def fn(it):
             for pdf in it:
-                t, p, _ = _local(pdf, config, min_roi)
+                t, p, _ = _local(pdf, config, min_roi, cw)
                 g, c, r = p.gain, p.spend, p.revenue
                 ref, same = _corner_choices(g, c, r, corners, R)
                 fixed = np.flatnonzero(same)
@@ -251,11 +253,11 @@ class SparkAccess:
 
         ``problem`` and ``econ`` cover the batch's treatable users only; the caller sums the columns.
         """
-        config, min_roi = self.config, self.min_roi
+        config, min_roi, cw = self.config, self.min_roi, self.cost_weight
 
         def fn(it):
             for pdf in it:
-                t, p, econ = _local(pdf, config, min_roi)
+                t, p, econ = _local(pdf, config, min_roi, cw)
                 sub = econ.subset(pdf[TREAT].to_numpy() >= 0)
                 yield pd.DataFrame({"vals": [np.asarray(per_batch(t, p, sub), dtype=np.float64).tolist()]})
 
@@ -290,15 +292,15 @@ def _arms_of_batch_from(p, t, policy, min_roi) -> np.ndarray:
     return policy[t]  # an explicit arm per treatable user
 
 
-def _arms_of_batch(pdf, config, min_roi, policy):
+def _arms_of_batch(pdf, config, min_roi, policy, cost_weight: float = 1.0):
     """Every row's arm index (holdout -> control) and the batch's economics."""
-    t, p, econ = _local(pdf, config, min_roi)
+    t, p, econ = _local(pdf, config, min_roi, cost_weight)
     arm = np.zeros(len(pdf), dtype=np.int64)
     arm[pdf[TREAT].to_numpy() >= 0] = _arms_of_batch_from(p, t, policy, min_roi)
     return arm, econ
 
 
-def _targets_frame(spark, idx: IndexedScores, config: CampaignConfig, min_roi, policy):
+def _targets_frame(spark, idx: IndexedScores, config: CampaignConfig, min_roi, policy, cost_weight: float = 1.0):
     from pyspark.sql.types import BooleanType, DoubleType, StringType, StructType
 
     bc = spark.sparkContext.broadcast(policy)
@@ -312,7 +314,7 @@ def _targets_frame(spark, idx: IndexedScores, config: CampaignConfig, min_roi, p
     def fn(it):
         pol = bc.value
         for pdf in it:
-            arm, econ = _arms_of_batch(pdf, config, min_roi, pol)
+            arm, econ = _arms_of_batch(pdf, config, min_roi, pol, cost_weight)
             cols = econ.pick(arm)
             yield pd.DataFrame({id_col: pdf[id_col].to_numpy(), "arm": names[arm],
                                 "holdout": pdf[TREAT].to_numpy() < 0, **cols})
@@ -363,6 +365,7 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
         else:
             floor = pipeline.allocation_floor(min_roi, correction)
             held = pipeline.allocation_budget(budget, correction)
+            weight = pipeline.allocation_cost_weight(config.objective, correction)
             confidence = config.constraints.min_roi_confidence
             if confidence is not None and min_roi:  # guarantee mode, as pipeline.allocate holds it
                 from promo_opt.evaluation.guarantee import guaranteed_floor
@@ -370,7 +373,7 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                 corr = pipeline._guarantee_correction(correction)
 
                 def solve_at(m):  # every solve writes the targets; the last one is the policy returned
-                    out = _allocate_distributed(spark, config, idx, targets_path, held, m)
+                    out = _allocate_distributed(spark, config, idx, targets_path, held, m, weight)
                     return out, out["expected"]
 
                 summary, _, guarantee = pipeline.with_floor_named(
@@ -379,8 +382,10 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                 summary["roi_guarantee"] = guarantee.as_dict()
             else:
                 summary = pipeline.with_floor_named(
-                    lambda: _allocate_distributed(spark, config, idx, targets_path, held, floor), min_roi, floor)
+                    lambda: _allocate_distributed(spark, config, idx, targets_path, held, floor, weight), min_roi, floor)
             summary.update(budget=budget, allocated_budget=held, min_roi=min_roi, allocated_min_roi=floor)
+            if config.objective == "net_revenue":
+                summary["allocated_cost_weight"] = weight
     finally:
         idx.df.unpersist()
     summary["engine"] = "spark"
@@ -421,9 +426,9 @@ class DistributedSolve:
 
 
 def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget, min_roi,
-                      totals: bool = False) -> DistributedSolve:
+                      totals: bool = False, cost_weight: float = 1.0) -> DistributedSolve:
     """The core's reduced dual against :class:`SparkAccess`, then one pass for the bound (and the totals)."""
-    access = SparkAccess(spark, idx, config, min_roi)
+    access = SparkAccess(spark, idx, config, min_roi, cost_weight)
     roi = min_roi is not None
     t0 = time.perf_counter()
     policy, lam, mu, nf, how = reduced_solve(access, budget if budget is not None else np.inf, roi, seed=0)
@@ -452,34 +457,37 @@ def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget,
     return DistributedSolve(policy, lam, mu, nf, how, bound, seconds, tot)
 
 
-def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi) -> dict:
+def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi, cost_weight: float = 1.0) -> dict:
     if min_roi is not None and idx.n_treat:
-        access = SparkAccess(spark, idx, config, min_roi)
+        access = SparkAccess(spark, idx, config, min_roi, cost_weight)
         parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
         best = float(parts[:, 0].max()) if len(parts) else float("nan")
         if min_roi > best:
             raise InfeasibleError(
                 f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
                 "no policy that treats anyone can meet it; lower constraints.min_roi")
-    sol = solve_distributed(spark, config, idx, budget, min_roi)
+    sol = solve_distributed(spark, config, idx, budget, min_roi, cost_weight=cost_weight)
     t0 = time.perf_counter()
-    frame = _targets_frame(spark, idx, config, min_roi, sol.policy)
+    frame = _targets_frame(spark, idx, config, min_roi, sol.policy, cost_weight)
     with user_errors():
         totals = write_parquet_atomic(spark, frame, targets_path, config.spark.partition_by,
                                       check=lambda tmp: _totals_from(spark, tmp, config))
     idx.log.add("assign arms, write targets", time.perf_counter() - t0)
     return _summary(config, idx, totals, budget, min_roi, sol.bound, sol.n_fractional, sol.how, sol.lam, sol.mu,
-                    sol.seconds)
+                    sol.seconds, cost_weight)
 
 
-def _summary(config, idx, totals: pd.DataFrame, budget, min_roi, bound, nf, how, lam, mu, seconds) -> dict:
-    """The summary of :func:`promo_opt.pipeline.allocate`, from the per-arm totals of the output."""
+def _summary(config, idx, totals: pd.DataFrame, budget, min_roi, bound, nf, how, lam, mu, seconds,
+             cost_weight: float = 1.0) -> dict:
+    """The summary of :func:`promo_opt.pipeline.allocate`, from the per-arm totals of the output; the objective
+    (for the gap to the bound) is the allocator's: under net_revenue, revenue - ``cost_weight`` x spend."""
     names = config.arm_names
     totals = totals.reindex(names).fillna(0.0)
     spend = float(totals["spend"].sum())
     conv = float(totals["conversions"].sum())
     rev = float(totals["revenue"].sum())
-    objective = conv if config.objective == "conversions" else float(totals["net_revenue"].sum())
+    objective = conv if config.objective == "conversions" else \
+        float(totals["net_revenue"].sum()) if cost_weight == 1.0 else rev - cost_weight * spend
     bad = []
     if budget is not None and spend > budget + 1e-7 * max(1.0, abs(budget)):
         bad.append(f"spend {spend:.6g} > budget {budget:.6g}")

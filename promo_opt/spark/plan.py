@@ -33,9 +33,9 @@ from promo_opt.spark.session import user_errors
 
 log = logging.getLogger(__name__)
 
-def _segments(pdf, config, min_roi):
+def _segments(pdf, config, min_roi, cost_weight: float = 1.0):
     """The batch's hull segments (users as global treatable positions) and its start-arm totals."""
-    t, p, econ = _local(pdf, config, min_roi)
+    t, p, econ = _local(pdf, config, min_roi, cost_weight)
     conv = econ.subset(pdf[TREAT].to_numpy() >= 0).incremental_conversions
     g, c, r = p.gain, p.spend, p.revenue
     start = best_free_arm(g, c)
@@ -55,6 +55,7 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning")
     min_roi = pipeline.held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
+    weight = pipeline.allocation_cost_weight(config.objective, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)
@@ -65,17 +66,19 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
                 pdf = idx.df.toPandas()
             pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
             curve = pipeline.on_held_budgets(budgets, correction,
-                                             lambda b: pipeline.plan(config, pdf, b, min_roi=min_roi, n_points=n_points))
+                                             lambda b: pipeline.plan(config, pdf, b, min_roi=min_roi, n_points=n_points,
+                                                                     cost_weight=weight))
             plog.add("collect and plan on the driver", time.perf_counter() - t0, users=int(len(pdf)))
         else:
             curve = pipeline.on_held_budgets(budgets, correction, lambda b: _plan_distributed(
-                spark, config, idx, b, min_roi, n_points, n_bins))
+                spark, config, idx, b, min_roi, n_points, n_bins, weight))
     finally:
         idx.df.unpersist()
     return pipeline.with_curve_forecast(curve, correction, config.objective, idx.n_treat), plog.passes
 
 
-def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_points, n_bins) -> pd.DataFrame:
+def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_points, n_bins,
+                      cost_weight: float = 1.0) -> pd.DataFrame:
     K = len(config.arm_names)
     names = list(config.arm_names)
     q = min(1.0, 200_000 / max(1, idx.n_treat * (K - 1)))
@@ -84,7 +87,7 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
     def stats(it):
         base, counts, dc_sum, m, sample = np.zeros(4), np.zeros(K, dtype=np.int64), 0.0, 0, []
         for pdf in it:
-            t, seg, _, b, cnt = _segments(pdf, config, min_roi)
+            t, seg, _, b, cnt = _segments(pdf, config, min_roi, cost_weight)
             base += b
             counts += cnt
             dc_sum += float(seg.dc.sum())
@@ -121,7 +124,7 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
         e = bc.value
         sums, moves, best = np.zeros((nb, 4)), np.zeros((nb, K), dtype=np.int64), np.full(nb, np.inf)
         for pdf in it:
-            _, seg, dconv, _, _ = _segments(pdf, config, min_roi)
+            _, seg, dconv, _, _ = _segments(pdf, config, min_roi, cost_weight)
             key = -seg.slope
             b = np.searchsorted(e, key, side="right")
             for j, v in enumerate((seg.dc, seg.dg, dconv, seg.da)):
@@ -150,7 +153,7 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
     def members(it):
         e, w = bw.value
         for pdf in it:
-            t, seg, dconv, _, _ = _segments(pdf, config, min_roi)
+            t, seg, dconv, _, _ = _segments(pdf, config, min_roi, cost_weight)
             key = -seg.slope
             b = np.searchsorted(e, key, side="right")
             on = np.isin(b, w)
@@ -175,7 +178,7 @@ def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_poi
     out = cut_points(budgets, base, start_counts, sums, moves, lambda j: groups.get(j, empty), next_best)
 
     def resolve(budget: float) -> dict:
-        sol = solve_distributed(spark, config, idx, budget, min_roi, totals=True)
+        sol = solve_distributed(spark, config, idx, budget, min_roi, totals=True, cost_weight=cost_weight)
         tot = sol.totals
         return {"spend": tot["spend"], "conversions": tot["conversions"], "revenue": tot["revenue"],
                 "gain": tot["objective"], "marginal": sol.lam, "counts": tot["counts"]}
