@@ -335,9 +335,16 @@ def main() -> None:
     ap.add_argument("--floors-only", action="store_true",
                     help="only the runs that get an ROI floor (campaign seed divisible by 3): an ablation of a change "
                          "that touches nothing else")
+    ap.add_argument("--objective", default=None, choices=("conversions", "net_revenue"),
+                    help="only the runs of worlds with this objective: an ablation of a change that touches nothing "
+                         "else (e.g. the net revenue's break-even held on the twin)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "generated_worlds"))
     ap.add_argument("--summarize", default=None,
                     help="comma-separated result JSON files of earlier runs: only write their combined --out.md")
+    ap.add_argument("--replacing", default=None,
+                    help="with --summarize: comma-separated result JSON files whose rows replace the runs of the same "
+                         "world, campaign seed and size (e.g. an --objective ablation over a full run; their rows of "
+                         "sizes the summarized runs lack are left out)")
     ap.add_argument("--annotate", action="store_true",
                     help="with --summarize: first add signal_z to rows that lack it (the campaigns are rewritten, "
                          "byte-identical, from world, seed and size; --n-candidates as in the run) and save the files")
@@ -353,6 +360,16 @@ def main() -> None:
         files = args.summarize.split(",")
         rows = [r for f in files for r in json.loads(Path(f).read_text())["rows"]]
         commands = [json.loads(Path(f).read_text())["command"] for f in files]
+        if args.replacing:
+            sizes = {r["n_train"] for r in rows}  # a replacing file may hold other sizes too
+            new = [r for f in args.replacing.split(",") for r in json.loads(Path(f).read_text())["rows"]
+                   if r["n_train"] in sizes]
+            by = {(r["world"], r["seed"], r["n_train"]): r for r in new}
+            rows = [by.pop((r["world"], r["seed"], r["n_train"]), r) for r in rows]
+            if by:
+                raise SystemExit(f"--replacing: runs not in the --summarize files: {sorted(by)}")
+            commands += [json.loads(Path(f).read_text())["command"] + " (replacing its runs)"
+                         for f in args.replacing.split(",")]
         write_bytes(("\n".join(_note(commands, rows)) + "\n").encode(), Path(args.out).with_suffix(".md"))
         return
     worlds = [random_world(s) for s in range(args.first, args.first + args.worlds)]
@@ -362,6 +379,8 @@ def main() -> None:
     for n in map(int, args.sizes.split(",")):
         for i, w in enumerate(worlds):
             if args.floors_only and (args.seed + i) % 3:
+                continue
+            if args.objective and w.spec.campaign.objective != args.objective:
                 continue
             r = one_run(w, args.seed + i, n, args.n_candidates, args.baseline)
             rows.append(r)
