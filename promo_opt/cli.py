@@ -61,7 +61,8 @@ def _print_summary(summary: dict, out: Path) -> None:
         lines.insert(3, f"forecast        +{f['incremental_conversions']:,.1f} conversions, spend {f['spend']:,.0f}, "
                         f"ROI {f['roi']:.3g}{span}")
     budget_held = summary.get("allocated_budget")
-    if pipeline.held_moved(budget, budget_held):
+    binds = (summary.get("budget_use") or {}).get("limit") == "budget"  # where it does not, where it is held is moot
+    if pipeline.held_moved(budget, budget_held) and binds:
         lines.insert(len(lines) - 1, f"budget          {budget:,.0f} on the forecast: the model's expected spend held at <= "
                         f"{budget_held:,.0f} (held-out spend is {budget / budget_held:.3g}x the model's)")
     weight = summary.get("allocated_cost_weight")

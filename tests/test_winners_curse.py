@@ -269,6 +269,10 @@ def test_the_budget_is_held_on_the_forecast(run_out, small_campaign, capsys):
     _print_summary(o.summary, run_out)
     assert f"budget          {b:,.0f} on the forecast: the model's expected spend held at <= {b / 1.25:,.0f} " \
            "(held-out spend is 1.25x the model's)" in capsys.readouterr().out
+    loose = pipeline.allocate(cfg, scores, budget=1e9, correction=corr)  # a budget that does not bind: no line
+    assert loose.summary["budget_use"]["limit"] != "budget" and loose.summary["allocated_budget"] == pytest.approx(0.8e9)
+    _print_summary(loose.summary, run_out)
+    assert "on the forecast: the model's expected spend held at" not in capsys.readouterr().out
     assert compare_policies(cfg, model, o, n_boot=20, n_bands=2)["budget"] == b  # the planner's, as labelled
     one = {**corr, "ratio": {**corr["ratio"], "spend": 1.0}}
     same = pipeline.allocate(cfg, scores, correction=one)
