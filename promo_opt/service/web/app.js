@@ -549,6 +549,9 @@ function showAllocation(a) {
     // the budget held on the forecast: the model's expected spend the allocator held (pipeline.allocation_budget)
     ...(s.allocated_budget != null && s.budget != null && Math.abs(s.allocated_budget - s.budget) > 1e-9 * Math.max(1, s.budget)
       ? [["expected spend held at (budget on the forecast)", fmt(s.allocated_budget)]] : []),
+    // net revenue: the break-even the held-out twin showed pays (pipeline.allocation_cost_weight)
+    ...(s.allocated_cost_weight != null && s.allocated_cost_weight !== 1
+      ? [["break-even: incremental revenue over cost held at", fmt(s.allocated_cost_weight)]] : []),
     ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
   // what the CLI prints first and the report puts on top, in its order (promo_opt/report/warnings.py): the
