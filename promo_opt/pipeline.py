@@ -174,6 +174,8 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
     twin_floor = min_roi * corr.floor_scale if corr.floor_scale is not None else (None if note.get("floor_dropped")
                                                                                    else min_roi)
 
+    # objective net_revenue: the break-even held on the twin (promo_opt.evaluation.breakeven); with a floor only
+    # where the floor search found a safe floor for the twin to be allocated at
     weight = 1.0
     if config.objective == "net_revenue" and config.model.correct_forecast and (not min_roi or corr.floor_scale is not None):
         def measure_weight(c):
@@ -330,6 +332,7 @@ def _train(config: CampaignConfig, progress=None) -> TrainedModel:
         progress=progress, outcome_type=config.data.outcome_type, sample_weight=weights, race=config.model.race,
     )
     uplift = fitted[selection.chosen]
+
     def candidates_economics():
         """The final model's economics of the treatable candidates (as ``allocate`` will see them)."""
         Zc = pre.transform(candidates.X)

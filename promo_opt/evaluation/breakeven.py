@@ -46,16 +46,17 @@ def held_out_cost_weight(measure_weight, min_roi: float | None = None, seed: int
     error above 0: a move that only loses less than a losing twin at c = 1 is no gain over treating no one, which
     is what the list does when nobody clears the break-even); 1 otherwise. The best of several weights looks
     better than it is, so z is simultaneous: all the lower bounds (gains and net revenues of every weight) hold
-    together with probability ``COST_WEIGHT_LEVEL`` (:func:`simultaneous_z`: 2.3-2.6 for the four to eight
-    weights' sixteen bounds in the generated worlds, where one bound alone would take 1.645). With an ROI floor (``min_roi``), a weight counts only where
-    its twin's forecast ROI (its expected totals times its own held-out ratios) meets ``min_roi``, within
-    ``tolerance`` (the floor search's): the floor the twin was allocated with (the campaign twin's,
-    :func:`promo_opt.pipeline.held_out_floor`)
-    was found safe for a policy *on* it, and a lower break-even may take the policy there. A weight whose twin
-    cannot be allocated is skipped."""
+    together with probability ``COST_WEIGHT_LEVEL`` (:func:`simultaneous_z`: 2.2-2.6 for the eight to sixteen
+    bounds in the generated worlds, where one bound alone would take 1.645).
+
+    With an ROI floor (``min_roi``), a weight counts only where its twin's forecast ROI (its expected totals
+    times its own held-out ratios) meets ``min_roi`` within ``tolerance`` (the floor search's): the floor the
+    twin was allocated with (the campaign twin's, :func:`promo_opt.pipeline.held_out_floor`) was found safe for
+    a policy *on* it, and a lower break-even may take the policy there. A weight whose twin cannot be allocated
+    is skipped."""
     base = measure_weight(1.0)
     net0 = base.realized.revenue - base.realized.spend
-    weights, gains, nets, tried = [], [], [], []
+    gains, nets, tried = [], [], []
     for c in cost_weights_toward(base):
         try:
             h = measure_weight(c)
@@ -65,7 +66,6 @@ def held_out_cost_weight(measure_weight, min_roi: float | None = None, seed: int
         met = not min_roi or ForecastCorrection.from_heldout(h).apply(h.expected)["roi"] >= min_roi / (1 + tolerance)
         tried.append({"cost_weight": c, "gain": float((net - net0).sum()), "se": _sum_se(net - net0),
                       "net_revenue": float(net.sum()), "net_revenue_se": _sum_se(net), "floor_met": bool(met)})
-        weights.append(c)
         gains.append(net - net0)
         nets.append(net)
     if not tried:
@@ -87,7 +87,7 @@ POLICY_SIZE_FACTOR = 2.0
 
 
 def twin_unlike_list(config: CampaignConfig, twin, weights, candidates_economics, floor: float | None,
-                        cost_weight: float) -> str | None:
+                     cost_weight: float) -> str | None:
     """Why the held-out twin at ``cost_weight`` does not describe the list the candidates would get, or None.
 
     The twin allocates each training row's out-of-fold prediction, one fold model's; the list allocates the
