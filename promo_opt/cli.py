@@ -66,7 +66,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         lines.insert(len(lines) - 1, f"budget          {budget:,.0f} on the forecast: the model's expected spend held at <= "
                         f"{budget_held:,.0f} (held-out spend is {budget / budget_held:.3g}x the model's)")
     weight = summary.get("allocated_cost_weight")
-    if weight is not None and weight != 1.0:
+    if pipeline.held_moved(1.0, weight):
         lines.insert(len(lines) - 1, f"net revenue     held on the forecast: a user gets a promotion where its incremental "
                                      f"revenue exceeds {weight:.3g}x its cost (the held-out campaign showed this "
                                      "break-even pays more than the plain one)")

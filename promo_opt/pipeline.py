@@ -70,6 +70,7 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     the floor by more than two standard errors while another's does not.
     """
     from promo_opt.evaluation.heldout import heldout_policy
+    from promo_opt.evaluation.offpolicy import sum_se
 
     if rows is not None and len(rows) < len(data.arm):  # the candidates were compared on these rows
         data = data.subset(rows)
@@ -91,10 +92,6 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
     if selection.chosen not in rows:
         return  # nothing to compare against
     base = selection.chosen
-
-    def se(x):
-        return float(np.sqrt(len(x)) * x.std()) if len(x) > 1 else float("inf")
-
     report = {}
     for name, (obj, margin, c, expected) in rows.items():
         t = c.totals()
@@ -104,8 +101,8 @@ def _check_policies(config: CampaignConfig, fitted: dict, selection, data, vhat:
                         "expected_spend": expected["spend"],
                         "roi": t["incremental_revenue"] / t["spend"] if t["spend"] > 0 else float("nan"),
                         "objective_minus_chosen": float(obj.sum() - rows[base][0].sum()),
-                        "se_of_difference": se(obj - rows[base][0]),
-                        "roi_margin_se": se(margin), "roi_margin": float(margin.sum())}
+                        "se_of_difference": sum_se(obj - rows[base][0]),
+                        "roi_margin_se": sum_se(margin), "roi_margin": float(margin.sum())}
     selection.policy_value = report
 
     def floor_ok(name):

@@ -11,9 +11,10 @@ import pandas as pd
 
 
 def held_moved(asked: float | None, held: float | None) -> bool:
-    """Whether the allocator held a number other than the planner's: a floor (``allocation_floor``) or a budget
-    (``allocation_budget``) that the held-out measurement moved onto the forecast. The CLI, the report and the
-    infeasibility message name the held one only then."""
+    """Whether the allocator held a number other than the planner's: a floor (``allocation_floor``), a budget
+    (``allocation_budget``) or the net revenue's break-even (``allocation_cost_weight``, asked 1) that the
+    held-out measurement moved onto the forecast. The CLI, the report and the infeasibility message name the
+    held one only then."""
     return bool(asked) and held is not None and abs(held - asked) > 1e-9 * max(1.0, abs(asked))
 
 

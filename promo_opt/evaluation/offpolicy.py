@@ -24,6 +24,12 @@ import numpy as np
 from promo_opt.config import ArmConfig
 
 
+def sum_se(x: np.ndarray) -> float:
+    """The standard error of the sum of independent row contributions ``x`` (e.g. a paired difference of two
+    policies' contributions); infinite for fewer than two rows."""
+    return float(np.sqrt(len(x)) * np.std(x)) if len(x) > 1 else float("inf")
+
+
 @dataclass
 class PolicyContributions:
     conversions: np.ndarray  # (n,)

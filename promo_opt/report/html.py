@@ -155,7 +155,7 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
         ("expected incremental revenue", e["incremental_revenue"]),
         ("expected ROI", e["roi"]),
         *([("break-even: incremental revenue over cost held at (net revenue on the forecast)",
-            summary["allocated_cost_weight"])] if summary.get("allocated_cost_weight", 1.0) != 1.0 else []),
+            summary["allocated_cost_weight"])] if held_moved(1.0, summary.get("allocated_cost_weight")) else []),
         *([("forecast incremental conversions (winner's curse corrected)", summary["forecast"]["incremental_conversions"]),
            ("forecast spend (corrected)", summary["forecast"]["spend"])] if summary.get("forecast") else []),
         ("users treated", treated),
