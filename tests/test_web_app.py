@@ -449,6 +449,33 @@ def test_read_only_key_sees_everything_but_is_refused_jobs(planner, browser, ser
         assert len(c.get("/models").json()) == 1  # nothing was started
 
 
+def test_the_what_if_names_the_break_even_its_curve_holds(planner, browser, server):
+    """Under the objective net_revenue the curve holds the break-even the model's held-out twin showed pays
+    (``/plans``' ``allocated_cost_weight``); the point's facts name it as the list's do. This campaign's objective
+    is conversions, so the service names none and the page shows no row; a plan whose weight moved (the reply
+    rewritten in the browser: a small campaign rarely moves it) is shown in the list's words."""
+    key = "break-even: incremental revenue over cost held at"
+    with api(server, "ro") as c:
+        plan = c.post("/plans", json={"scores_id": planner["scores"]["id"], "n_points": 5}).json()
+    assert plan["objective"] != "net_revenue" and plan["allocated_cost_weight"] is None
+    assert planner["page"].locator(f"#point dd[data-key='{key}']").count() == 0
+
+    def moved(route):
+        reply = route.fetch()
+        route.fulfill(response=reply, json={**reply.json(), "allocated_cost_weight": 0.84})
+
+    ctx, page = open_page(browser, server)
+    try:
+        page.route("**/plans", moved)
+        sign_in(page, server, "ro")
+        page.get_by_role("button", name=re.compile("^Open campaign")).first.click()
+        page.wait_for_selector("#point dd[data-key='budget']")
+        assert shown(page, "#point", key) == "0.84"
+        assert not page.errors, page.errors
+    finally:
+        ctx.close()
+
+
 def test_bad_upload_message_is_shown_next_to_its_field(browser, server, campaign, tmp_path, shots):
     train = pd.read_csv(campaign.parent / "train.csv").drop(columns=["converted"])
     bad = tmp_path / "train-no-outcome.csv"

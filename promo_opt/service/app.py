@@ -342,7 +342,7 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
               for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, allocated_min_roi=cached.problem.min_roi,
                         min_roi_confidence=cfg.constraints.min_roi_confidence if min_roi else None,
-                        objective=cfg.objective, points=points)
+                        objective=cfg.objective, allocated_cost_weight=plans.cost_weight(cfg, cached), points=points)
 
 
 # ----------------------------------------------------------------------------------------------

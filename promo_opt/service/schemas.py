@@ -129,6 +129,9 @@ class PlanResponse(BaseModel):
     allocated_min_roi: float | None = None
     min_roi_confidence: float | None = None
     objective: str
+    # under net_revenue: the weight of the spend in the gain the curve holds (incremental revenue - weight x spend),
+    # the break-even the scoring model's held-out twin showed pays (pipeline.allocation_cost_weight); None otherwise
+    allocated_cost_weight: float | None = None
     points: list[PlanPoint]
 
 

@@ -302,6 +302,7 @@ async function loadCurve(resetBudget = false) {
   state.minRoi = plan.min_roi;
   state.allocatedMinRoi = plan.allocated_min_roi;
   state.minRoiConfidence = plan.min_roi_confidence;
+  state.costWeight = plan.allocated_cost_weight;
   const top = plan.points[plan.points.length - 1].budget;
   // a curve that stops at zero: no user gains by the model's estimates (the budget warning of a list says so too)
   $("curve-empty").hidden = top > 0;
@@ -422,8 +423,11 @@ function showPoint() {
     ? [[state.minRoiConfidence != null
       ? `floor on the expected ROI (held on the forecast, met with ${fmt(100 * state.minRoiConfidence)}% confidence)`
       : "floor on the expected ROI (held on the forecast)", fmt(state.allocatedMinRoi)]] : [];
+  // net revenue: the break-even the curve holds, as the list's facts name it (pipeline.allocation_cost_weight)
+  const breakEven = state.costWeight != null && state.costWeight !== 1
+    ? [["break-even: incremental revenue over cost held at", fmt(state.costWeight)]] : [];
   facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"], ...held,
-    ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
+    ...breakEven, ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
   armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
   // the warning an allocation at this budget would carry, in the same words
   const w = p.forecast?.warning;
