@@ -189,12 +189,14 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
             note["cost_weight_search"] = f"not searched: {err}"
         if weight != 1.0:
             twin = measure_weight(weight)
-            unlike = twin_unlike_list(config, twin, weights, candidates_economics, twin_floor, weight)
+            moved = replace(measure(twin), floor_scale=corr.floor_scale, cost_weight=weight)
+            held = None if config.constraints.budget is None else config.constraints.budget * moved.spend_scale()
+            unlike = twin_unlike_list(config, twin, weights, candidates_economics, twin_floor, weight, held)
             if unlike:
                 note["cost_weight_dropped"] = unlike
                 weight = 1.0
             else:
-                corr = replace(measure(twin), floor_scale=corr.floor_scale, cost_weight=weight)
+                corr = moved
 
     def measure_budget(budget):
         """The twin at another budget, its floor the campaign twin's, with the calibration's part of its own

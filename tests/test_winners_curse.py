@@ -625,6 +625,13 @@ def test_a_moved_break_even_is_kept_only_where_its_twin_describes_the_list():
                            2 ** -0.5)
     assert why is not None and "did not measure the list's policy" in why
     assert twin_unlike_list(cfg, twin, None, None, None, 2 ** -0.5) is None  # nothing to compare with: kept
+    # a budget that binds: the list is allocated at the budget held on the forecast, and compared there. At a
+    # third of the twin's spend the planner's budget alone makes the list look a third of its twin; held at
+    # three times that (a twin whose users cost a third of what the model says), it is its twin's size
+    third = float(twin.expected["spend"]) / 3
+    tight = cfg.model_copy(update={"constraints": cfg.constraints.model_copy(update={"budget": third})})
+    assert "did not measure the list's policy" in twin_unlike_list(tight, twin, None, lambda: same, None, 2 ** -0.5)
+    assert twin_unlike_list(tight, twin, None, lambda: same, None, 2 ** -0.5, budget=3 * third) is None
 
 
 def test_training_under_net_revenue_searches_the_break_even_and_the_list_holds_it(small_campaign):

@@ -88,7 +88,7 @@ POLICY_SIZE_FACTOR = 2.0
 
 
 def twin_unlike_list(config: CampaignConfig, twin, weights, candidates_economics, floor: float | None,
-                     cost_weight: float) -> str | None:
+                     cost_weight: float, budget: float | None = None) -> str | None:
     """Why the held-out twin at ``cost_weight`` does not describe the list the candidates would get, or None.
 
     The twin allocates each training row's out-of-fold prediction, one fold model's; the list allocates the
@@ -97,12 +97,14 @@ def twin_unlike_list(config: CampaignConfig, twin, weights, candidates_economics
     20k past users: the twin at 0.84 spent 10x per user what the list at 0.84 did; its gain, measured on the
     twin's picks, did not exist on the list's, which lost money). So a moved break-even is kept only where the
     list's expected spend per treatable candidate is within ``POLICY_SIZE_FACTOR`` of the twin's per training
-    row (weighted rows stand for the candidates' population); without the candidates' economics it is kept."""
+    row (weighted rows stand for the candidates' population); without the candidates' economics it is kept.
+    ``budget``: the one the list would be allocated at, the planner's held on the forecast
+    (:func:`promo_opt.pipeline.allocation_budget`); default the planner's."""
     if candidates_economics is None:
         return None
     econ = candidates_economics()
     rows = float(len(twin.arm) if weights is None else np.sum(weights))
-    budget = config.constraints.budget
+    budget = config.constraints.budget if budget is None else budget
     problem = build_problem(econ, config, budget=budget, min_roi=floor, cost_weight=cost_weight)
     spend = econ.totals(solve(problem, solver="dual").arm)["spend"] / max(len(econ.p), 1)
     twin_spend = twin.expected["spend"] / max(rows, 1.0)
