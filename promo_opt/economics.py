@@ -47,7 +47,7 @@ class Economics:
         if objective == "conversions":
             return self.incremental_conversions
         if objective == "net_revenue":
-            return self.net_revenue if cost_weight == 1.0 else self.incremental_revenue - cost_weight * self.spend
+            return self.incremental_revenue - cost_weight * self.spend
         if objective == "long_term_value":
             if self.long_term_multiplier is None:
                 raise ValueError("objective 'long_term_value' needs the arms' long-term multipliers "

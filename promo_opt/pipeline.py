@@ -190,7 +190,7 @@ def forecast_correction(config: CampaignConfig, uplift, data, vhat: np.ndarray,
         if weight != 1.0:
             twin = measure_weight(weight)
             moved = replace(measure(twin), floor_scale=corr.floor_scale, cost_weight=weight)
-            held = None if config.constraints.budget is None else config.constraints.budget * moved.spend_scale()
+            held = allocation_budget(config.constraints.budget, {"applied": True, **moved.as_dict()})
             unlike = twin_unlike_list(config, twin, weights, candidates_economics, twin_floor, weight, held)
             if unlike:
                 note["cost_weight_dropped"] = unlike
@@ -476,6 +476,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
 
     held = allocation_budget(budget, correction)
     weight = allocation_cost_weight(config.objective, correction)
+    named = reported_cost_weight(config.objective, correction)
 
     def solve_at(floor):
         problem = build_problem(sub, config, budget=held, min_roi=floor, segment=segment, segment_names=names,
@@ -510,7 +511,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         "allocated_budget": held,
         "min_roi": min_roi,
         "allocated_min_roi": floor,
-        **({"allocated_cost_weight": weight} if config.objective == "net_revenue" else {}),
+        **({} if named is None else {"allocated_cost_weight": named}),
         "n_candidates": int(n),
         "holdout_size": int(hold.sum()),
         "expected": {**totals},
@@ -578,6 +579,13 @@ def allocation_cost_weight(objective: str, correction: dict | None) -> float:
     if objective != "net_revenue" or not correction or not correction.get("applied"):
         return 1.0
     return float(correction.get("cost_weight") or 1.0)
+
+
+def reported_cost_weight(objective: str, correction: dict | None) -> float | None:
+    """The break-even an output names (``allocated_cost_weight`` of a summary or of the service's plans):
+    :func:`allocation_cost_weight` under the objective ``net_revenue``, None under the others, where it does not
+    apply."""
+    return allocation_cost_weight(objective, correction) if objective == "net_revenue" else None
 
 
 def allocation_budget(budget: float | None, correction: dict | None) -> float | None:

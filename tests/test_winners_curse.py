@@ -572,7 +572,7 @@ def test_the_cost_weight_reaches_every_door(run_out, small_campaign, capsys):
     from promo_opt.service import plans
 
     cached = plans.build_frontier(cfg, run_out / "scores.parquet", None, corr)  # the service's /plans
-    assert plans.cost_weight(cfg, cached) == 0.8
+    assert pipeline.reported_cost_weight(cfg.objective, cached.correction) == 0.8  # what /plans names
     assert plans.answer(cfg, cached, [1e9], 5)["spend"][0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
     report_curve = pipeline.budget_curve(cfg, o, correction=corr)
     assert report_curve["spend"].max() == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
@@ -588,7 +588,7 @@ def test_the_cost_weight_reaches_every_door(run_out, small_campaign, capsys):
     conv = load_config(small_campaign)  # objective conversions: the weight does not apply
     c = pipeline.allocate(conv, scores, correction={**corr, "ratio": one["ratio"]})
     assert "allocated_cost_weight" not in c.summary and c.allocated_cost_weight == 1.0
-    assert plans.cost_weight(conv, plans.build_frontier(conv, run_out / "scores.parquet", None, corr)) is None
+    assert pipeline.reported_cost_weight(conv.objective, corr) is None
     assert (c.arm == pipeline.allocate(conv, scores, correction=one).arm).all()
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
-from promo_opt import __version__
+from promo_opt import __version__, pipeline
 from promo_opt.errors import PromoOptError
 from promo_opt.service import analyses, campaigns, plans, ui
 from promo_opt.service.artefacts import Artefacts
@@ -342,7 +342,8 @@ async def plan(body: PlanRequest, svc: Services = Depends(services)) -> PlanResp
               for i in range(len(cols["budget"]))]
     return PlanResponse(scores_id=job.id, min_roi=min_roi, allocated_min_roi=cached.problem.min_roi,
                         min_roi_confidence=cfg.constraints.min_roi_confidence if min_roi else None,
-                        objective=cfg.objective, allocated_cost_weight=plans.cost_weight(cfg, cached), points=points)
+                        objective=cfg.objective, points=points,
+                        allocated_cost_weight=pipeline.reported_cost_weight(cfg.objective, cached.correction))
 
 
 # ----------------------------------------------------------------------------------------------

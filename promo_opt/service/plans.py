@@ -97,12 +97,6 @@ class _WithArmSpend:
         return self.frontier.points(budgets, spend_per_arm=True)
 
 
-def cost_weight(config: CampaignConfig, cached: CachedFrontier) -> float | None:
-    """The break-even the curve holds under the objective net_revenue (the weight of the spend in the gain,
-    :func:`pipeline.allocation_cost_weight`, as ``pipeline.plan_problem`` built it); None under other objectives."""
-    return pipeline.allocation_cost_weight(config.objective, cached.correction) if config.objective == "net_revenue" else None
-
-
 def answer(config: CampaignConfig, cached: CachedFrontier, budgets, n_points: int) -> dict[str, list]:
     """The plan's columns as lists (spend_<arm> included): ``frontier.plan`` (ROI floor: points breaking
     it from the cached ``FloorPath``) or the frontier's arrays; with the model's held-out measurement,

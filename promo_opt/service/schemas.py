@@ -130,7 +130,7 @@ class PlanResponse(BaseModel):
     min_roi_confidence: float | None = None
     objective: str
     # under net_revenue: the weight of the spend in the gain the curve holds (incremental revenue - weight x spend),
-    # the break-even the scoring model's held-out twin showed pays (pipeline.allocation_cost_weight); None otherwise
+    # the break-even the scoring model's held-out twin showed pays (pipeline.reported_cost_weight); None otherwise
     allocated_cost_weight: float | None = None
     points: list[PlanPoint]
 
