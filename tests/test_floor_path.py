@@ -160,3 +160,21 @@ def test_plan_with_many_rows_under_the_floor_records_the_multipliers_and_matches
         assert row.objective == pytest.approx(res.objective, rel=1e-9)
         assert row.spend == pytest.approx(res.spend, rel=1e-9)
         assert [getattr(row, f"users_a{j}") for j in range(5)] == np.bincount(res.arm, minlength=5).tolist()
+
+
+def test_grid_points_whose_budgets_differ_in_the_last_bits_do_not_stop_the_grid(caplog) -> None:
+    """A flat piece of the path: two grid points share one budget, summed in another order, so the later one
+    came out an ulp smaller (9.757216593717782 after 9.75721659371779 here). That is no fall of the budget:
+    the grid goes on (it used to stop there with a warning, leaving every later budget to a cold solve)."""
+    p, spend_floor_only = floor_problem(50, 2, 0, 1.2)
+    floor = FloorPath(p, p.gain)
+    with caplog.at_level(logging.WARNING, logger="promo_opt.allocation.floor_path"):
+        intervals = floor._ensure_built()
+    assert "budget falls" not in caplog.text and len(intervals) >= floor.n_grid
+    assert all(a.budget <= b.budget for a, b in zip(intervals, intervals[1:]))
+    for budget in np.linspace(0.0, 1.3 * spend_floor_only, 41):
+        try:
+            cold = solve_point(p, p.gain, budget)
+        except InfeasibleError:
+            continue
+        assert_same_point(floor.point(budget), cold, p, budget)

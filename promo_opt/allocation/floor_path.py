@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE = 50_000  # users of the subsample that places the windows of the exact grid points
 FREE_TARGET = 3_000  # intervals are halved until they have at most this many free users
+# two grid points' budgets this close (relative) are equal: the sums behind them differ in the last bits only
+BUDGET_ROUNDOFF = 1e-9
 
 
 def solve_point(problem: AllocationProblem, conversions: np.ndarray, budget: float) -> dict:
@@ -298,6 +300,8 @@ class FloorPath:
                 log.warning("floor path: no window closed at mu=%.6g; grid stops at %d intervals", mu_hi, k)
                 return intervals
             lam_end = 0.0 if last else lam1
+            if not last and budget_prev - b1 <= BUDGET_ROUNDOFF * max(abs(budget_prev), 1.0):
+                b1 = max(b1, budget_prev)  # equal up to round-off (a flat piece): an empty interval, not a fall
             if not last and b1 < budget_prev:
                 log.warning("floor path: budget falls as mu rises (%.6g < %.6g); grid stops at %d intervals",
                             b1, budget_prev, k)
