@@ -291,8 +291,13 @@ def test_unattainable_roi_floor_names_the_best_attainable_roi() -> None:
     r = np.array([[0, 3.0, 4.0], [0, 1.0, 3.0]])  # ROIs 1.5, 1.0, 1.0, 1.0
     p = AllocationProblem(g, c, r, budget=10.0, min_roi=2.0)
     assert best_attainable_roi(p) == 1.5
-    with pytest.raises(InfeasibleError, match=r"best ROI .*\(1\.5\)"):
+    with pytest.raises(InfeasibleError, match=r"best ROI .*\(1\.5\).*; lower constraints\.min_roi$"):
         solve(p)
+    # where no promotion returns anything for anyone, a lower floor is no advice: the message says so
+    flat = AllocationProblem(g, c, np.minimum(r, 0.0) - np.array([0.0, 0.5, 0.2]), budget=10.0, min_roi=0.1)
+    with pytest.raises(InfeasibleError, match=r"\(-0\.05\).*no lower floor helps: the model expects no promotion") as err:
+        solve(flat)
+    assert "lower constraints.min_roi" not in str(err.value)
     with pytest.raises(InfeasibleError, match=r"1\.5"):
         allocate(g, c, revenue=r, budget=10.0, min_roi=2.0)
     # at the best attainable ROI the floor is met exactly by the user x arm that reaches it

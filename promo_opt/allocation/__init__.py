@@ -60,10 +60,7 @@ def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | 
     if problem.min_roi is not None and problem.n_users:
         best = best_attainable_roi(problem)
         if problem.min_roi > best:
-            raise InfeasibleError(
-                f"min_roi {problem.min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
-                "no policy that treats anyone can meet it; lower constraints.min_roi"
-            )
+            raise unreachable_floor(problem.min_roi, best)
     name, reason = choose_solver(problem, solver)
     if time_limit is None and solver == "auto":
         time_limit = EXACT_TIME_LIMIT
@@ -82,6 +79,19 @@ def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | 
     raise PromoOptError(f"unknown solver {name!r}; expected auto, dual, cpsat, mip or pulp")
 
 
+def unreachable_floor(min_roi: float, best: float) -> InfeasibleError:
+    """The refusal of an ROI floor above ``best``, the best ROI any user x arm reaches, saying what would help:
+    a lower floor where some promotion returns something; where none does (``best`` <= 0: the model expects no
+    incremental revenue from any promotion for anyone), no floor helps, and the message says so."""
+    what = f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): no policy that treats anyone can meet it"
+    if best > 0:
+        return InfeasibleError(f"{what}; lower constraints.min_roi")
+    return InfeasibleError(f"{what}, and no lower floor helps: the model expects no promotion to add revenue for any "
+                           "user (the past campaign shows no positive effect: too few users for the effect's size, or "
+                           "promotions that do not work); check data.outcome and data.arm, or learn from a larger "
+                           "randomized campaign")
+
+
 def best_attainable_roi(problem: AllocationProblem) -> float:
     """Highest ROI any single user x arm reaches: a policy's ROI (a ratio of sums) is at most this."""
     c, r = problem.spend[:, 1:], problem.revenue[:, 1:]
@@ -91,4 +101,4 @@ def best_attainable_roi(problem: AllocationProblem) -> float:
 
 
 __all__ = ["Allocation", "AllocationProblem", "ArmCap", "InfeasibleError", "allocate", "best_attainable_roi",
-           "choose_solver", "solve"]
+           "choose_solver", "solve", "unreachable_floor"]

@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from promo_opt import pipeline
-from promo_opt.allocation import EXACT_AUTO_LIMIT, best_attainable_roi
+from promo_opt.allocation import EXACT_AUTO_LIMIT, best_attainable_roi, unreachable_floor
 from promo_opt.allocation.dual import DIRECT_LIMIT, _corner_choices, dual_value, reduced_solve, solve_exact
 from promo_opt.allocation.problem import relative_gap
 from promo_opt.config import CampaignConfig
 from promo_opt.economics import build_problem
-from promo_opt.errors import DataError, InfeasibleError, PromoOptError
+from promo_opt.errors import DataError, PromoOptError
 from promo_opt.spark.output import write_parquet_atomic
 from promo_opt.spark.session import user_errors
 
@@ -464,9 +464,7 @@ def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi, cos
         parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
         best = float(parts[:, 0].max()) if len(parts) else float("nan")
         if min_roi > best:
-            raise InfeasibleError(
-                f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): "
-                "no policy that treats anyone can meet it; lower constraints.min_roi")
+            raise unreachable_floor(min_roi, best)
     sol = solve_distributed(spark, config, idx, budget, min_roi, cost_weight=cost_weight)
     t0 = time.perf_counter()
     frame = _targets_frame(spark, idx, config, min_roi, sol.policy, cost_weight)
