@@ -83,7 +83,8 @@ def unreachable_floor(min_roi: float, best: float) -> InfeasibleError:
     """The refusal of an ROI floor above ``best``, the best ROI any user x arm reaches, saying what would help:
     a lower floor where some promotion returns something; where none does (``best`` <= 0: the model expects no
     incremental revenue from any promotion for anyone), no floor helps, and the message says so."""
-    what = f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): no policy that treats anyone can meet it"
+    what = (f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): no policy that treats "
+            "anyone can meet it")
     if best > 0:
         return InfeasibleError(f"{what}; lower constraints.min_roi")
     return InfeasibleError(f"{what}, and no lower floor helps: the model expects no promotion to add revenue for any "
