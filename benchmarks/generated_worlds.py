@@ -338,6 +338,9 @@ def main() -> None:
     ap.add_argument("--objective", default=None, choices=("conversions", "net_revenue"),
                     help="only the runs of worlds with this objective: an ablation of a change that touches nothing "
                          "else (e.g. the net revenue's break-even held on the twin)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated world names: only their runs, each with the campaign seed it gets in the "
+                         "full run (e.g. a larger --sizes on the worlds that fall short)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "generated_worlds"))
     ap.add_argument("--summarize", default=None,
                     help="comma-separated result JSON files of earlier runs: only write their combined --out.md")
@@ -374,6 +377,8 @@ def main() -> None:
         return
     worlds = [random_world(s) for s in range(args.first, args.first + args.worlds)]
     worlds += [load_world(w) for w in args.named.split(",") if w]
+    if args.only and (unknown := set(args.only.split(",")) - {w.name for w in worlds}):
+        raise SystemExit(f"--only: {sorted(unknown)} are not among this run's worlds (--worlds, --first, --named)")
     rows = []
     out = Path(args.out)
     for n in map(int, args.sizes.split(",")):
@@ -381,6 +386,8 @@ def main() -> None:
             if args.floors_only and (args.seed + i) % 3:
                 continue
             if args.objective and w.spec.campaign.objective != args.objective:
+                continue
+            if args.only and w.name not in args.only.split(","):
                 continue
             r = one_run(w, args.seed + i, n, args.n_candidates, args.baseline)
             rows.append(r)
