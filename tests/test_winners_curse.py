@@ -651,3 +651,37 @@ def test_training_under_net_revenue_searches_the_break_even_and_the_list_holds_i
                             and "cost_weight_dropped" not in corr)
     out = pipeline.allocate(cfg, pipeline.score_candidates(cfg, model), correction=corr)
     assert out.summary["allocated_cost_weight"] == (kept or 1.0)
+
+
+def test_the_break_even_check_compares_twin_and_list_at_the_budget_the_list_is_allocated_at(small_campaign,
+                                                                                           monkeypatch):
+    """Training hands the check that the twin describes the list the budget held on the moved twin's forecast
+    (the planner's budget x that twin's spend scale), the budget the list is then allocated at, not the planner's
+    own. The weight is forced to move (0.8), every twin is made to measure its users 1.25x as costly as the model
+    says (so the held budget is 0.8x the planner's), and the check is watched: the wiring is tested on its own."""
+    from dataclasses import replace
+
+    from promo_opt import pipeline
+    from promo_opt.config import load_config
+
+    measured = ForecastCorrection.from_heldout.__func__
+
+    def costlier(cls, h, correct=True, calibration=None):
+        c = measured(cls, h, correct, calibration)
+        return replace(c, ratio={**c.ratio, "spend": 1.25})
+
+    monkeypatch.setattr(ForecastCorrection, "from_heldout", classmethod(costlier))
+    seen = {}
+
+    def check(config, twin, weights, candidates_economics, floor, weight, budget=None):
+        seen.update(weight=weight, budget=budget)
+        return None  # alike: the move stands, so the moved twin's ratios are the ones recorded
+
+    monkeypatch.setattr(pipeline, "held_out_cost_weight", lambda measure, min_roi, seed, tol: (0.8, ["forced"]))
+    monkeypatch.setattr(pipeline, "twin_unlike_list", check)
+    cfg = load_config(small_campaign, **{"objective": "net_revenue"})
+    corr = pipeline.train(cfg).metrics["forecast_correction"]
+    assert corr["cost_weight"] == 0.8 and seen["weight"] == 0.8
+    held = pipeline.allocation_budget(cfg.constraints.budget, corr)
+    assert held == pytest.approx(cfg.constraints.budget / 1.25)
+    assert seen["budget"] == pytest.approx(held)
