@@ -414,6 +414,12 @@ function pointRows(p) {
   ];
 }
 
+// net revenue: the break-even a curve (/plans) or a list (its summary) holds, the one the held-out twin showed pays
+// (pipeline.allocation_cost_weight), named in the list's words where it moved off 1; none under other objectives
+function breakEvenRows(weight) {
+  return weight != null && weight !== 1 ? [["break-even: incremental revenue over cost held at", fmt(weight)]] : [];
+}
+
 function showPoint() {
   const p = state.point;
   const slider = $("budget-slider");
@@ -423,11 +429,8 @@ function showPoint() {
     ? [[state.minRoiConfidence != null
       ? `floor on the expected ROI (held on the forecast, met with ${fmt(100 * state.minRoiConfidence)}% confidence)`
       : "floor on the expected ROI (held on the forecast)", fmt(state.allocatedMinRoi)]] : [];
-  // net revenue: the break-even the curve holds, as the list's facts name it (pipeline.allocation_cost_weight)
-  const breakEven = state.costWeight != null && state.costWeight !== 1
-    ? [["break-even: incremental revenue over cost held at", fmt(state.costWeight)]] : [];
   facts($("point"), [...pointRows(p), ["ROI floor", state.minRoi != null ? fmt(state.minRoi) : "none"], ...held,
-    ...breakEven, ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
+    ...breakEvenRows(state.costWeight), ["re-solved under the floor", p.resolved ? "yes" : "no"]]);
   armRows($("point-arms").querySelector("tbody"), p.users_per_arm, p.spend_per_arm);
   // the warning an allocation at this budget would carry, in the same words
   const w = p.forecast?.warning;
@@ -553,9 +556,7 @@ function showAllocation(a) {
     // the budget held on the forecast: the model's expected spend the allocator held (pipeline.allocation_budget)
     ...(s.allocated_budget != null && s.budget != null && Math.abs(s.allocated_budget - s.budget) > 1e-9 * Math.max(1, s.budget)
       ? [["expected spend held at (budget on the forecast)", fmt(s.allocated_budget)]] : []),
-    // net revenue: the break-even the held-out twin showed pays (pipeline.allocation_cost_weight)
-    ...(s.allocated_cost_weight != null && s.allocated_cost_weight !== 1
-      ? [["break-even: incremental revenue over cost held at", fmt(s.allocated_cost_weight)]] : []),
+    ...breakEvenRows(s.allocated_cost_weight),
     ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
   // what the CLI prints first and the report puts on top, in its order (promo_opt/report/warnings.py): the
