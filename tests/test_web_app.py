@@ -476,6 +476,39 @@ def test_the_what_if_names_the_break_even_its_curve_holds(planner, browser, serv
         ctx.close()
 
 
+def test_the_list_names_the_break_even_it_holds_by_the_clis_rule(planner, browser, server):
+    """A list's certificate names the break-even its summary holds (``allocated_cost_weight``) where it moved off 1,
+    by the rule the CLI and the report use (``pipeline.held_moved``): a weight within 1e-9 of 1 is 1, unnamed. The
+    list's reply is rewritten in the browser (this campaign's objective names no weight)."""
+    key = "break-even: incremental revenue over cost held at"
+    def holding(weight):
+        def held(route):
+            reply = route.fetch()
+            body = reply.json()
+            if body.get("status") == "done":
+                body = {**body, "result": {**body["result"], "allocated_cost_weight": weight}}
+            route.fulfill(response=reply, json=body)
+        return held
+
+    for weight, want in ((0.84, "0.84"), (1 + 1e-12, None)):
+        ctx, page = open_page(browser, server)
+        try:
+            page.route("**/allocations/*", holding(weight))
+            sign_in(page, server)
+            page.get_by_role("button", name=re.compile("^Open campaign")).first.click()
+            page.wait_for_selector("#point dd[data-key='budget']")
+            page.get_by_role("button", name="Create targeting list").click()
+            page.wait_for_selector("#alloc-result:not([hidden])", timeout=JOB_TIMEOUT_MS)
+            assert shown(page, "#certificate", "solver")  # the certificate is drawn
+            if want is None:
+                assert page.locator(f"#certificate dd[data-key='{key}']").count() == 0
+            else:
+                assert shown(page, "#certificate", key) == want
+            assert not page.errors, page.errors
+        finally:
+            ctx.close()
+
+
 def test_bad_upload_message_is_shown_next_to_its_field(browser, server, campaign, tmp_path, shots):
     train = pd.read_csv(campaign.parent / "train.csv").drop(columns=["converted"])
     bad = tmp_path / "train-no-outcome.csv"

@@ -414,10 +414,17 @@ function pointRows(p) {
   ];
 }
 
+// whether the allocator held a number other than the planner's (a floor, a budget, the break-even 1), by the rule
+// the CLI and the report use (pipeline.held_moved): two numbers within 1e-9 (relative) are one, so a held number
+// that differs from the asked one in its last bits is not named as moved
+function heldMoved(asked, held) {
+  return asked != null && asked !== 0 && held != null && Math.abs(held - asked) > 1e-9 * Math.max(1, Math.abs(asked));
+}
+
 // net revenue: the break-even a curve (/plans) or a list (its summary) holds, the one the held-out twin showed pays
 // (pipeline.allocation_cost_weight), named in the list's words where it moved off 1; none under other objectives
 function breakEvenRows(weight) {
-  return weight != null && weight !== 1 ? [["break-even: incremental revenue over cost held at", fmt(weight)]] : [];
+  return heldMoved(1, weight) ? [["break-even: incremental revenue over cost held at", fmt(weight)]] : [];
 }
 
 function showPoint() {
@@ -425,7 +432,7 @@ function showPoint() {
   const slider = $("budget-slider");
   slider.setAttribute("aria-valuetext", `budget ${fmt(p.budget)}: ${fmt(p.incremental_conversions)} incremental conversions`);
   if (document.activeElement !== $("budget-input")) $("budget-input").value = String(Math.round(p.budget * 100) / 100);
-  const held = state.minRoi != null && state.allocatedMinRoi != null && state.allocatedMinRoi !== state.minRoi
+  const held = heldMoved(state.minRoi, state.allocatedMinRoi)
     ? [[state.minRoiConfidence != null
       ? `floor on the expected ROI (held on the forecast, met with ${fmt(100 * state.minRoiConfidence)}% confidence)`
       : "floor on the expected ROI (held on the forecast)", fmt(state.allocatedMinRoi)]] : [];
@@ -554,7 +561,7 @@ function showAllocation(a) {
     ["upper bound (LP)", fmt(s.lp_upper_bound)], ["gap to the bound", s.gap != null ? s.gap.toExponential(2) : "–"],
     ["budget", fmt(s.budget ?? NaN)],
     // the budget held on the forecast: the model's expected spend the allocator held (pipeline.allocation_budget)
-    ...(s.allocated_budget != null && s.budget != null && Math.abs(s.allocated_budget - s.budget) > 1e-9 * Math.max(1, s.budget)
+    ...(heldMoved(s.budget, s.allocated_budget)
       ? [["expected spend held at (budget on the forecast)", fmt(s.allocated_budget)]] : []),
     ...breakEvenRows(s.allocated_cost_weight),
     ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
