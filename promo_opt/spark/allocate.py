@@ -330,7 +330,6 @@ def _totals_from(spark, path: str, config: CampaignConfig) -> pd.DataFrame:
             .agg(F.count(F.lit(1)).alias("users"), F.sum("expected_cost").alias("spend"),
                  F.sum("incremental_conversions").alias("conversions"),
                  F.sum("incremental_revenue").alias("revenue"),
-                 F.sum(F.col("incremental_revenue") - F.col("expected_cost")).alias("net_revenue"),
                  F.sum(F.col("holdout").cast("long")).alias("holdout"))
             .toPandas().set_index("arm"))
 
@@ -485,8 +484,7 @@ def _summary(config, idx, totals: pd.DataFrame, budget, min_roi, bound, nf, how,
     spend = float(totals["spend"].sum())
     conv = float(totals["conversions"].sum())
     rev = float(totals["revenue"].sum())
-    objective = conv if config.objective == "conversions" else \
-        float(totals["net_revenue"].sum()) if cost_weight == 1.0 else rev - cost_weight * spend
+    objective = conv if config.objective == "conversions" else rev - cost_weight * spend
     bad = []
     if budget is not None and spend > budget + 1e-7 * max(1.0, abs(budget)):
         bad.append(f"spend {spend:.6g} > budget {budget:.6g}")
