@@ -237,3 +237,86 @@ def test_cpsat_rounding_is_safe_at_knife_edge() -> None:
                           budget=1 - 1e-7)
     a = solve_cpsat(p)
     assert p.violations(a.arm) == [] and int((a.arm == 1).sum()) == 2
+
+
+class _FakeVar:
+    def __init__(self, value):
+        self.value = value
+
+    def solution_value(self):
+        return self.value
+
+
+class _FakeSolver:
+    """One round of :func:`exact._search`: the status and objective a round ends with; records its limit and hint."""
+
+    def __init__(self, status, value, log):
+        self.status, self.value, self.log = status, value, log
+        self.xs = [_FakeVar(float(value)), _FakeVar(0.0)]
+
+    def SetTimeLimit(self, ms):
+        self.log.append(("limit", ms))
+
+    def SetHint(self, xs, values):
+        self.log.append(("hint", list(values)))
+
+    def Solve(self, params):
+        self.log.append(("solve", self.status, self.value))
+        return self.status
+
+    def Objective(self):
+        return self
+
+    def Value(self):
+        return self.value
+
+
+def _rounds(outcomes, time_limit=120.0):
+    """exact._search over fake rounds ending with ``outcomes`` [(status, objective)]: (its result, the log)."""
+    import time
+
+    from promo_opt.allocation import exact
+
+    log, made = [], iter(outcomes)
+
+    def build():
+        status, value = next(made)
+        s = _FakeSolver(status, value, log)
+        return s, s.xs, None
+
+    status, stalled, solver, xs = exact._search(build, time_limit, time.perf_counter())
+    return (status, stalled, solver.value), log
+
+
+def test_the_mip_search_stops_when_a_longer_round_finds_nothing_better():
+    """SCIP can have its final incumbent within a second and spend any time limit failing to prove a gap of a few
+    users' worth (a 2,850-user campaign with two arm caps and three segment budgets: the same policy after 1 s
+    as after 120 s). The search runs in rounds, each STALL_GROWTH times longer than the last and started from its
+    incumbent, and stops at the first round that finds nothing better, or proves optimality."""
+    from ortools.linear_solver.pywraplp import Solver as S
+
+    from promo_opt.allocation import exact
+
+    (status, stalled, value), log = _rounds([(S.FEASIBLE, 10.0), (S.FEASIBLE, 10.0)])
+    assert (status, stalled, value) == (S.FEASIBLE, True, 10.0)
+    limits = [e[1] for e in log if e[0] == "limit"]
+    assert len(limits) == 2 and limits[1] == pytest.approx(limits[0] * exact.STALL_GROWTH, rel=0.01)
+    assert [e[1] for e in log if e[0] == "hint"] == [[10.0, 0.0]]  # the second round starts from the first's
+    # a round that improves earns a longer one; the round whose successor would not fit takes all the time left
+    (status, stalled, value), log = _rounds([(S.FEASIBLE, 10.0), (S.FEASIBLE, 12.0), (S.FEASIBLE, 12.0)])
+    assert (status, stalled, value) == (S.FEASIBLE, False, 12.0)
+    limits = [e[1] for e in log if e[0] == "limit"]
+    assert limits[2] > 100_000 and [e[1] for e in log if e[0] == "hint"] == [[10.0, 0.0], [12.0, 0.0]]
+    # a round that proves optimality ends the search, better or not
+    (status, stalled, value), _ = _rounds([(S.FEASIBLE, 10.0), (S.OPTIMAL, 11.0)])
+    assert (status, stalled, value) == (S.OPTIMAL, False, 11.0)
+    # a round that ends without a solution (its hint not taken) keeps the last round's incumbent
+    (status, stalled, value), _ = _rounds([(S.FEASIBLE, 10.0), (S.NOT_SOLVED, 0.0)])
+    assert (status, stalled, value) == (S.FEASIBLE, False, 10.0)
+    # no incumbent yet: a longer round, not a failure
+    (status, stalled, value), log = _rounds([(S.NOT_SOLVED, 0.0), (S.OPTIMAL, 5.0)])
+    assert (status, stalled, value) == (S.OPTIMAL, False, 5.0)
+    # a short time limit: one round that uses all of it
+    (status, stalled, value), log = _rounds([(S.FEASIBLE, 10.0)], time_limit=3.0)
+    assert (status, stalled, value) == (S.FEASIBLE, False, 10.0)
+    assert len([e for e in log if e[0] == "solve"]) == 1

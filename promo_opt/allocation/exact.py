@@ -330,6 +330,11 @@ def solve_cpsat(problem: AllocationProblem, time_limit: float | None = None, sca
 # MIP: OR-Tools linear solver (SCIP / CBC) and PuLP (bundled CBC)
 # --------------------------------------------------------------------------------------------
 MIP_BACKENDS = ("SCIP", "CBC")  # both ship with the ortools 9.15 wheel (checked with CreateSolver)
+# Under a time limit the MIP is searched in rounds (solve_mip): the first of STALL_FIRST_ROUND seconds, each next one
+# STALL_GROWTH times longer and started from the last incumbent, until a round proves optimality, finds nothing
+# better than the one before it, or the time limit is spent.
+STALL_FIRST_ROUND = 2.0
+STALL_GROWTH = 4.0
 
 
 def _repair(problem: AllocationProblem, arm: np.ndarray) -> tuple[np.ndarray, int]:
@@ -371,6 +376,13 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
     Tolerance-level violations left by the solver are repaired (see :func:`_repair`); the count is
     in ``solver_reason`` and such a result is "feasible", not "optimal". ``bound`` is the smaller
     of the GLOP Lagrangian bound and the solver's best bound (+1e-9 relative for its gap).
+
+    With a ``time_limit`` the search runs in rounds (``STALL_FIRST_ROUND`` seconds, then ``STALL_GROWTH`` times
+    longer, each started from the last incumbent) and stops when a round proves optimality or finds nothing
+    better than the round before: SCIP often has its final incumbent within a second and then spends any limit
+    failing to prove a gap of a few users' worth (2,850 users x 3 promotions, two arm caps and three segment
+    budgets: the same policy after 1 s as after 120 s, gap 1.4e-4, certified either way). Without a limit, one
+    search to the end.
     """
     from ortools.linear_solver import pywraplp
 
@@ -378,8 +390,7 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
     backend = backend.upper()
     if backend not in MIP_BACKENDS:
         raise PromoOptError(f"backend = {backend!r}; expected one of {', '.join(MIP_BACKENDS)}")
-    solver = pywraplp.Solver.CreateSolver(backend)
-    if solver is None:
+    if pywraplp.Solver.CreateSolver(backend) is None:
         raise PromoOptError(f"this OR-Tools build has no {backend} solver; use backend='CBC' or 'SCIP'")
     m = _build_model(problem)
     name = f"mip-{backend.lower()}"
@@ -387,31 +398,9 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
         return finish(problem, np.zeros(problem.n_users, np.int64), bound=0.0, n_fractional=0,
                       solver=name, solver_reason=reason, seconds=time.perf_counter() - t0,
                       status="optimal")
-    inf = solver.infinity()
-    # variables
-    xs = [solver.BoolVar("") for _ in range(m.n_pairs)]
-    # constraints
-    starts = np.searchsorted(m.users, np.arange(problem.n_users + 1))
-    for i in np.flatnonzero(np.diff(starts) > 1):
-        ct = solver.Constraint(-inf, 1.0)
-        for j in range(starts[i], starts[i + 1]):
-            ct.SetCoefficient(xs[j], 1.0)
-    for row in m.rows:
-        ct = solver.Constraint(-inf, row.rhs)
-        for j, c in zip(row.pairs.tolist(), row.coef.tolist()):
-            ct.SetCoefficient(xs[j], c)
-    # objective
-    obj = solver.Objective()
-    for v, c in zip(xs, m.gain.tolist()):
-        obj.SetCoefficient(v, c)
-    obj.SetMaximization()
-    # solve
-    if time_limit is not None:
-        solver.SetTimeLimit(max(1, int(time_limit * 1000)))
-    params = pywraplp.MPSolverParameters()
-    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-9)
-    params.SetDoubleParam(pywraplp.MPSolverParameters.PRIMAL_TOLERANCE, 1e-9)
-    status = solver.Solve(params)
+    status, stalled, solver, xs = _search(lambda: _mip_solver(backend, problem, m), time_limit, t0)
+    if stalled:
+        reason = f"{reason}; stopped when a {STALL_GROWTH:g}x longer search found no better policy"
     if status == pywraplp.Solver.INFEASIBLE:
         raise InfeasibleError(f"{backend} proved the problem infeasible; check the capacities")
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
@@ -422,12 +411,82 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
     chosen = np.array([v.solution_value() > 0.5 for v in xs], dtype=bool)
     arm, moved = _repair(problem, _arm_from_pairs(problem, m, chosen))
     lp = lp_relaxation(problem)
-    best = obj.BestBound()
+    best = solver.Objective().BestBound()
     bound = min(lp.bound, best + 1e-9 * max(1.0, abs(best)))
     proved = status == pywraplp.Solver.OPTIMAL and moved == 0
     return finish(problem, arm, bound=bound, n_fractional=0, solver=name,
                   solver_reason=_mip_reason(reason, moved), seconds=time.perf_counter() - t0,
                   status="optimal" if proved else "feasible", multipliers=lp.multipliers)
+
+
+def _mip_solver(backend: str, problem: AllocationProblem, m):
+    """A fresh OR-Tools solver holding the MIP of ``m`` (:func:`_build_model`), its variables, and the search
+    parameters (relative gap and primal tolerance 1e-9). Fresh for every round of :func:`_search`: SCIP
+    asked to solve a second time in the same solver failed ("No memory", status 4) on a 2,850-user problem."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver(backend)
+    inf = solver.infinity()
+    xs = [solver.BoolVar("") for _ in range(m.n_pairs)]
+    starts = np.searchsorted(m.users, np.arange(problem.n_users + 1))
+    for i in np.flatnonzero(np.diff(starts) > 1):  # at most one arm per user
+        ct = solver.Constraint(-inf, 1.0)
+        for j in range(starts[i], starts[i + 1]):
+            ct.SetCoefficient(xs[j], 1.0)
+    for row in m.rows:
+        ct = solver.Constraint(-inf, row.rhs)
+        for j, c in zip(row.pairs.tolist(), row.coef.tolist()):
+            ct.SetCoefficient(xs[j], c)
+    obj = solver.Objective()
+    for v, c in zip(xs, m.gain.tolist()):
+        obj.SetCoefficient(v, c)
+    obj.SetMaximization()
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-9)
+    params.SetDoubleParam(pywraplp.MPSolverParameters.PRIMAL_TOLERANCE, 1e-9)
+    return solver, xs, params
+
+
+def _search(build, time_limit: float | None, t0: float):
+    """(status, stalled, solver, variables) of the rounds of :func:`solve_mip` within ``time_limit`` seconds from
+    ``t0`` (one search to the end without a limit); ``build()`` gives a fresh (solver, variables, parameters).
+    Each round starts from the last round's incumbent (a hint) and is at least ``STALL_FIRST_ROUND`` seconds and
+    four times the time a build takes; ``stalled``: a round found nothing better than the one before it."""
+    from ortools.linear_solver import pywraplp
+
+    tb = time.perf_counter()
+    solver, xs, params = build()
+    if time_limit is None:
+        return solver.Solve(params), False, solver, xs
+    found = (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
+    length = max(STALL_FIRST_ROUND, 4 * (time.perf_counter() - tb))
+    best = hint = kept = None
+    rounds = 0
+    while True:
+        left = time_limit - (time.perf_counter() - t0)
+        last = left <= length * (1 + STALL_GROWTH)  # too little time for the round after this one: use it all
+        if rounds:
+            solver, xs, params = build()
+            if hint is not None:
+                solver.SetHint(xs, hint)
+        rounds += 1
+        solver.SetTimeLimit(max(1, int(1000 * (left if last else length))))
+        status = solver.Solve(params)
+        if status not in found:
+            if best is not None:  # a round that ended without its hint: the last round's incumbent stands
+                kept_status, kept_solver, kept_xs = kept
+                return kept_status, False, kept_solver, kept_xs
+            if not last and status == pywraplp.Solver.NOT_SOLVED:
+                length *= STALL_GROWTH  # no incumbent yet: a longer round
+                continue
+            return status, False, solver, xs
+        value = solver.Objective().Value()
+        if status == pywraplp.Solver.OPTIMAL or last:
+            return status, False, solver, xs
+        if best is not None and value <= best + 1e-9 * max(1.0, abs(best)):
+            return status, True, solver, xs
+        best, hint, kept = value, [v.solution_value() for v in xs], (status, solver, xs)
+        length *= STALL_GROWTH
 
 
 def solve_pulp(problem: AllocationProblem, time_limit: float | None = None,
