@@ -39,18 +39,25 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
 
 
-def campaign_problem(seed: int = 662) -> AllocationProblem:
-    """The problem ``pipeline.allocate`` hands the MIP for the sweep's campaign of generated world ``seed``."""
+def capped_campaign(directory) -> Path:
+    """Write the campaign the crash sweep met into ``directory`` and return its config: generated world 662, 3,000
+    past users and 3,000 candidates, ``max_users: 78`` on promo2, ``max_spend: 10079.1`` on promo3 and a budget
+    for every level of ``x05`` (also ``tests/test_generated_campaigns.py``)."""
+    path = random_world(662).write_campaign(directory, seed=662, n_train=3000, n_candidates=3000)
+    raw = yaml.safe_load(path.read_text())
+    arms = {a["name"]: a for a in raw["arms"]}
+    arms["promo2"]["max_users"] = 78
+    arms["promo3"]["max_spend"] = 10079.1
+    raw["data"]["segment"] = "x05"
+    raw["constraints"]["segment_budgets"] = {"l0": 7833.35, "l1": 12947.24, "l2": 10767.34}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def campaign_problem() -> AllocationProblem:
+    """The problem ``pipeline.allocate`` hands the MIP for :func:`capped_campaign`."""
     with tempfile.TemporaryDirectory() as d:
-        path = random_world(seed).write_campaign(d, seed=seed, n_train=3000, n_candidates=3000)
-        raw = yaml.safe_load(path.read_text())
-        arms = {a["name"]: a for a in raw["arms"]}
-        arms["promo2"]["max_users"] = 78
-        arms["promo3"]["max_spend"] = 10079.1
-        raw["data"]["segment"] = "x05"
-        raw["constraints"]["segment_budgets"] = {"l0": 7833.35, "l1": 12947.24, "l2": 10767.34}
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        cfg = load_config(path)
+        cfg = load_config(capped_campaign(d))
         model = pipeline.train(cfg)
         scores = pipeline.score_candidates(cfg, model)
         got = {}

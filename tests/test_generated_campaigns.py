@@ -82,14 +82,9 @@ def test_run_holds_arm_caps_and_segment_budgets(tmp_path):
     world's oracle; 250 s in all, now about 30 s). The caps hold in ``summary.json`` and the gap is certified small.
     (Whether the rounds stop early depends on how fast SCIP runs, so it is tested with fake solvers in
     ``test_allocation_exact.py``, not here.)"""
-    path = random_world(662).write_campaign(tmp_path / "c", seed=662, n_train=3000, n_candidates=3000)
-    raw = yaml.safe_load(path.read_text())
-    arms = {a["name"]: a for a in raw["arms"]}
-    arms["promo2"]["max_users"] = 78
-    arms["promo3"]["max_spend"] = 10079.1
-    raw["data"]["segment"] = "x05"
-    raw["constraints"]["segment_budgets"] = {"l0": 7833.35, "l1": 12947.24, "l2": 10767.34}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    from benchmarks.mip_rounds import capped_campaign
+
+    path = capped_campaign(tmp_path / "c")
     out = tmp_path / "out"
     r = invoke("run", path, "--out", out)
     assert r.exit_code == 0, r.output
