@@ -86,20 +86,14 @@ def synthetic_problem(n: int = 20_000) -> AllocationProblem:
 
 
 def one_search(problem: AllocationProblem, time_limit: float) -> dict:
-    """The search before the rounds: one SCIP solve to the time limit."""
-    from ortools.linear_solver import pywraplp
-
-    t0 = time.perf_counter()
-    m = exact._build_model(problem)
-    solver, xs, params = exact._mip_solver("SCIP", problem, m)
-    solver.SetTimeLimit(int(1000 * time_limit))
-    status = solver.Solve(params)
-    chosen = np.array([v.solution_value() > 0.5 for v in xs], dtype=bool)
-    arm = exact._arm_from_pairs(problem, m, chosen)
-    value = float(problem.gain[np.arange(problem.n_users), arm].sum())
-    bound = min(exact.lp_relaxation(problem).bound, solver.Objective().BestBound())
-    return {"seconds": time.perf_counter() - t0, "objective": value, "gap": (bound - value) / max(1.0, abs(bound)),
-            "status": "optimal" if status == pywraplp.Solver.OPTIMAL else "feasible"}
+    """The search before the rounds: ``solve_mip`` with a first round as long as the limit, so one SCIP search to
+    the limit, certified the same way."""
+    first = exact.STALL_FIRST_ROUND
+    exact.STALL_FIRST_ROUND = time_limit
+    try:
+        return rounds(problem, time_limit)
+    finally:
+        exact.STALL_FIRST_ROUND = first
 
 
 def rounds(problem: AllocationProblem, time_limit: float) -> dict:
