@@ -19,3 +19,18 @@ class InfeasibleError(PromoOptError):
 
 class ModelError(PromoOptError):
     """A saved model does not fit the config or data it is used with."""
+
+
+class UnreachableFloor(InfeasibleError):
+    """An ROI floor above ``best``, the best ROI any user x arm reaches: no policy that treats anyone meets it.
+    Carries both numbers, so a caller that raised the floor itself (guarantee mode) can say what it asked for."""
+
+    def __init__(self, message: str, min_roi: float, best: float):
+        super().__init__(message)
+        self.min_roi = min_roi
+        self.best = best
+
+
+class GuaranteeRefused(InfeasibleError):
+    """Guarantee mode (``constraints.min_roi_confidence``) found no policy safe enough; the message is whole (it
+    names the planner's floor, the floor the guarantee needs and the plain floor's probability)."""

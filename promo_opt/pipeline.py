@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promo_opt.allocation import Allocation, AllocationProblem, solve
+from promo_opt.allocation import Allocation, AllocationProblem, best_attainable_roi, solve, unreachable_floor
 from promo_opt.allocation.frontier import plan as plan_curve
 from promo_opt.config import CampaignConfig
 from promo_opt.evaluation.breakeven import held_out_cost_weight, twin_unlike_list
@@ -23,7 +23,7 @@ from promo_opt.evaluation.forecast import (FORECAST_COLUMNS, corrected_forecast,
 from promo_opt.data import (Candidates, load_candidates, load_training, numeric_columns, read_table, segment_labels,
                             write_json, write_table)
 from promo_opt.economics import Economics, build_problem, campaign_economics
-from promo_opt.errors import DataError, InfeasibleError, PromoOptError
+from promo_opt.errors import DataError, GuaranteeRefused, InfeasibleError, PromoOptError
 from promo_opt.features import FeaturePreprocessor
 from promo_opt.learners.honest import select_learner
 from promo_opt.learners.value import OrderValueModel
@@ -644,11 +644,27 @@ def with_floor_named(solve, min_roi: float | None, floor: float | None):
     try:
         return solve()
     except InfeasibleError as err:
-        if not floor_moved(min_roi, floor):
+        if not floor_moved(min_roi, floor) or isinstance(err, GuaranteeRefused):  # the latter says it all
             raise
-        raise InfeasibleError(f"{err} (min_roi {min_roi:g} is held on the forecast: the held-out measurement says "
-                              f"true returns are {min_roi / floor:.3g}x the model's, so the model's expected ROI "
-                              f"must reach {floor:.4g})") from err
+        raise InfeasibleError(f"{err} {_held_context(min_roi, floor)}") from err
+
+
+def _held_context(min_roi: float, floor: float) -> str:
+    return (f"(min_roi {min_roi:g} is held on the forecast: the held-out measurement says true returns are "
+            f"{min_roi / floor:.3g}x the model's, so the model's expected ROI must reach {floor:.4g})")
+
+
+def floor_out_of_reach(config: CampaignConfig, asked: float, plain: float, floor: float, best: float) -> InfeasibleError:
+    """The refusal of a floor ``floor`` on the model's expected ROI above ``best``, the best ROI any user x arm
+    reaches, in the planner's terms: ``asked`` is the planner's ``min_roi``, ``plain`` the floor it is held at on
+    the forecast (:func:`allocation_floor`), ``floor`` the one held (:func:`held_floor`: above ``plain`` where
+    guarantee mode raised it). What :func:`allocate` says where the same floor cannot be met."""
+    if floor_moved(plain, floor):  # guarantee mode raised it: it is the guarantee's floor, not the planner's
+        from promo_opt.evaluation.guarantee import out_of_reach
+
+        return GuaranteeRefused(out_of_reach(config.constraints.min_roi_confidence, asked, None, floor, best))
+    err = unreachable_floor(floor, best)
+    return InfeasibleError(f"{err} {_held_context(asked, floor)}") if floor_moved(asked, floor) else err
 
 
 # below this share of the budget the summary, the CLI and the report say why the money is not spent
@@ -702,24 +718,39 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     it (default: :func:`allocation_cost_weight` of ``correction``).
     """
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction, cost_weight=cost_weight)
-    curve = on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
-                                                                      arm_names=config.arm_names))
+    curve = held_plan_curve(config, problem, conversions, budgets, correction, n_points)
     return with_curve_forecast(curve, correction, config.objective, problem.n_users)
+
+
+def held_plan_curve(config: CampaignConfig, problem: AllocationProblem, conversions: np.ndarray, budgets,
+                    correction: dict | None, n_points: int = 50) -> pd.DataFrame:
+    """The budget curve of a :func:`plan_problem` at the planner's ``budgets``, each held on the forecast
+    (:func:`on_held_budgets`); without the forecast columns."""
+    return on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
+                                                                     arm_names=config.arm_names))
 
 
 def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
                  correction: dict | None = None, cost_weight: float | None = None) -> tuple[AllocationProblem, np.ndarray]:
     """What ``plan`` curves: the budget/ROI problem over the treatable candidates and their (n, K)
-    incremental conversions. Built once, it answers many budget questions (the service caches it)."""
+    incremental conversions. Built once, it answers many budget questions (the service caches it). A floor above
+    the best ROI any user x arm reaches is refused as :func:`allocate` refuses it (:func:`floor_out_of_reach`):
+    every budget would buy nothing, and the planner is told why."""
     if _side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning, or run "
                             "'promo-opt allocate --budget X' for each budget")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
-    floor = held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
+    asked = config.constraints.min_roi if min_roi is None else min_roi
+    floor = held_floor(config, asked, correction)
     weight = allocation_cost_weight(config.objective, correction) if cost_weight is None else cost_weight
-    return _budget_roi_problem(config, econ, treat, floor, weight)
+    problem, conversions = _budget_roi_problem(config, econ, treat, floor, weight)
+    if floor is not None and problem.n_users:
+        best = best_attainable_roi(problem)
+        if floor > best:
+            raise floor_out_of_reach(config, asked, allocation_floor(asked, correction), floor, best)
+    return problem, conversions
 
 
 def _budget_roi_problem(config, econ: Economics, treat, min_roi,

@@ -233,6 +233,31 @@ def test_guaranteed_floor_raises_the_floor_until_the_probability_is_met():
     assert g.achieved == pytest.approx(floor_probability(totals["incremental_revenue"], totals["spend"], 1.5, c))
 
 
+def test_a_guarantee_out_of_reach_names_what_it_needs_not_the_planners_floor():
+    """Where the raised floor is above the best ROI any user x arm reaches, the refusal says what the guarantee
+    needs and what the data reach; it does not tell the planner to lower a floor they did not set (the
+    allocator's own refusal of the raised floor says 'lower constraints.min_roi')."""
+    from promo_opt.allocation import unreachable_floor
+
+    ret = np.random.default_rng(2).uniform(0.2, 2.0, 4000)
+    best = float(ret.max())
+
+    def solve_at(m):
+        if m > best:
+            raise unreachable_floor(m, best)
+        take = ret >= m
+        return take, {"incremental_revenue": float(ret[take].sum()), "spend": float(take.sum())}
+
+    c = _correction(se_rev=0.08, se_spend=0.03)
+    needed = guaranteed_roi(1.9, 0.9, c, start=1.9)
+    assert needed > best  # the case under test
+    with pytest.raises(InfeasibleError) as err:
+        guaranteed_floor(solve_at, 1.9, 0.9, c)
+    msg = str(err.value)
+    assert f"needs an expected ROI of at least {needed:.4g}" in msg and f"reaches is {best:.4g}" in msg
+    assert "min_roi 1.9" in msg and "lower constraints.min_roi" not in msg
+
+
 def test_guaranteed_roi_is_the_smallest_expected_roi_that_meets_the_confidence():
     """P(floor holds) depends on a policy only through its expected ROI: the same probability for any spend at
     one ROI, the confidence met exactly at guaranteed_roi, and a clear refusal where the measurement is too
@@ -294,6 +319,20 @@ def test_min_roi_confidence_in_a_run(campaign_copy, tmp_path):
                               correction=corr)
     assert "roi_guarantee" not in plain.summary
     assert o.summary["expected"]["roi"] >= plain.summary["expected"]["roi"] - 1e-9
+    # a floor whose plain floor some user reaches but whose guarantee no one does: the allocation and the
+    # budget curve refuse it alike, naming the floor the guarantee needs (not "lower constraints.min_roi")
+    from promo_opt.allocation import best_attainable_roi
+
+    best = best_attainable_roi(pipeline.plan_problem(cfg, scores, correction=corr)[0])
+    near = 0.999 * best / pipeline.allocation_floor(1.0, corr)
+    assert pipeline.allocation_floor(near, corr) < best < pipeline.held_floor(cfg, near, corr)
+    needed = f"needs an expected ROI of at least {pipeline.held_floor(cfg, near, corr):.4g}"
+    for refused in (lambda: pipeline.allocate(cfg, scores, min_roi=near, correction=corr),
+                    lambda: pipeline.plan(cfg, scores, [cfg.constraints.budget], min_roi=near, correction=corr)):
+        with pytest.raises(InfeasibleError) as err:
+            refused()
+        assert needed in str(err.value) and f"reaches is {best:.4g}" in str(err.value)
+        assert "lower constraints.min_roi" not in str(err.value)
 
 
 def test_min_roi_confidence_needs_a_floor(campaign_copy):

@@ -110,6 +110,9 @@ def test_plan_equals_the_cli_plan(server, flow, campaign):
         again = c.post("/plans", json={"scores_id": flow["scores"]["id"],
                                        "budget_range": {"low": 0, "high": 4000, "n": 5}}).json()["points"]
         roi = c.post("/plans", json={"scores_id": flow["scores"]["id"], "budgets": [3000.0], "min_roi": 2.5}).json()
+        # a floor no user reaches is refused as 'promo-opt plan' and an allocation refuse it, not a curve of zeros
+        out_of_reach = c.post("/plans", json={"scores_id": flow["scores"]["id"], "budgets": [3000.0], "min_roi": 1e6})
+    assert out_of_reach.status_code == 422 and "is above the best ROI any user x arm reaches" in out_of_reach.text
     assert [p["budget"] for p in pts] == budgets
     np.testing.assert_allclose([p["spend"] for p in pts], ref["spend"], rtol=1e-9)
     np.testing.assert_allclose([p["incremental_conversions"] for p in pts], ref["incremental_conversions"], rtol=1e-9)

@@ -157,6 +157,40 @@ def test_distributed_guarantee_mode_equals_single_machine(spark, scores_file, re
     assert rel(s["expected"]["spend"], ls["expected"]["spend"]) < 1e-9
 
 
+def test_plan_in_guarantee_mode_on_both_paths_equals_single_machine(spark, scores_file, reduced_everywhere) -> None:
+    """The guarantee's floor is held once: the direct path used to hand the held floor back to the core's plan,
+    which held it again without the model's measurement and refused ("needs the model's held-out measurement")."""
+    from promo_opt.evaluation.heldout import ForecastCorrection
+
+    path, scores = scores_file
+    cfg = make_config(min_roi=6.0, min_roi_confidence=0.9)
+    one = {"incremental_conversions": 1.0, "incremental_revenue": 1.0, "spend": 1.0}
+    cov = [[0.0, 0.0, 0.0], [0.0, 0.01, 0.0], [0.0, 0.0, 0.0009]]
+    corr = {"applied": True, **ForecastCorrection(ratio=dict(one), raw_ratio=dict(one), ratio_se=dict(one),
+                                                  ratio_cov=cov).as_dict()}
+    budgets = [0.0, 300.0, 1000.0, 6000.0]
+    local = pipeline.plan(cfg, scores, budgets, correction=corr)
+    assert local["roi"].iloc[-1] > 6.0 * 1.05  # the guarantee's floor, not the plain one, binds at large budgets
+    for limit in (None, DIRECT):  # the direct path (all users collected) and the distributed one
+        curve, _ = spark_plan.plan(spark, cfg, spark.read.parquet(str(path)), budgets, direct_limit=limit, n_bins=64,
+                                   correction=corr)
+        for col in ("spend", "incremental_conversions", "roi"):
+            np.testing.assert_allclose(curve[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float), rtol=1e-9,
+                                       atol=1e-12, err_msg=f"{col}, direct_limit {limit}")
+
+
+def test_plan_refuses_a_floor_no_user_reaches_on_both_paths(spark, scores_file, reduced_everywhere) -> None:
+    """As allocate refuses it: a curve of zeros at every budget would not say why."""
+    path, scores = scores_file
+    cfg = make_config(min_roi=1e6)
+    msg = "min_roi 1e\\+06 is above the best ROI any user x arm reaches"
+    with pytest.raises(InfeasibleError, match=msg):
+        pipeline.plan(cfg, scores, [100.0])
+    for limit in (None, DIRECT):
+        with pytest.raises(InfeasibleError, match=msg):
+            spark_plan.plan(spark, cfg, spark.read.parquet(str(path)), [100.0], direct_limit=limit, n_bins=64)
+
+
 def test_small_problem_is_collected_and_solved_by_the_core(spark, scores_file, tmp_path) -> None:
     """Below the direct limit the engine does what one machine does: identical, bit for bit."""
     path, scores = scores_file

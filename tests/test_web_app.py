@@ -256,11 +256,28 @@ def test_drag_the_budget_and_compare(planner, server, shots):
     expect(page.locator("#compare")).to_be_visible()
     rows = page.locator("#compare tbody tr").all_inner_texts()
     assert rows[0].split("\t")[1].strip() == fmt(budget) and rows[0].split("\t")[2].strip() == fmt(top)
-    # ROI floor: the curve is asked again with the floor, and the answer says it is used
-    page.fill("#roi-input", "3")
+    # ROI floor: the curve is asked again with the floor, and the answer says it is used (a floor half the ROI this
+    # budget reaches: some users clear it)
+    half = float(f"{pt['roi'] / 2:.2g}")
+    floor = f"{half:g}"  # as the page writes it: under 1,000, at most 3 significant digits
+    assert 0 < float(floor) < 1000
+    page.fill("#roi-input", floor)
     page.locator("#roi-input").press("Tab")
-    page.wait_for_function("() => document.querySelector(\"#point dd[data-key='ROI floor']\").textContent === '3'")
-    assert not page.errors, page.errors
+    page.wait_for_function("f => document.querySelector(\"#point dd[data-key='ROI floor']\")?.textContent === f",
+                           arg=floor)
+    expect(page.locator("#whatif-error")).to_have_text("")
+    # a floor no user reaches: refused with the reason, as 'promo-opt plan' refuses it; no curve or point of the
+    # last floor stays on screen as if it answered this one
+    page.fill("#roi-input", "1000000")
+    page.locator("#roi-input").press("Tab")
+    expect(page.locator("#whatif-error")).to_contain_text("is above the best ROI any user x arm reaches")
+    expect(page.locator("#whatif-error")).to_contain_text("min_roi 1e+06")  # the planner's floor, held or not
+    expect(page.locator("#point dd")).to_have_count(0)
+    expect(page.locator("#point-arms tbody tr")).to_have_count(0)
+    assert page.locator("#curve > *").count() == 0
+    # the browser logs the refused request (a 422) and nothing else: no script error
+    assert page.errors and all("status of 422" in e for e in page.errors), page.errors
+    page.errors.clear()
 
 
 def test_create_download_and_check(planner, server, shots, tmp_path):
@@ -269,7 +286,8 @@ def test_create_download_and_check(planner, server, shots, tmp_path):
     slider.fill(str(round(float(slider.get_attribute("max")) * 0.5)))  # fires input
     page.fill("#roi-input", "")
     page.locator("#roi-input").press("Tab")
-    page.wait_for_function("() => document.querySelector(\"#point dd[data-key='ROI floor']\").textContent !== '3'")
+    page.wait_for_selector("#point dd[data-key='ROI floor']")  # the curve under the campaign's floor again
+    expect(page.locator("#whatif-error")).to_have_text("")
     page.wait_for_function("b => document.getElementById('curve').dataset.budget === b", arg=slider.input_value())
     budget = float(slider.input_value())
     page.fill("#cap-pct20", "50")

@@ -10,7 +10,7 @@ import numpy as np
 
 from promo_opt.allocation.dual import solve_dual
 from promo_opt.allocation.problem import Allocation, AllocationProblem, ArmCap
-from promo_opt.errors import InfeasibleError, PromoOptError
+from promo_opt.errors import InfeasibleError, PromoOptError, UnreachableFloor
 
 EXACT_AUTO_LIMIT = 2_000_000  # user x arm cells above which side constraints are refused in auto
 EXACT_TIME_LIMIT = 120.0  # seconds for an exact solve chosen by auto; the result reports its gap
@@ -79,18 +79,18 @@ def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | 
     raise PromoOptError(f"unknown solver {name!r}; expected auto, dual, cpsat, mip or pulp")
 
 
-def unreachable_floor(min_roi: float, best: float) -> InfeasibleError:
+def unreachable_floor(min_roi: float, best: float) -> UnreachableFloor:
     """The refusal of an ROI floor above ``best``, the best ROI any user x arm reaches, saying what would help:
     a lower floor where some promotion returns something; where none does (``best`` <= 0: the model expects no
     incremental revenue from any promotion for anyone), no floor helps, and the message says so."""
     what = (f"min_roi {min_roi:g} is above the best ROI any user x arm reaches ({best:.4g}): no policy that treats "
             "anyone can meet it")
     if best > 0:
-        return InfeasibleError(f"{what}; lower constraints.min_roi")
-    return InfeasibleError(f"{what}, and no lower floor helps: the model expects no promotion to add revenue for any "
+        return UnreachableFloor(f"{what}; lower constraints.min_roi", min_roi, best)
+    return UnreachableFloor(f"{what}, and no lower floor helps: the model expects no promotion to add revenue for any "
                            "user (the past campaign shows no positive effect: too few users for the effect's size, or "
                            "promotions that do not work); check data.outcome and data.arm, or learn from a larger "
-                           "randomized campaign")
+                           "randomized campaign", min_roi, best)
 
 
 def best_attainable_roi(problem: AllocationProblem) -> float:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from promo_opt.errors import InfeasibleError
+from promo_opt.errors import GuaranteeRefused, InfeasibleError, UnreachableFloor
 from promo_opt.evaluation.heldout import TOTALS, ForecastCorrection
 
 
@@ -86,7 +86,7 @@ def guaranteed_roi(min_roi: float, confidence: float, correction: ForecastCorrec
             break
         lo, step = lo + step, step * 2
     else:
-        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, prob(float(start)), lo))
+        raise GuaranteeRefused(_too_uncertain(confidence, start, min_roi, prob(float(start)), lo))
     hi = lo + step
     while hi - lo > 1e-6 * max(1.0, hi):
         mid = 0.5 * (lo + hi)
@@ -95,10 +95,20 @@ def guaranteed_roi(min_roi: float, confidence: float, correction: ForecastCorrec
 
 
 def _too_uncertain(confidence: float, start: float, min_roi: float, p0: float, reached: float) -> str:
-    return (f"constraints.min_roi_confidence {confidence:g}: no floor above {start:g} gives a policy whose "
-            f"ROI meets {min_roi:g} with that probability (the plain floor's policy: {p0:.2f}; no floor up to "
-            f"{reached:.3g} is safe enough): the held-out measurement is too uncertain: lower the "
-            "confidence or the floor, or train on more past users")
+    return (f"constraints.min_roi_confidence {confidence:g}: no floor on the model's expected ROI from {start:.4g} "
+            f"(min_roi held on the forecast) up to {reached:.3g} gives a policy whose true ROI meets min_roi "
+            f"{min_roi:g} with that probability (the plain floor's policy: {p0:.2f}): the held-out measurement is "
+            "too uncertain: lower the confidence or the floor, or train on more past users")
+
+
+def out_of_reach(confidence: float, min_roi: float, p0: float | None, needed: float, best: float) -> str:
+    """Why no policy is safe enough where the floor the guarantee needs, ``needed``, is above ``best``, the best ROI
+    any user x arm reaches; ``p0``: the plain floor's policy's probability, where there is one policy."""
+    plain = "" if p0 is None else f" (the plain floor's policy meets min_roi with probability {p0:.2f})"
+    return (f"constraints.min_roi_confidence {confidence:g}: to meet min_roi {min_roi:g} with that probability a "
+            f"policy needs an expected ROI of at least {needed:.4g} (the held-out measurement's uncertainty), and the "
+            f"best any user x arm reaches is {best:.4g}{plain}: lower the confidence, or train on more past users to "
+            "narrow the uncertainty")
 
 
 def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: ForecastCorrection,
@@ -121,9 +131,11 @@ def guaranteed_floor(solve_at, min_roi: float, confidence: float, correction: Fo
     floor = guaranteed_roi(min_roi, confidence, correction, start)
     try:
         best = solve_at(floor)
+    except UnreachableFloor as err:  # the raised floor is the guarantee's, not the planner's: say what it needs
+        raise GuaranteeRefused(out_of_reach(confidence, min_roi, p0, floor, err.best)) from err
     except InfeasibleError as err:
-        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, p0, floor) + f" ({err})") from err
+        raise GuaranteeRefused(_too_uncertain(confidence, start, min_roi, p0, floor) + f" ({err})") from err
     achieved = prob(best[1])
     if achieved < confidence - 1e-9:  # the policy's expected ROI rose past where the probability peaks
-        raise InfeasibleError(_too_uncertain(confidence, start, min_roi, p0, floor))
+        raise GuaranteeRefused(_too_uncertain(confidence, start, min_roi, p0, floor))
     return (*best, RoiGuarantee(confidence, achieved, p0, min_roi, floor))

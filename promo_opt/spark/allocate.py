@@ -457,11 +457,16 @@ def solve_distributed(spark, config: CampaignConfig, idx: IndexedScores, budget,
     return DistributedSolve(policy, lam, mu, nf, how, bound, seconds, tot)
 
 
+def best_roi_distributed(spark, config, idx, min_roi, cost_weight: float = 1.0) -> float:
+    """:func:`~promo_opt.allocation.best_attainable_roi` of the treatable candidates, one pass."""
+    access = SparkAccess(spark, idx, config, min_roi, cost_weight)
+    parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
+    return float(parts[:, 0].max()) if len(parts) else float("nan")
+
+
 def _allocate_distributed(spark, config, idx, targets_path, budget, min_roi, cost_weight: float = 1.0) -> dict:
     if min_roi is not None and idx.n_treat:
-        access = SparkAccess(spark, idx, config, min_roi, cost_weight)
-        parts = access.partial_sums("best attainable ROI", lambda t, p, e: (best_attainable_roi(p) if len(t) else -np.inf,))
-        best = float(parts[:, 0].max()) if len(parts) else float("nan")
+        best = best_roi_distributed(spark, config, idx, min_roi, cost_weight)
         if min_roi > best:
             raise unreachable_floor(min_roi, best)
     sol = solve_distributed(spark, config, idx, budget, min_roi, cost_weight=cost_weight)

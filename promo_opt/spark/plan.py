@@ -28,7 +28,8 @@ from promo_opt.allocation.dual import DIRECT_LIMIT, best_free_arm, hull_segments
 from promo_opt.allocation.frontier import FIELDS, curve_frame, cut_points
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import InfeasibleError, PromoOptError
-from promo_opt.spark.allocate import ROW, TREAT, IndexedScores, PassLog, _local, index_scores, solve_distributed
+from promo_opt.spark.allocate import (ROW, TREAT, IndexedScores, PassLog, _local, best_roi_distributed, index_scores,
+                                      solve_distributed)
 from promo_opt.spark.session import user_errors
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
     if pipeline._side_constraints(config):
         raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
                             "budgets, which the budget curve does not model: remove them for planning")
-    min_roi = pipeline.held_floor(config, config.constraints.min_roi if min_roi is None else min_roi, correction)
+    asked = config.constraints.min_roi if min_roi is None else min_roi
+    floor = pipeline.held_floor(config, asked, correction)
     weight = pipeline.allocation_cost_weight(config.objective, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
@@ -65,13 +67,18 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
             with user_errors():
                 pdf = idx.df.toPandas()
             pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
-            curve = pipeline.on_held_budgets(budgets, correction,
-                                             lambda b: pipeline.plan(config, pdf, b, min_roi=min_roi, n_points=n_points,
-                                                                     cost_weight=weight))
+            problem, conversions = pipeline.plan_problem(config, pdf, min_roi=asked, correction=correction,
+                                                         cost_weight=weight)
+            curve = pipeline.held_plan_curve(config, problem, conversions, budgets, correction, n_points)
             plog.add("collect and plan on the driver", time.perf_counter() - t0, users=int(len(pdf)))
         else:
+            if floor is not None and idx.n_treat:  # refused as the core refuses it (pipeline.plan_problem)
+                best = best_roi_distributed(spark, config, idx, floor, weight)
+                if floor > best:
+                    raise pipeline.floor_out_of_reach(config, asked, pipeline.allocation_floor(asked, correction),
+                                                      floor, best)
             curve = pipeline.on_held_budgets(budgets, correction, lambda b: _plan_distributed(
-                spark, config, idx, b, min_roi, n_points, n_bins, weight))
+                spark, config, idx, b, floor, n_points, n_bins, weight))
     finally:
         idx.df.unpersist()
     return pipeline.with_curve_forecast(curve, correction, config.objective, idx.n_treat), plog.passes

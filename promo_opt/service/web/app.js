@@ -296,6 +296,7 @@ async function loadCurve(resetBudget = false) {
     plan = await api("/plans", { method: "POST", json: { scores_id: state.scores.id, n_points: 80, min_roi: roiFloor() } });
   } catch (err) {
     $("whatif-error").textContent = err.message;
+    clearCurve();
     return;
   }
   state.curve = plan;
@@ -320,9 +321,25 @@ async function loadCurve(resetBudget = false) {
   await askPoint(Number(slider.value));
 }
 
+// no curve for what was asked (e.g. a floor no user reaches, refused by the service as the CLI refuses it): nothing of
+// the last answer stays on screen as if it were this one's
+function clearCurve() {
+  state.curve = null;
+  state.point = null;
+  $("curve").replaceChildren();
+  $("curve-desc").textContent = "";
+  $("curve-empty").hidden = true;
+  $("curve-legend").hidden = true;
+  $("point").replaceChildren();
+  $("point-arms").querySelector("tbody").replaceChildren();
+  $("point-warning").hidden = true;
+  showCompare();
+}
+
 // one request in flight; while it runs only the latest slider value waits
 let inFlight = false, pending = null;
 async function askPoint(budget) {
+  if (!state.curve) return; // no curve at this floor: the error above says why
   if (inFlight) { pending = budget; return; }
   inFlight = true;
   const t0 = performance.now();
