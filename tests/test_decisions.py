@@ -268,8 +268,9 @@ def test_guaranteed_roi_is_the_smallest_expected_roi_that_meets_the_confidence()
     assert floor_probability(rho, 1.0, 1.5, c) == pytest.approx(0.9, abs=1e-5) and rho > 1.5
     assert floor_probability(rho * (1 - 1e-3), 1.0, 1.5, c) < 0.9
     assert guaranteed_roi(1.5, 0.9, c, start=2 * rho) == 2 * rho  # already safe: the start itself
-    with pytest.raises(InfeasibleError, match="too uncertain"):  # r_R / sd_R = 1 / 0.8: at most P = 0.89
+    with pytest.raises(InfeasibleError, match="too uncertain") as err:  # r_R / sd_R = 1 / 0.8: at most P = 0.89
         guaranteed_roi(1.5, 0.9, _correction(se_rev=0.8, se_spend=0.03), start=1.5)
+    assert "however high (the probability tends to 0.89" in str(err.value) and "held on the forecast" not in str(err.value)
 
 
 def test_min_roi_confidence_in_a_run(campaign_copy, tmp_path):

@@ -86,7 +86,8 @@ def guaranteed_roi(min_roi: float, confidence: float, correction: ForecastCorrec
             break
         lo, step = lo + step, step * 2
     else:
-        raise GuaranteeRefused(_too_uncertain(confidence, start, min_roi, prob(float(start)), lo))
+        raise GuaranteeRefused(_too_uncertain(confidence, start, min_roi, prob(float(start)), None,
+                                              _ceiling(correction)))
     hi = lo + step
     while hi - lo > 1e-6 * max(1.0, hi):
         mid = 0.5 * (lo + hi)
@@ -94,11 +95,25 @@ def guaranteed_roi(min_roi: float, confidence: float, correction: ForecastCorrec
     return hi
 
 
-def _too_uncertain(confidence: float, start: float, min_roi: float, p0: float, reached: float) -> str:
-    return (f"constraints.min_roi_confidence {confidence:g}: no floor on the model's expected ROI from {start:.4g} "
-            f"(min_roi held on the forecast) up to {reached:.3g} gives a policy whose true ROI meets min_roi "
-            f"{min_roi:g} with that probability (the plain floor's policy: {p0:.2f}): the held-out measurement is "
-            "too uncertain: lower the confidence or the floor, or train on more past users")
+def _too_uncertain(confidence: float, start: float, min_roi: float, p0: float, reached: float | None,
+                   ceiling: float | None = None) -> str:
+    """Why no floor from ``start`` is safe enough: none up to ``reached`` (the floor searched), or, ``reached``
+    None, none at all: however high the expected ROI, the probability stays under ``ceiling``."""
+    held = " (min_roi held on the forecast)" if abs(start - min_roi) > 1e-9 * max(1.0, abs(min_roi)) else ""
+    where = (f"up to {reached:.4g}" if reached is not None else
+             f"however high (the probability tends to {ceiling:.2f}: the held-out revenue ratio alone is that "
+             "uncertain)")
+    return (f"constraints.min_roi_confidence {confidence:g}: no floor on the model's expected ROI from {start:.4g}"
+            f"{held} {where} gives a policy whose true ROI meets min_roi {min_roi:g} with that probability (the "
+            f"plain floor's policy: {p0:.2f}): the held-out measurement is too uncertain: lower the confidence or "
+            "the floor, or train on more past users")
+
+
+def _ceiling(correction: ForecastCorrection) -> float:
+    """The limit of P(floor holds) as the expected ROI grows: mu / sigma tends to r_R / sd(rho_R) (module doc)."""
+    i = TOTALS.index("incremental_revenue")
+    sd = float(np.sqrt(max(np.asarray(correction.ratio_cov, dtype=np.float64)[i, i], 0.0)))
+    return 1.0 if sd == 0 else float(norm.cdf(correction.ratio["incremental_revenue"] / sd))
 
 
 def out_of_reach(confidence: float, min_roi: float, p0: float | None, needed: float, best: float) -> str:
