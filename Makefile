@@ -32,6 +32,7 @@ screenshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocation.py
 	$(BIN)/python benchmarks/mip_rounds.py
+	$(BIN)/python benchmarks/capped_plan.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/load_service.py --candidates 100000 --seconds 10 --out reports/load_service_quick.json
 	$(BIN)/python benchmarks/bench_web_slider.py --candidates 100000 --moves 100 --min-roi 1.5 --out reports/bench_web_slider_quick.json

@@ -234,7 +234,8 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
                                               "holds them "
                                               "(min_roi_confidence included), and every budget gets that forecast "
                                               "with its 90% interval")) -> None:
-    """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains."""
+    """What-if budget planning: plan.csv and plan.png, from one sort of the marginal gains (under arm caps or
+    segment budgets: the exact allocation at each budget)."""
     from promo_opt.data import write_bytes, write_table
     from promo_opt.report.html import budget_curve_figure, png_bytes
 
@@ -252,6 +253,10 @@ def plan(config: Path = ConfigArg, scores: Path = typer.Option(..., "--scores", 
         shown[3:3] = ["forecast_incremental_conversions", "forecast_incremental_conversions_lo90",
                       "forecast_incremental_conversions_hi90"]
         shown.append("forecast_warning")
+    if "gap" in curve:  # arm caps or segment budgets: each point is an exact allocation (pipeline.capped_plan)
+        shown.append("gap")
+        typer.echo("arm caps or segment budgets: each budget is an exact allocation under them (gap: its certified "
+                   "gap to the bound)")
     typer.echo(curve[shown].to_string(index=False, float_format="%.4g"))
     if "forecast_warning" in curve and curve["forecast_warning"].any():
         typer.echo("forecast_warning: the 90% interval of the gain reaches zero at these budgets; a targeting list "

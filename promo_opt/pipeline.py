@@ -451,13 +451,15 @@ class AllocationOutcome:
 
 
 def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | None = None,
-             min_roi: float | None = None, correction: dict | None = None) -> AllocationOutcome:
+             min_roi: float | None = None, correction: dict | None = None,
+             gap_limit: float | None = None) -> AllocationOutcome:
     """``correction``: the model's ``metrics["forecast_correction"]``; when measured, the summary
     gets a ``forecast`` block: the expected totals corrected for the winner's curse, with a 90%
     interval (``interval90``), and the ROI floor and the budget are held on that forecast
     (:func:`allocation_floor`, :func:`allocation_budget`).
     ``constraints.min_roi_confidence`` raises the floor until it holds with that probability
-    (:mod:`promo_opt.evaluation.guarantee`); it needs the correction."""
+    (:mod:`promo_opt.evaluation.guarantee`); it needs the correction. ``gap_limit``: see
+    :func:`~promo_opt.allocation.solve` (a budget curve's points under caps, :func:`capped_plan`)."""
     t0 = time.perf_counter()
     budget = config.constraints.budget if budget is None else budget
     min_roi = config.constraints.min_roi if min_roi is None else min_roi
@@ -481,7 +483,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     def solve_at(floor):
         problem = build_problem(sub, config, budget=held, min_roi=floor, segment=segment, segment_names=names,
                                 cost_weight=weight)
-        res = solve(problem, solver=config.solver)
+        res = solve(problem, solver=config.solver, gap_limit=gap_limit)
         return res, sub.totals(res.arm)
 
     guarantee = None
@@ -717,9 +719,45 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     their 90% intervals, the warning). ``cost_weight``: the net revenue's weight on spend, when the caller holds
     it (default: :func:`allocation_cost_weight` of ``correction``).
     """
+    if _side_constraints(config):
+        return capped_plan(config, scores, budgets, min_roi=min_roi, correction=correction)
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction, cost_weight=cost_weight)
     curve = held_plan_curve(config, problem, conversions, budgets, correction, n_points)
     return with_curve_forecast(curve, correction, config.objective, problem.n_users)
+
+
+# points of a budget curve under arm caps or segment budgets when the planner names no budgets: each is an exact solve
+CAPPED_POINTS = 9
+# the relative gap each of them stops at: a curve needs close answers fast, not proofs (4,474 Artea users under a cap:
+# one point took up to 45 s to prove optimal and 12 s to reach 1e-4)
+CAPPED_GAP = 1e-4
+
+
+def capped_plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi: float | None = None,
+                correction: dict | None = None, n_points: int = CAPPED_POINTS) -> pd.DataFrame:
+    """The budget curve under arm caps or segment budgets, which the one-sort frontier cannot model: at each
+    budget the allocation :func:`allocate` makes there (the exact solver, certified; the floor, guarantee mode
+    and the budget held on the forecast as there; searched to a relative gap of ``CAPPED_GAP``), one row of
+    :func:`plan`'s columns plus its certified ``gap``.
+    ``marginal_gain_per_unit`` is NaN (under caps there is no one exchange rate) and ``resolved`` False.
+    ``budgets`` None: ``n_points`` from 0 to the spend where more stops paying (the allocation without a budget)."""
+    if budgets is None:
+        free = config.model_copy(update={"constraints": config.constraints.model_copy(update={"budget": None})})
+        top = allocate(free, scores, min_roi=min_roi, correction=correction,
+                       gap_limit=CAPPED_GAP).summary["expected"]["spend"]
+        budgets = np.linspace(0.0, top / budget_scale(correction), n_points)  # the planner's terms (on_held_budgets)
+    rows, n_treat = [], 0
+    for b in np.asarray(budgets, dtype=np.float64).tolist():
+        o = allocate(config, scores, budget=b, min_roi=min_roi, correction=correction, gap_limit=CAPPED_GAP)
+        e, n_treat = o.summary["expected"], int((~o.holdout).sum())
+        rows.append({"budget": b, "spend": e["spend"], "incremental_conversions": e["incremental_conversions"],
+                     "incremental_revenue": e["incremental_revenue"], "objective": o.allocation.objective,
+                     "roi": e["incremental_revenue"] / e["spend"] if e["spend"] > 0 else np.nan,
+                     "marginal_gain_per_unit": np.nan,
+                     **{f"users_{a}": n for a, n in o.summary["users_per_arm"].items()},
+                     "resolved": False, "gap": o.allocation.gap})
+        log.info("capped plan: budget %.6g: spend %.6g, gap %.2e", b, e["spend"], o.allocation.gap)
+    return with_curve_forecast(pd.DataFrame(rows), correction, config.objective, n_treat)
 
 
 def held_plan_curve(config: CampaignConfig, problem: AllocationProblem, conversions: np.ndarray, budgets,
@@ -737,9 +775,9 @@ def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float
     the best ROI any user x arm reaches is refused as :func:`allocate` refuses it (:func:`floor_out_of_reach`):
     every budget would buy nothing, and the planner is told why."""
     if _side_constraints(config):
-        raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
-                            "budgets, which the budget curve does not model: remove them for planning, or run "
-                            "'promo-opt allocate --budget X' for each budget")
+        raise PromoOptError("this budget curve covers the budget and the ROI floor; this config also has arm caps or "
+                            "segment budgets, which it does not model: 'promo-opt plan' answers them with an exact "
+                            "allocation at each budget, or remove them for planning")
     ids, econ = economics_from_scores(config, scores)
     treat = ~holdout_mask(len(ids), config.holdout.fraction, config.seed)
     asked = config.constraints.min_roi if min_roi is None else min_roi

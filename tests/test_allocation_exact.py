@@ -167,6 +167,18 @@ def test_solvers_agree_on_random_instances(seed: int) -> None:
     assert results[0].objective > 0
 
 
+def test_a_gap_limit_stops_the_exact_solvers_short_of_a_proof_and_says_so() -> None:
+    """``gap_limit``: every exact solver stops within that relative gap of its bound, reports "feasible" (not
+    "optimal": nothing was proved) with the certified gap, and gets within the limit of the proved optimum."""
+    p = random_problem(0, n=400)
+    ref = solve_mip(p, "SCIP", time_limit=60)
+    for a in (solve_cpsat(p, time_limit=20, gap_limit=0.02), solve_mip(p, "SCIP", time_limit=20, gap_limit=0.02),
+              solve_pulp(p, time_limit=20, gap_limit=0.02)):
+        assert a.status == "feasible" and p.violations(a.arm) == [], a.solver
+        assert a.objective >= ref.objective * (1 - 0.02) - 1e-9 and a.objective <= ref.bound + 1e-9, a.solver
+    assert ref.status == "optimal"  # the same search without the limit proves it
+
+
 def test_cpsat_is_exact_on_cents_knife_edge() -> None:
     # budget equals the spend of the best pair exactly: powers-of-ten scaling keeps cents exact
     gain = np.array([[0, 3.0, 1.0], [0, 2.0, 0.5]])

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import invoke, write_config
 
@@ -70,6 +71,26 @@ def test_plan_command(small_campaign, run_out, tmp_path):
     assert (tmp_path / "plan.png").read_bytes()[:4] == b"\x89PNG"
     r = invoke("plan", small_campaign, "--scores", run_out / "scores.parquet", "--out", tmp_path, "--budgets", "1e3,x")
     assert r.exit_code == 2 and "--budgets expects numbers" in r.output
+    # under an arm cap: an exact allocation at each budget, held on the model's forecast as 'allocate --model' holds it
+    raw = yaml.safe_load(small_campaign.read_text())
+    arm = raw["arms"][-1]["name"]
+    raw["arms"][-1]["max_users"] = 40
+    capped = tmp_path / "capped.yaml"
+    capped.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = invoke("plan", capped, "--scores", run_out / "scores.parquet", "--out", tmp_path / "c", "--budgets", "0,2000,8000",
+               "--model", run_out / "model")
+    assert r.exit_code == 0, r.output
+    assert "each budget is an exact allocation" in r.output
+    p = pd.read_csv(tmp_path / "c" / "plan.csv")
+    assert p["budget"].tolist() == [0, 2000, 8000] and (p[f"users_{arm}"] <= 40).all() and (p["gap"] < 1e-3).all()
+    assert p[f"users_{arm}"].iloc[-1] == 40  # the cap binds
+    a = invoke("allocate", capped, "--scores", run_out / "scores.parquet", "--out", tmp_path / "a", "--budget", "2000",
+               "--model", run_out / "model")
+    assert a.exit_code == 0, a.output
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    # the same budget held alike; the plan's point stops at a gap of 1e-4 (pipeline.CAPPED_GAP), allocate proves
+    assert p["forecast_spend"].iloc[1] == pytest.approx(s["forecast"]["spend"], rel=1e-4)
+    assert p["incremental_conversions"].iloc[1] == pytest.approx(s["expected"]["incremental_conversions"], rel=2e-4)
 
 
 def test_user_errors_exit_2_and_leave_nothing(campaign_copy, tmp_path):

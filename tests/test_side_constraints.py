@@ -53,11 +53,49 @@ def test_segment_without_budget_is_named():
         pipeline.allocate(cfg, scores)
 
 
-def test_plan_refuses_side_constraints_it_cannot_model():
+def test_plan_under_caps_is_an_exact_allocation_at_each_budget():
+    """Under arm caps and segment budgets the one-sort frontier does not apply; plan answers with the exact
+    allocation at each budget. Every point holds the caps and the budgets; more budget never buys less; past
+    the segment budgets' sum (180) nothing more is spent. Checked against the frontier where there are no caps:
+    an exact solve at each budget is at least the frontier's point (optimal at its breakpoints, a greedy prefix
+    between them) and at most its LP bound."""
+    scores = _scores()
+    cfg = _config()
+    budgets = [0.0, 40.0, 100.0, 150.0, 400.0]
+    curve = pipeline.plan(cfg, scores, budgets)
+    assert curve["budget"].tolist() == budgets and (curve["gap"] < 1e-3).all()
+    assert (curve["users_pct20"] <= 20).all() and (curve["spend"] <= curve["budget"] + 1e-9).all()
+    assert (curve["spend"] <= 180 + 1e-9).all() and curve["spend"].iloc[0] == 0
+    assert (np.diff(curve["incremental_conversions"]) >= -1e-3 * curve["incremental_conversions"].max()).all()
+    assert curve["marginal_gain_per_unit"].isna().all() and not curve["resolved"].any()
+    one = pipeline.allocate(cfg, scores, budget=100.0).summary
+    assert curve["users_pct20"].iloc[2] == one["users_per_arm"]["pct20"]
+    # no budgets named: points from 0 to the spend of the allocation without a budget
+    auto = pipeline.plan(cfg, scores)
+    assert len(auto) == pipeline.CAPPED_POINTS and auto["budget"].iloc[0] == 0
+    free = cfg.model_copy(update={"constraints": cfg.constraints.model_copy(update={"budget": None})})
+    assert auto["budget"].iloc[-1] == pytest.approx(pipeline.allocate(free, scores).summary["expected"]["spend"])
+    # without caps: the exact solve per budget against the frontier
+    plain = parse_config({"data": {"id": "user_id", "value": "v"}, "arms": [
+        {"name": "control", "control": True}, {"name": "pct10", "discount": 0.1}, {"name": "pct20", "discount": 0.2}],
+        "constraints": {"budget": 150.0}, "solver": "mip"})
+    budgets = [10.0, 33.3, 77.7, 150.0, 251.0]
+    exact = pipeline.capped_plan(plain, scores, budgets)
+    frontier = pipeline.plan(plain, scores, budgets)
+    assert (exact["objective"] >= frontier["objective"] * (1 - pipeline.CAPPED_GAP) - 1e-9).all()
+    problem, _ = pipeline.plan_problem(plain, scores)
+    from promo_opt.allocation.dual import solve_dual
+
+    for b, got in zip(budgets, exact["objective"]):
+        bound = solve_dual(problem.__class__(problem.gain, problem.spend, problem.revenue, budget=b)).bound
+        assert got <= bound + 1e-9
+
+
+def test_the_service_and_spark_refuse_what_their_curve_cannot_model():
     from promo_opt.errors import PromoOptError
 
-    with pytest.raises(PromoOptError, match="arm caps or segment budgets"):
-        pipeline.plan(_config(), _scores())
+    with pytest.raises(PromoOptError, match="arm caps or segment budgets.*'promo-opt plan'"):
+        pipeline.plan_problem(_config(), _scores())
 
 
 def test_oracle_faces_the_segment_budgets():

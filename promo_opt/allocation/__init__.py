@@ -56,7 +56,11 @@ def allocate(gains, costs, *, budget: float | None = None, min_roi: float | None
     return solve(problem, solver=solver, time_limit=time_limit)
 
 
-def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | None = None) -> Allocation:
+def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | None = None,
+          gap_limit: float | None = None) -> Allocation:
+    """The allocation of ``problem`` by ``solver`` (:func:`choose_solver`). ``gap_limit``: the exact solvers stop at
+    that relative gap instead of proving optimality (a "feasible" result with its certified gap; the dual path,
+    exact as an LP and certified by its bound, has no search to stop)."""
     if problem.min_roi is not None and problem.n_users:
         best = best_attainable_roi(problem)
         if problem.min_roi > best:
@@ -71,11 +75,11 @@ def solve(problem: AllocationProblem, solver: str = "auto", time_limit: float | 
     from promo_opt.allocation import exact
 
     if name == "cpsat":
-        return exact.solve_cpsat(problem, time_limit=time_limit, reason=reason)
+        return exact.solve_cpsat(problem, time_limit=time_limit, reason=reason, gap_limit=gap_limit)
     if name == "mip":
-        return exact.solve_mip(problem, time_limit=time_limit, reason=reason)
+        return exact.solve_mip(problem, time_limit=time_limit, reason=reason, gap_limit=gap_limit)
     if name == "pulp":
-        return exact.solve_pulp(problem, time_limit=time_limit, reason=reason)
+        return exact.solve_pulp(problem, time_limit=time_limit, reason=reason, gap_limit=gap_limit)
     raise PromoOptError(f"unknown solver {name!r}; expected auto, dual, cpsat, mip or pulp")
 
 

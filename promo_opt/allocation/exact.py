@@ -253,7 +253,7 @@ def _safe_floor(v: float) -> int:
 
 def solve_cpsat(problem: AllocationProblem, time_limit: float | None = None, scale: float | None = None,
                 *, num_workers: int = 2, random_seed: int = 0,
-                reason: str = "exact CP-SAT solve requested") -> Allocation:
+                reason: str = "exact CP-SAT solve requested", gap_limit: float | None = None) -> Allocation:
     """Solve with OR-Tools CP-SAT on safely rounded integer coefficients (see module docstring).
 
     ``status`` is "optimal" when CP-SAT proved the rounded model optimal, else "feasible".
@@ -298,6 +298,8 @@ def solve_cpsat(problem: AllocationProblem, time_limit: float | None = None, sca
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = num_workers
     solver.parameters.random_seed = random_seed
+    if gap_limit is not None:
+        solver.parameters.relative_gap_limit = float(gap_limit)
     if time_limit is not None:
         solver.parameters.max_time_in_seconds = float(time_limit)
     status = solver.Solve(model)
@@ -323,7 +325,7 @@ def solve_cpsat(problem: AllocationProblem, time_limit: float | None = None, sca
         bound = solver.BestObjectiveBound() / s_obj + 0.5 * problem.n_users / s_obj
     return finish(problem, arm, bound=bound, n_fractional=0, solver="cpsat", solver_reason=reason,
                   seconds=time.perf_counter() - t0, multipliers=multipliers,
-                  status="optimal" if status == cp_model.OPTIMAL else "feasible")
+                  status="optimal" if status == cp_model.OPTIMAL and gap_limit is None else "feasible")
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +371,7 @@ def _mip_reason(reason: str, moved: int) -> str:
 
 
 def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: float | None = None,
-              *, reason: str = "exact MIP requested") -> Allocation:
+              *, reason: str = "exact MIP requested", gap_limit: float | None = None) -> Allocation:
     """Solve the MIP with OR-Tools' linear solver wrapper and ``backend`` in ``MIP_BACKENDS``.
 
     Relative MIP gap is set to 1e-9 (the wrapper's default is 1e-4) and primal tolerance to 1e-9.
@@ -382,7 +384,8 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
     better than the round before: SCIP often has its final incumbent within a second and then spends any limit
     failing to prove a gap of a few users' worth (2,850 users x 3 promotions, two arm caps and three segment
     budgets: the same policy after 1 s as after 120 s, gap 1.4e-4, certified either way). Without a limit, one
-    search to the end.
+    search to the end. ``gap_limit``: stop at that relative gap instead (the result is "feasible", with its
+    certified gap), for questions that need a close answer fast rather than a proof (a budget curve's points).
     """
     from ortools.linear_solver import pywraplp
 
@@ -398,7 +401,7 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
         return finish(problem, np.zeros(problem.n_users, np.int64), bound=0.0, n_fractional=0,
                       solver=name, solver_reason=reason, seconds=time.perf_counter() - t0,
                       status="optimal")
-    status, stalled, solver, xs = _search(lambda: _mip_solver(backend, problem, m), time_limit, t0)
+    status, stalled, solver, xs = _search(lambda: _mip_solver(backend, problem, m, gap_limit), time_limit, t0)
     if stalled:
         reason = f"{reason}; stopped when a {STALL_GROWTH:g}x longer search found no better policy"
     if status == pywraplp.Solver.INFEASIBLE:
@@ -413,15 +416,15 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
     lp = lp_relaxation(problem)
     best = solver.Objective().BestBound()
     bound = min(lp.bound, best + 1e-9 * max(1.0, abs(best)))
-    proved = status == pywraplp.Solver.OPTIMAL and moved == 0
+    proved = status == pywraplp.Solver.OPTIMAL and moved == 0 and gap_limit is None
     return finish(problem, arm, bound=bound, n_fractional=0, solver=name,
                   solver_reason=_mip_reason(reason, moved), seconds=time.perf_counter() - t0,
                   status="optimal" if proved else "feasible", multipliers=lp.multipliers)
 
 
-def _mip_solver(backend: str, problem: AllocationProblem, m):
+def _mip_solver(backend: str, problem: AllocationProblem, m, gap_limit: float | None = None):
     """A fresh OR-Tools solver holding the MIP of ``m`` (:func:`_build_model`), its variables, and the search
-    parameters (relative gap and primal tolerance 1e-9). Fresh for every round of :func:`_search`: SCIP
+    parameters (relative gap ``gap_limit``, default 1e-9, and primal tolerance 1e-9). Fresh for every round of :func:`_search`: SCIP
     asked to solve a second time in the same solver failed ("No memory", status 4) on a 2,850-user problem."""
     from ortools.linear_solver import pywraplp
 
@@ -442,7 +445,7 @@ def _mip_solver(backend: str, problem: AllocationProblem, m):
         obj.SetCoefficient(v, c)
     obj.SetMaximization()
     params = pywraplp.MPSolverParameters()
-    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-9)
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-9 if gap_limit is None else gap_limit)
     params.SetDoubleParam(pywraplp.MPSolverParameters.PRIMAL_TOLERANCE, 1e-9)
     return solver, xs, params
 
@@ -490,7 +493,8 @@ def _search(build, time_limit: float | None, t0: float):
 
 
 def solve_pulp(problem: AllocationProblem, time_limit: float | None = None,
-               *, reason: str = "independent PuLP/CBC cross-check requested") -> Allocation:
+               *, reason: str = "independent PuLP/CBC cross-check requested",
+               gap_limit: float | None = None) -> Allocation:
     """Solve the same MIP through PuLP and its bundled CBC (an independent cross-check).
 
     ``bound`` is the GLOP Lagrangian bound (PuLP does not expose CBC's best bound).
@@ -516,7 +520,7 @@ def solve_pulp(problem: AllocationProblem, time_limit: float | None = None,
         expr = pulp.LpAffineExpression(zip([xs[j] for j in row.pairs.tolist()], row.coef.tolist()))
         prob += expr <= row.rhs, row.name
     # solve
-    cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=1e-9)
+    cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=1e-9 if gap_limit is None else gap_limit)
     prob.solve(cmd)
     status = pulp.LpStatus[prob.status]
     if status == "Infeasible":
@@ -529,7 +533,7 @@ def solve_pulp(problem: AllocationProblem, time_limit: float | None = None,
     chosen = np.array([(v.varValue or 0.0) > 0.5 for v in xs], dtype=bool)
     arm, moved = _repair(problem, _arm_from_pairs(problem, m, chosen))
     lp = lp_relaxation(problem)
-    proved = prob.sol_status == pulp.LpSolutionOptimal and moved == 0
+    proved = prob.sol_status == pulp.LpSolutionOptimal and moved == 0 and gap_limit is None
     return finish(problem, arm, bound=lp.bound, n_fractional=0, solver="pulp-cbc",
                   solver_reason=_mip_reason(reason, moved), seconds=time.perf_counter() - t0,
                   status="optimal" if proved else "feasible", multipliers=lp.multipliers)

@@ -53,8 +53,10 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
     """The budget curve (same columns and rows as :func:`promo_opt.pipeline.plan`, the floor and each budget
     held on the forecast of the model's ``correction`` as there) and the pass log."""
     if pipeline._side_constraints(config):
-        raise PromoOptError("plan covers the budget and the ROI floor; this config also has arm caps or segment "
-                            "budgets, which the budget curve does not model: remove them for planning")
+        raise PromoOptError("plan on Spark covers the budget and the ROI floor; this config also has arm caps or "
+                            "segment budgets, which its budget curve does not model: 'promo-opt plan' on one machine "
+                            "(--engine local) answers them with an exact allocation at each budget, or remove them "
+                            "for planning")
     asked = config.constraints.min_roi if min_roi is None else min_roi
     floor = pipeline.held_floor(config, asked, correction)
     weight = pipeline.allocation_cost_weight(config.objective, correction)
