@@ -33,4 +33,4 @@ class UnreachableFloor(InfeasibleError):
 
 class GuaranteeRefused(InfeasibleError):
     """Guarantee mode (``constraints.min_roi_confidence``) found no policy safe enough; the message is whole (it
-    names the planner's floor, the floor the guarantee needs and the plain floor's probability)."""
+    names the planner's floor and the floor the guarantee needs or why none is safe), so callers add nothing."""
