@@ -804,12 +804,29 @@ def _plan_econ(config, econ: Economics, treat, budgets, min_roi, n_points=50, co
     return plan_curve(problem, conversions, budgets=budgets, n_points=n_points, arm_names=config.arm_names)
 
 
+# points of a run's report curve under arm caps or segment budgets, where each is an exact solve (capped_plan)
+CAPPED_REPORT_POINTS = 5
+
+
+def report_budgets(config: CampaignConfig, budget: float | None, n_points: int = 41) -> np.ndarray | None:
+    """The budgets of a run's report curve: ``n_points`` from 0 to twice the campaign's ``budget`` (None without
+    one: the plan's own range); under arm caps or segment budgets ``CAPPED_REPORT_POINTS`` (each an exact solve)."""
+    if not budget:
+        return None
+    return np.linspace(0.0, 2.0 * budget, CAPPED_REPORT_POINTS if _side_constraints(config) else n_points)
+
+
 def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41,
-                 correction: dict | None = None) -> pd.DataFrame:
-    """The report's curve: budgets from 0 to twice the campaign's, the floor the allocation held (with the
-    model's ``correction``: :func:`held_floor`, and the forecast columns of :func:`curve_forecast`)."""
-    top = 2.0 * outcome.budget if outcome.budget else None
-    budgets = np.linspace(0, top, n_points) if top else None
+                 correction: dict | None = None, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The report's curve: budgets from 0 to twice the campaign's (:func:`report_budgets`), the floor the
+    allocation held (with the model's ``correction``: :func:`held_floor`, and the forecast columns of
+    :func:`curve_forecast`). Under arm caps or segment budgets, :func:`capped_plan` on ``scores``: the exact
+    allocation at each budget, so the campaign's own allocation lies on its curve."""
+    budgets = report_budgets(config, outcome.budget, n_points)
+    if _side_constraints(config):
+        if scores is None:
+            raise PromoOptError("budget_curve under arm caps or segment budgets needs the scores")
+        return capped_plan(config, scores, budgets, min_roi=outcome.min_roi, correction=correction)
     floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
     weight = allocation_cost_weight(config.objective, correction)
     curve = on_held_budgets(budgets, correction, lambda b: _plan_econ(config, outcome.econ, ~outcome.holdout, b, floor,
@@ -858,7 +875,7 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     outcome = allocate(config, scores, correction=model.metrics.get("forecast_correction"))
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    curve = budget_curve(config, outcome, correction=model.metrics.get("forecast_correction"))
+    curve = budget_curve(config, outcome, correction=model.metrics.get("forecast_correction"), scores=scores)
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     if model.metrics.get("drift") is not None:
@@ -880,7 +897,8 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     summary["learner"] = model.metrics["selection"]["chosen"]
     summary["seconds"] = t
     if _side_constraints(config):
-        summary["budget_curve_note"] = "the budget curve leaves out arm caps and segment budgets"
+        summary["budget_curve_note"] = ("under the arm caps and segment budgets: each point of the budget curve is the "
+                                        "exact allocation at its budget (certified gap in plan.csv)")
     t0 = time.perf_counter()
     html = render_report(summary, curve, model.metrics)
     t["report"] = time.perf_counter() - t0

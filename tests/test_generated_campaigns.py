@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -79,7 +80,8 @@ def test_run_answers_with_its_contracts_or_refuses_clearly(tmp_path, seed, chang
 def test_run_holds_arm_caps_and_segment_budgets(tmp_path):
     """Arm caps and segment budgets (the MIP path) on a campaign a crash sweep met: SCIP had its final policy after
     1 s and spent auto's 120 s limit failing to prove a gap of 1.4e-4, twice in ``run`` (the list and the simulated
-    world's oracle; 250 s in all, now about 30 s). The caps hold in ``summary.json`` and the gap is certified small.
+    world's oracle; 250 s in all, now about 30 s, plus about 40 s for the report's curve, an exact allocation at each
+    of 5 budgets). The caps hold in ``summary.json`` and the gap is certified small.
     (Whether the rounds stop early depends on how fast SCIP runs, so it is tested with fake solvers in
     ``test_allocation_exact.py``, not here.)"""
     from benchmarks.mip_rounds import capped_campaign
@@ -92,3 +94,9 @@ def test_run_holds_arm_caps_and_segment_budgets(tmp_path):
     assert summary["solver"] == "mip-scip"
     assert summary["users_per_arm"]["promo2"] <= 78 and summary["spend_per_arm"]["promo3"] <= 10079.1 + 1e-6
     assert 0 <= summary["gap"] < 1e-3
+    # the report's curve holds the caps too (an exact allocation at each budget): the list lies on it
+    curve = pd.read_csv(out / "plan.csv")
+    assert len(curve) == 5 and (curve["users_promo2"] <= 78).all() and (curve["gap"] < 1e-3).all()
+    at = curve.loc[(curve["budget"] - summary["budget"]).abs().idxmin()]
+    assert at["budget"] == pytest.approx(summary["budget"])
+    assert at["incremental_conversions"] == pytest.approx(summary["expected"]["incremental_conversions"], rel=2e-3)

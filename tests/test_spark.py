@@ -279,6 +279,30 @@ def test_side_constraints_beyond_the_exact_limit_are_refused(spark, scores_file,
     with pytest.raises(PromoOptError, match="need the exact single-machine solver"):
         spark_allocate.allocate(spark, cfg, spark.read.parquet(str(path)), str(tmp_path / "t.parquet"))
     assert not (tmp_path / "t.parquet").exists()
+    with pytest.raises(PromoOptError, match="need the exact single-machine solver"):
+        spark_plan.plan(spark, cfg, spark.read.parquet(str(path)), [500.0])
+
+
+def test_plan_under_caps_is_the_cores_exact_plan(spark, scores_file, tmp_path) -> None:
+    """Arm caps on Spark: the scores collected and planned by the core (an exact allocation per budget), the same
+    curve as one machine's; a Spark run's report curve used to stop there ("plan covers the budget and the ROI
+    floor") after training, scoring and allocating."""
+    _, scores = scores_file
+    small = tmp_path / "small.parquet"
+    scores.iloc[:1500].to_parquet(small)
+    raw_arms = [dict(a) for a in ARMS]
+    raw_arms[2]["max_users"] = 30
+    cfg = parse_config({"data": {"id": "user_id", "value": "order_value"}, "arms": raw_arms,
+                        "constraints": {"budget": 300.0}, "holdout": {"fraction": 0.1}, "seed": 5})
+    budgets = [0.0, 300.0, 900.0]
+    local = pipeline.plan(cfg, scores.iloc[:1500], budgets)
+    curve, passes = spark_plan.plan(spark, cfg, spark.read.parquet(str(small)), budgets)
+    assert any(p["name"] == "collect on the driver" for p in passes)
+    assert list(curve.columns) == list(local.columns) and "gap" in curve
+    assert (curve["users_pct10"] <= 30).all() and curve["users_pct10"].iloc[-1] == 30  # the cap binds
+    for col in ("spend", "incremental_conversions", "users_pct10"):
+        np.testing.assert_allclose(curve[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float), rtol=1e-9,
+                                   err_msg=col)
 
 
 def test_failed_write_leaves_the_previous_output_untouched(spark, tmp_path) -> None:

@@ -352,14 +352,10 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)
     try:
-        K = len(config.arm_names)
         side = pipeline._side_constraints(config)
         if side or config.solver not in ("auto", "dual") or idx.n_treat <= direct_limit:
-            if idx.n_treat * (K - 1) > EXACT_AUTO_LIMIT and (side or config.solver not in ("auto", "dual")):
-                raise PromoOptError(
-                    f"arm caps, segment budgets or solver '{config.solver}' need the exact single-machine solver, "
-                    f"which takes at most {EXACT_AUTO_LIMIT} user x arm cells; these {idx.n_treat} users x "
-                    f"{K - 1} arms are more: drop the caps/segments (or use solver auto) for the Spark engine")
+            if side or config.solver not in ("auto", "dual"):
+                check_exact_size(config, idx.n_treat)
             summary = _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction)
         else:
             floor = pipeline.allocation_floor(min_roi, correction)
@@ -393,6 +389,17 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                         "passes": plog.passes, "targets": targets_path}
     summary["seconds"] = {"allocate": time.perf_counter() - t_start}
     return SparkAllocationOutcome(targets_path=targets_path, summary=summary, passes=plog.passes)
+
+
+def check_exact_size(config: CampaignConfig, n_treat: int) -> None:
+    """Arm caps, segment budgets or an exact solver named in the config are solved on the driver by the core; refuse
+    what it does not take (``EXACT_AUTO_LIMIT`` user x arm cells)."""
+    K = len(config.arm_names)
+    if n_treat * (K - 1) > EXACT_AUTO_LIMIT:
+        raise PromoOptError(
+            f"arm caps, segment budgets or solver '{config.solver}' need the exact single-machine solver, "
+            f"which takes at most {EXACT_AUTO_LIMIT} user x arm cells; these {n_treat} users x "
+            f"{K - 1} arms are more: drop the caps/segments (or use solver auto) for the Spark engine")
 
 
 def _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction) -> dict:

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from promo_opt import pipeline
@@ -130,7 +129,7 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     budget = outcome.summary["budget"]
-    budgets = np.linspace(0, 2.0 * budget, 41) if budget else None
+    budgets = pipeline.report_budgets(config, budget)
     curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
                                     min_roi=outcome.summary["min_roi"], n_points=41,
                                     correction=model.metrics.get("forecast_correction"))
