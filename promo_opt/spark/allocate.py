@@ -402,12 +402,17 @@ def check_exact_size(config: CampaignConfig, n_treat: int) -> None:
             f"{K - 1} arms are more: drop the caps/segments (or use solver auto) for the Spark engine")
 
 
+def collect_scores(idx: IndexedScores) -> pd.DataFrame:
+    """The scores on the driver, in input order, as the core reads them."""
+    with user_errors():
+        pdf = idx.df.toPandas()
+    return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
+
+
 def _allocate_collected(spark, config, idx, targets_path, budget, min_roi, correction) -> dict:
     """Few users (or side constraints): collect the scores in order and call the core."""
     t0 = time.perf_counter()
-    with user_errors():
-        pdf = idx.df.toPandas()
-    pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
+    pdf = collect_scores(idx)
     outcome = pipeline.allocate(config, pdf, budget=budget, min_roi=min_roi, correction=correction)
     idx.log.add("collect and solve on the driver", time.perf_counter() - t0, users=int(len(pdf)),
                 solver=outcome.summary["solver"])

@@ -28,8 +28,8 @@ from promo_opt.allocation.dual import DIRECT_LIMIT, best_free_arm, hull_segments
 from promo_opt.allocation.frontier import FIELDS, curve_frame, cut_points
 from promo_opt.config import CampaignConfig
 from promo_opt.errors import InfeasibleError
-from promo_opt.spark.allocate import (ROW, TREAT, IndexedScores, PassLog, _local, best_roi_distributed,
-                                      check_exact_size, index_scores, solve_distributed)
+from promo_opt.spark.allocate import (TREAT, IndexedScores, PassLog, _local, best_roi_distributed, check_exact_size,
+                                      collect_scores, index_scores, solve_distributed)
 from promo_opt.spark.session import user_errors
 
 log = logging.getLogger(__name__)
@@ -56,44 +56,33 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
     budget), within the exact solver's size as Spark's allocation is."""
     side = pipeline._side_constraints(config)
     asked = config.constraints.min_roi if min_roi is None else min_roi
-    floor = None if side else pipeline.held_floor(config, asked, correction)
     weight = pipeline.allocation_cost_weight(config.objective, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)
     try:
-        if side:  # arm caps or segment budgets: the core's exact allocation at each budget, on the driver
-            check_exact_size(config, idx.n_treat)
-            pdf = _collected(idx, plog)
-            return pipeline.capped_plan(config, pdf, budgets, min_roi=asked, correction=correction), plog.passes
-        if idx.n_treat <= direct_limit:
-            pdf = _collected(idx, plog)
+        if side or idx.n_treat <= direct_limit:  # the core's plan on the collected scores (caps: capped_plan)
+            if side:
+                check_exact_size(config, idx.n_treat)
             t0 = time.perf_counter()
-            problem, conversions = pipeline.plan_problem(config, pdf, min_roi=asked, correction=correction,
-                                                         cost_weight=weight)
-            curve = pipeline.held_plan_curve(config, problem, conversions, budgets, correction, n_points)
+            pdf = collect_scores(idx)
+            plog.add("collect on the driver", time.perf_counter() - t0, users=int(len(pdf)))
+            t0 = time.perf_counter()
+            curve = pipeline.plan(config, pdf, budgets, min_roi=asked, n_points=n_points, correction=correction,
+                                  cost_weight=weight)
             plog.add("plan on the driver", time.perf_counter() - t0, users=int(len(pdf)))
-        else:
-            if floor is not None and idx.n_treat:  # refused as the core refuses it (pipeline.plan_problem)
-                best = best_roi_distributed(spark, config, idx, floor, weight)
-                if floor > best:
-                    raise pipeline.floor_out_of_reach(config, asked, pipeline.allocation_floor(asked, correction),
-                                                      floor, best)
-            curve = pipeline.on_held_budgets(budgets, correction, lambda b: _plan_distributed(
-                spark, config, idx, b, floor, n_points, n_bins, weight))
+            return curve, plog.passes
+        floor = pipeline.held_floor(config, asked, correction)
+        if floor is not None and idx.n_treat:  # refused as the core refuses it (pipeline.plan_problem)
+            best = best_roi_distributed(spark, config, idx, floor, weight)
+            if floor > best:
+                raise pipeline.floor_out_of_reach(config, asked, pipeline.allocation_floor(asked, correction),
+                                                  floor, best)
+        curve = pipeline.on_held_budgets(budgets, correction, lambda b: _plan_distributed(
+            spark, config, idx, b, floor, n_points, n_bins, weight))
     finally:
         idx.df.unpersist()
     return pipeline.with_curve_forecast(curve, correction, config.objective, idx.n_treat), plog.passes
-
-
-def _collected(idx: IndexedScores, plog: PassLog) -> pd.DataFrame:
-    """The scores on the driver, in input order, as the core reads them."""
-    t0 = time.perf_counter()
-    with user_errors():
-        pdf = idx.df.toPandas()
-    pdf = pdf.sort_values(ROW, kind="stable").drop(columns=[ROW, TREAT]).reset_index(drop=True)
-    plog.add("collect on the driver", time.perf_counter() - t0, users=int(len(pdf)))
-    return pdf
 
 
 def _plan_distributed(spark, config, idx: IndexedScores, budgets, min_roi, n_points, n_bins,
