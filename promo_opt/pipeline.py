@@ -722,7 +722,8 @@ def plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, min_roi:
     if _side_constraints(config):
         return capped_plan(config, scores, budgets, min_roi=min_roi, correction=correction)
     problem, conversions = plan_problem(config, scores, min_roi=min_roi, correction=correction, cost_weight=cost_weight)
-    curve = held_plan_curve(config, problem, conversions, budgets, correction, n_points)
+    curve = on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
+                                                                      arm_names=config.arm_names))
     return with_curve_forecast(curve, correction, config.objective, problem.n_users)
 
 
@@ -752,20 +753,11 @@ def capped_plan(config: CampaignConfig, scores: pd.DataFrame, budgets=None, *, m
         e, n_treat = o.summary["expected"], int((~o.holdout).sum())
         rows.append({"budget": b, "spend": e["spend"], "incremental_conversions": e["incremental_conversions"],
                      "incremental_revenue": e["incremental_revenue"], "objective": o.allocation.objective,
-                     "roi": e["incremental_revenue"] / e["spend"] if e["spend"] > 0 else np.nan,
-                     "marginal_gain_per_unit": np.nan,
+                     "roi": e["roi"], "marginal_gain_per_unit": np.nan,
                      **{f"users_{a}": n for a, n in o.summary["users_per_arm"].items()},
                      "resolved": False, "gap": o.allocation.gap})
         log.info("capped plan: budget %.6g: spend %.6g, gap %.2e", b, e["spend"], o.allocation.gap)
     return with_curve_forecast(pd.DataFrame(rows), correction, config.objective, n_treat)
-
-
-def held_plan_curve(config: CampaignConfig, problem: AllocationProblem, conversions: np.ndarray, budgets,
-                    correction: dict | None, n_points: int = 50) -> pd.DataFrame:
-    """The budget curve of a :func:`plan_problem` at the planner's ``budgets``, each held on the forecast
-    (:func:`on_held_budgets`); without the forecast columns."""
-    return on_held_budgets(budgets, correction, lambda b: plan_curve(problem, conversions, budgets=b, n_points=n_points,
-                                                                     arm_names=config.arm_names))
 
 
 def plan_problem(config: CampaignConfig, scores: pd.DataFrame, *, min_roi: float | None = None,
@@ -816,16 +808,14 @@ def report_budgets(config: CampaignConfig, budget: float | None, n_points: int =
     return np.linspace(0.0, 2.0 * budget, CAPPED_REPORT_POINTS if _side_constraints(config) else n_points)
 
 
-def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, n_points: int = 41,
-                 correction: dict | None = None, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def budget_curve(config: CampaignConfig, outcome: AllocationOutcome, scores: pd.DataFrame, n_points: int = 41,
+                 correction: dict | None = None) -> pd.DataFrame:
     """The report's curve: budgets from 0 to twice the campaign's (:func:`report_budgets`), the floor the
     allocation held (with the model's ``correction``: :func:`held_floor`, and the forecast columns of
     :func:`curve_forecast`). Under arm caps or segment budgets, :func:`capped_plan` on ``scores``: the exact
     allocation at each budget, so the campaign's own allocation lies on its curve."""
     budgets = report_budgets(config, outcome.budget, n_points)
     if _side_constraints(config):
-        if scores is None:
-            raise PromoOptError("budget_curve under arm caps or segment budgets needs the scores")
         return capped_plan(config, scores, budgets, min_roi=outcome.min_roi, correction=correction)
     floor = held_floor(config, outcome.min_roi, correction) if correction else outcome.allocated_min_roi
     weight = allocation_cost_weight(config.objective, correction)
@@ -875,7 +865,7 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     outcome = allocate(config, scores, correction=model.metrics.get("forecast_correction"))
     t["allocate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    curve = budget_curve(config, outcome, correction=model.metrics.get("forecast_correction"), scores=scores)
+    curve = budget_curve(config, outcome, scores, correction=model.metrics.get("forecast_correction"))
     t["plan"] = time.perf_counter() - t0
     summary = dict(outcome.summary)
     if model.metrics.get("drift") is not None:

@@ -263,7 +263,7 @@ def test_the_budget_is_held_on_the_forecast(run_out, small_campaign, capsys):
     from promo_opt.report.html import render_report  # the report names the held budget, as the CLI does
 
     assert "expected spend held at (budget on the forecast)" in render_report(
-        o.summary, pipeline.budget_curve(cfg, o, correction=corr), model.metrics)
+        o.summary, pipeline.budget_curve(cfg, o, scores, correction=corr), model.metrics)
     from promo_opt.cli import _print_summary
 
     _print_summary(o.summary, run_out)
@@ -574,7 +574,7 @@ def test_the_cost_weight_reaches_every_door(run_out, small_campaign, capsys):
     cached = plans.build_frontier(cfg, run_out / "scores.parquet", None, corr)  # the service's /plans
     assert pipeline.reported_cost_weight(cfg.objective, cached.correction) == 0.8  # what /plans names
     assert plans.answer(cfg, cached, [1e9], 5)["spend"][0] == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
-    report_curve = pipeline.budget_curve(cfg, o, correction=corr)
+    report_curve = pipeline.budget_curve(cfg, o, scores, correction=corr)
     assert report_curve["spend"].max() == pytest.approx(o.summary["expected"]["spend"], rel=1e-6)
     from promo_opt.report.html import render_report
 
