@@ -332,6 +332,7 @@ def solve_cpsat(problem: AllocationProblem, time_limit: float | None = None, sca
 # MIP: OR-Tools linear solver (SCIP / CBC) and PuLP (bundled CBC)
 # --------------------------------------------------------------------------------------------
 MIP_BACKENDS = ("SCIP", "CBC")  # both ship with the ortools 9.15 wheel (checked with CreateSolver)
+PROOF_GAP = 1e-9  # the relative gap a MIP is searched to unless a gap_limit asks for less (the wrappers' default: 1e-4)
 # Under a time limit the MIP is searched in rounds (solve_mip): the first of STALL_FIRST_ROUND seconds, each next one
 # STALL_GROWTH times longer and started from the last incumbent, until a round proves optimality, finds nothing
 # better than the one before it, or the time limit is spent.
@@ -374,7 +375,7 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
               *, reason: str = "exact MIP requested", gap_limit: float | None = None) -> Allocation:
     """Solve the MIP with OR-Tools' linear solver wrapper and ``backend`` in ``MIP_BACKENDS``.
 
-    Relative MIP gap is set to 1e-9 (the wrapper's default is 1e-4) and primal tolerance to 1e-9.
+    Relative MIP gap is set to ``PROOF_GAP`` (1e-9; the wrapper's default is 1e-4) and primal tolerance to 1e-9.
     Tolerance-level violations left by the solver are repaired (see :func:`_repair`); the count is
     in ``solver_reason`` and such a result is "feasible", not "optimal". ``bound`` is the smaller
     of the GLOP Lagrangian bound and the solver's best bound (+1e-9 relative for its gap).
@@ -424,8 +425,9 @@ def solve_mip(problem: AllocationProblem, backend: str = "SCIP", time_limit: flo
 
 def _mip_solver(backend: str, problem: AllocationProblem, m, gap_limit: float | None = None):
     """A fresh OR-Tools solver holding the MIP of ``m`` (:func:`_build_model`), its variables, and the search
-    parameters (relative gap ``gap_limit``, default 1e-9, and primal tolerance 1e-9). Fresh for every round of :func:`_search`: SCIP
-    asked to solve a second time in the same solver failed ("No memory", status 4) on a 2,850-user problem."""
+    parameters (relative gap ``gap_limit``, default ``PROOF_GAP``, and primal tolerance 1e-9). Fresh for every round
+    of :func:`_search`: SCIP asked to solve a second time in the same solver failed ("No memory", status 4) on a
+    2,850-user problem."""
     from ortools.linear_solver import pywraplp
 
     solver = pywraplp.Solver.CreateSolver(backend)
@@ -445,7 +447,7 @@ def _mip_solver(backend: str, problem: AllocationProblem, m, gap_limit: float | 
         obj.SetCoefficient(v, c)
     obj.SetMaximization()
     params = pywraplp.MPSolverParameters()
-    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-9 if gap_limit is None else gap_limit)
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, PROOF_GAP if gap_limit is None else gap_limit)
     params.SetDoubleParam(pywraplp.MPSolverParameters.PRIMAL_TOLERANCE, 1e-9)
     return solver, xs, params
 
@@ -520,7 +522,7 @@ def solve_pulp(problem: AllocationProblem, time_limit: float | None = None,
         expr = pulp.LpAffineExpression(zip([xs[j] for j in row.pairs.tolist()], row.coef.tolist()))
         prob += expr <= row.rhs, row.name
     # solve
-    cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=1e-9 if gap_limit is None else gap_limit)
+    cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=PROOF_GAP if gap_limit is None else gap_limit)
     prob.solve(cmd)
     status = pulp.LpStatus[prob.status]
     if status == "Infeasible":
