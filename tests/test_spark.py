@@ -407,3 +407,28 @@ def test_cli_run_with_engine_spark_matches_the_local_stages(spark, campaign_copy
     assert rel(summary["lp_upper_bound"], local.summary["lp_upper_bound"]) < 1e-9
     assert (tmp_path / "o" / "targets.parquet" / "_SUCCESS").exists()
     assert len(pd.read_csv(tmp_path / "o" / "plan.csv")) == 41
+
+
+def test_a_run_refused_after_scoring_leaves_the_previous_outputs_as_they_were(spark, campaign_copy, tmp_path) -> None:
+    """A Spark run that trains and scores and is then refused (an ROI floor no user reaches, found at the
+    allocation) writes nothing: the previous run's outputs stay, and no staged scores or list are left beside
+    them. Before, the model and the scores of the refused run replaced the previous ones."""
+    from promo_opt.errors import UnreachableFloor
+    from promo_opt.spark import engine
+    from tests.conftest import write_config
+
+    d, raw = campaign_copy
+    raw["model"] = {"learner": "pooled", "folds": 2}
+    raw["spark"] = {"master": "local[2]"}
+    raw["constraints"]["min_roi"] = 1e6
+    cfg = load_config(write_config(d, raw))
+    out = tmp_path / "o"
+    before = {"summary.json": '{"previous": true}', "scores.parquet/part-0": "old scores",
+              "targets.parquet/part-0": "old list", "model/model.joblib": "old model"}
+    for name, text in before.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    with pytest.raises(UnreachableFloor, match="best ROI any user x arm reaches"):
+        engine.run(cfg, out, spark=spark)
+    after = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
+    assert after == before

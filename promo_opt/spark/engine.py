@@ -21,7 +21,7 @@ from promo_opt.model import TrainedModel
 from promo_opt.spark import allocate as _allocate
 from promo_opt.spark import plan as _plan
 from promo_opt.spark import score as _score
-from promo_opt.spark.output import write_parquet_atomic
+from promo_opt.spark.output import discard, promote, staging_path, write_parquet_atomic
 from promo_opt.spark.session import input_ref, read_input, spark_session, user_errors
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,23 @@ def allocate(config: CampaignConfig, scores: str | None, out: Path, spark=None,
     """Allocate from a scores table; the targeting list (partitioned Parquet) and summary.json.
     ``correction``: the model's winner's-curse correction (adds the summary's ``forecast``)."""
     spark = spark or _session(config)
-    ref = str(scores) if scores else input_ref(config, "scores")
-    df = read_input(spark, ref, "scores")
-    targets = config.spark.targets or str(Path(out) / "targets.parquet")
-    outcome = _allocate.allocate(spark, config, df, targets, correction=correction)
+    outcome = _allocation(config, str(scores) if scores else input_ref(config, "scores"),
+                          config.spark.targets or str(Path(out) / "targets.parquet"), spark, correction)
+    write_json(outcome.summary, Path(out) / "summary.json")
+    return outcome
+
+
+def _allocation(config: CampaignConfig, scores: str, targets: str, spark,
+                correction: dict | None) -> _allocate.SparkAllocationOutcome:
+    """The allocation of the scores table ``scores`` into the list at ``targets``, its summary with the
+    forecast (written by the caller)."""
+    outcome = _allocate.allocate(spark, config, read_input(spark, scores, "scores"), targets, correction=correction)
     s = outcome.summary
     treatable = max(int(s["n_candidates"]) - int(s["holdout_size"]), 1)
     forecast = pipeline.corrected_forecast(s["expected"], correction, config.objective,
                                            s["budget"] / treatable if s.get("budget") else None)
     if forecast is not None:
         outcome.summary["forecast"] = forecast
-    write_json(outcome.summary, Path(out) / "summary.json")
     return outcome
 
 
@@ -103,12 +109,15 @@ class SparkRunResult:
 
 
 def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
-    """Train on this machine, then score, allocate and plan on Spark; every output written atomically.
+    """Train on this machine, then score, allocate and plan on Spark; the outputs land only when all succeeded.
 
     Outputs in ``out``: model/, scores.parquet/ (unless spark.scores), targets.parquet/ (unless
-    spark.targets), plan.csv, summary.json, report.html. On a simulated world (``data.truth``)
-    the truth check of the local engine is added (:func:`truth_check`), unless segment budgets
-    are set (its oracle does not model them here).
+    spark.targets), plan.csv, summary.json, report.html. The scores and the list are written to hidden paths
+    beside their destinations (:func:`promo_opt.spark.output.staging_path`) and moved there after the last
+    stage; a refusal on the way (an ROI floor no user reaches, arm caps beyond the exact solver's size)
+    deletes them and leaves every destination as it was, as the local ``run`` does. On a simulated world
+    (``data.truth``) the truth check of the local engine is added (:func:`truth_check`), unless segment
+    budgets are set (its oracle does not model them here).
     """
     from promo_opt.data import write_bytes
     from promo_opt.report.html import render_report
@@ -118,31 +127,40 @@ def run(config: CampaignConfig, out: Path, spark=None) -> SparkRunResult:
     t = {}
     t0 = time.perf_counter()
     model = pipeline.train(config)
-    model.save(out / "model", config)
     t["train"] = time.perf_counter() - t0
     spark = spark or _session(config)
-    t0 = time.perf_counter()
-    scores_path, _ = score(config, model, config.spark.scores or str(out / "scores.parquet"), spark)
-    t["score"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    outcome = allocate(config, scores_path, out, spark, correction=model.metrics.get("forecast_correction"))
-    t["allocate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    budget = outcome.summary["budget"]
-    budgets = pipeline.report_budgets(config, budget)
-    curve, plan_passes = _plan.plan(spark, config, read_input(spark, scores_path, "scores"), budgets,
-                                    min_roi=outcome.summary["min_roi"], n_points=41,
-                                    correction=model.metrics.get("forecast_correction"))
-    t["plan"] = time.perf_counter() - t0
-    summary = dict(outcome.summary)
-    summary["learner"] = model.metrics["selection"]["chosen"]
-    summary["spark"]["plan_passes"] = plan_passes
-    if config.data.truth is not None and not config.constraints.segment_budgets:
+    dests = {"scores": config.spark.scores or str(out / "scores.parquet"),
+             "targets": config.spark.targets or str(out / "targets.parquet")}
+    staged = {k: staging_path(spark, d) for k, d in dests.items()}
+    correction = model.metrics.get("forecast_correction")
+    try:
         t0 = time.perf_counter()
-        summary["truth"] = truth_check(config, outcome.targets_path, summary)
-        t["truth"] = time.perf_counter() - t0
-    summary["seconds"] = {**t, "total": sum(t.values())}
-    html = render_report(summary, curve, model.metrics)
+        score(config, model, staged["scores"], spark)
+        t["score"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outcome = _allocation(config, staged["scores"], staged["targets"], spark, correction)
+        t["allocate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        budgets = pipeline.report_budgets(config, outcome.summary["budget"])
+        curve, plan_passes = _plan.plan(spark, config, read_input(spark, staged["scores"], "scores"), budgets,
+                                        min_roi=outcome.summary["min_roi"], n_points=41, correction=correction)
+        t["plan"] = time.perf_counter() - t0
+        summary = dict(outcome.summary)
+        summary["learner"] = model.metrics["selection"]["chosen"]
+        summary["spark"] = {**summary["spark"], "plan_passes": plan_passes, "targets": dests["targets"]}
+        if config.data.truth is not None and not config.constraints.segment_budgets:
+            t0 = time.perf_counter()
+            summary["truth"] = truth_check(config, staged["targets"], summary)
+            t["truth"] = time.perf_counter() - t0
+        summary["seconds"] = {**t, "total": sum(t.values())}
+        html = render_report(summary, curve, model.metrics)
+    except BaseException:
+        for path in staged.values():
+            discard(spark, path)
+        raise
+    for k, path in staged.items():
+        promote(spark, path, dests[k])
+    model.save(out / "model", config)
     write_table(curve, out / "plan.csv")
     write_json(summary, out / "summary.json")
     write_bytes(html.encode(), out / "report.html")

@@ -5,6 +5,11 @@ Spark writes into a hidden temporary directory beside the destination and marks 
 aside first and deleted after). Any failure deletes the temporary directory, so a reader sees
 either the previous output or the complete new one, never a part. The Hadoop FileSystem API does
 the moves, so local paths, HDFS and object stores with a rename go through the same code.
+
+A run of several stages (:func:`promo_opt.spark.engine.run`) stages each output under a hidden path beside its
+destination (:func:`staging_path`) and moves them all into place (:func:`promote`) only once every stage has
+succeeded; a refusal or failure on the way deletes what was staged (:func:`discard`), so the destinations keep
+the previous run's outputs.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ def write_parquet_atomic(spark, df, dest: str, partition_by: Sequence[str] = (),
     fs, dst, Path = _fs(spark, dest)
     token = uuid.uuid4().hex[:12]
     tmp = Path(dst.getParent(), f".{dst.getName()}.tmp-{token}")
-    old = Path(dst.getParent(), f".{dst.getName()}.old-{token}")
     result = None
     try:
         writer = df.write.mode("error")
@@ -42,17 +46,43 @@ def write_parquet_atomic(spark, df, dest: str, partition_by: Sequence[str] = (),
             raise RuntimeError(f"Spark finished writing {tmp.toString()} without a _SUCCESS marker")
         if check is not None:
             result = check(tmp.toString())
-        if fs.exists(dst):
-            if not fs.rename(dst, old):
-                raise RuntimeError(f"could not move the previous output {dest} aside")
-        if not fs.rename(tmp, dst):
-            if fs.exists(old):
-                fs.rename(old, dst)
-            raise RuntimeError(f"could not rename {tmp.toString()} onto {dest}")
+        _move_onto(fs, Path, tmp, dst, token)
     except BaseException:
         fs.delete(tmp, True)
         raise
-    if fs.exists(old):
-        fs.delete(old, True)
     log.info("wrote %s (partitioned by %s)", dest, list(partition_by) or "nothing")
     return result
+
+
+def _move_onto(fs, Path, src, dst, token: str) -> None:
+    """Rename ``src`` onto ``dst``; an existing ``dst`` is moved aside first, put back if the rename fails, and
+    deleted after it succeeds."""
+    old = Path(dst.getParent(), f".{dst.getName()}.old-{token}")
+    if fs.exists(dst):
+        if not fs.rename(dst, old):
+            raise RuntimeError(f"could not move the previous output {dst.toString()} aside")
+    if not fs.rename(src, dst):
+        if fs.exists(old):
+            fs.rename(old, dst)
+        raise RuntimeError(f"could not rename {src.toString()} onto {dst.toString()}")
+    if fs.exists(old):
+        fs.delete(old, True)
+
+
+def staging_path(spark, dest: str) -> str:
+    """A hidden path beside ``dest`` that a stage writes its output to before :func:`promote` moves it there."""
+    _, dst, Path = _fs(spark, dest)
+    return Path(dst.getParent(), f".{dst.getName()}.staged-{uuid.uuid4().hex[:12]}").toString()
+
+
+def promote(spark, staged: str, dest: str) -> None:
+    """Move the output written at ``staged`` onto ``dest`` (the previous one there is replaced)."""
+    fs, dst, Path = _fs(spark, dest)
+    _move_onto(fs, Path, Path(staged), dst, uuid.uuid4().hex[:12])
+    log.info("moved %s onto %s", staged, dest)
+
+
+def discard(spark, staged: str) -> None:
+    """Delete an output staged by a run that did not finish (nothing there is fine)."""
+    fs, path, _ = _fs(spark, staged)
+    fs.delete(path, True)
