@@ -531,7 +531,8 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
     }
     if guarantee is not None:
         summary["roi_guarantee"] = guarantee.as_dict()
-    use = budget_use(totals, held, floor, config.objective, asked=min_roi)
+    use = budget_use(totals, held, floor, config.objective, asked=min_roi,
+                     side=binding_side_constraints(config, result.slacks, names))
     if use is not None:
         summary["budget_use"] = use
     if econ.long_term_multiplier is not None:  # issue 13: immediate and long-term figures side by side
@@ -674,13 +675,14 @@ UNDERSPEND_SHARE = 0.5
 
 
 def budget_use(totals: dict, budget: float | None, min_roi: float | None, objective: str,
-               asked: float | None = None) -> dict | None:
+               asked: float | None = None, side: list[str] | None = None) -> dict | None:
     """How much of the budget the policy expects to spend and what stops it (``summary.budget_use``):
     ``limit`` is ``budget`` (spent), ``roi_floor`` (the floor binds: the expected ROI sits on
-    ``min_roi``, the floor the allocator held) or ``objective`` (no further user gains under the
-    objective). ``warning`` when the expected spend is below ``UNDERSPEND_SHARE`` of the budget, so a
-    policy that quietly spends almost nothing is never silent; it names the planner's floor
-    ``asked`` (default ``min_roi``). None without a budget."""
+    ``min_roi``, the floor the allocator held), ``side_constraints`` (an arm cap or a segment budget the policy
+    meets, named in ``side``: :func:`binding_side_constraints`; then listed as ``binding``) or ``objective`` (no
+    further user gains under the objective). ``warning`` when the expected spend is below ``UNDERSPEND_SHARE``
+    of the budget, so a policy that quietly spends almost nothing is never silent; it names the planner's floor
+    ``asked`` (default ``min_roi``) or the binding caps. None without a budget."""
     if not budget:
         return None
     spend, revenue = float(totals["spend"]), float(totals["incremental_revenue"])
@@ -689,17 +691,43 @@ def budget_use(totals: dict, budget: float | None, min_roi: float | None, object
         limit = "budget"
     elif min_roi is not None and spend > 0 and revenue <= min_roi * spend * (1 + 1e-3):  # on the floor
         limit = "roi_floor"
+    elif side:
+        limit = "side_constraints"
     else:
         limit = "objective"
-    out = {"share": share, "limit": limit}
+    out = {"share": share, "limit": limit, **({"binding": list(side)} if limit == "side_constraints" else {})}
     if share < UNDERSPEND_SHARE:
         asked = min_roi if asked is None else asked
         held = f" (held on the forecast: an expected ROI of {min_roi:.3g})" if floor_moved(asked, min_roi) else ""
-        why = (f"the ROI floor {asked:g}{held} binds: the model sees too few users whose expected return clears it "
-               "(lower constraints.min_roi, or see the forecast interval: a floor near the best attainable ROI "
-               "turns small estimation errors into large cuts)" if limit == "roi_floor" else
-               f"no further user gains under the objective '{objective}' by the model's estimates")
+        if limit == "roi_floor":
+            why = (f"the ROI floor {asked:g}{held} binds: the model sees too few users whose expected return clears "
+                   "it (lower constraints.min_roi, or see the forecast interval: a floor near the best attainable ROI "
+                   "turns small estimation errors into large cuts)")
+        elif limit == "side_constraints":
+            why = f"{' and '.join(side)} {'binds' if len(side) == 1 else 'bind'} before the budget is spent (raise " \
+                  f"{'it' if len(side) == 1 else 'them'} to use the budget)"
+        else:
+            why = f"no further user gains under the objective '{objective}' by the model's estimates"
         out["warning"] = f"the policy expects to spend {share:.1%} of the budget: {why}"
+    return out
+
+
+def binding_side_constraints(config: CampaignConfig, slacks: dict[str, float],
+                             segment_names: list[str] | None) -> list[str]:
+    """The arm caps and segment budgets an allocation meets, from its ``slacks``
+    (:func:`promo_opt.allocation.problem.make_slacks`): a user cap exactly, a spend cap or a segment's budget
+    within 1% (as the budget counts as spent at 99%). Named as the config names them."""
+    out = []
+    for k, a in enumerate(config.arms):
+        if a.max_users is not None and slacks.get(f"arm{k}_users", np.inf) < 0.5:
+            out.append(f"max_users {a.max_users} of arm '{a.name}'")
+        if a.max_spend is not None and slacks.get(f"arm{k}_spend", np.inf) <= 0.01 * a.max_spend:
+            out.append(f"max_spend {a.max_spend:g} of arm '{a.name}'")
+    budgets = config.constraints.segment_budgets or {}
+    for j, name in enumerate(segment_names or []):
+        b = budgets.get(name)
+        if b is not None and slacks.get(f"segment{j}_budget", np.inf) <= 0.01 * b:
+            out.append(f"constraints.segment_budgets['{name}'] {b:g}")
     return out
 
 

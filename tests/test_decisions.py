@@ -491,6 +491,13 @@ def test_budget_use_names_what_stops_the_spending():
     assert budget_use({"spend": 700.0, "incremental_revenue": 900.0}, 1000.0, None, "conversions") == \
         {"share": 0.7, "limit": "objective"}  # above half the budget: recorded, no warning
     assert budget_use({"spend": 1.0, "incremental_revenue": 2.0}, None, None, "conversions") is None
+    cap = budget_use({"spend": 300.0, "incremental_revenue": 900.0}, 1000.0, None, "conversions",
+                     side=["max_users 300 of arm 'coupon'"])
+    assert cap["limit"] == "side_constraints" and cap["binding"] == ["max_users 300 of arm 'coupon'"]
+    assert cap["warning"] == ("the policy expects to spend 30.0% of the budget: max_users 300 of arm 'coupon' binds "
+                              "before the budget is spent (raise it to use the budget)")
+    on_floor = budget_use({"spend": 100.0, "incremental_revenue": 150.0}, 1000.0, 1.5, "conversions", side=["x"])
+    assert on_floor["limit"] == "roi_floor" and "binding" not in on_floor  # the floor is named first
 
 
 def test_a_floor_that_leaves_the_budget_unspent_warns_first_on_the_cli(campaign_copy, tmp_path):

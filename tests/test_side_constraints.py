@@ -46,6 +46,39 @@ def test_caps_and_segment_budgets_hold_and_solver_says_why():
     assert free.summary["solver"] == "dual"
 
 
+def test_budget_use_names_the_caps_that_stop_the_spending():
+    """A cap that binds before the budget is what stops the spending, and the warning says which; before, it
+    said no further user gains under the objective (Artea as a count outcome, max_users 300 on its coupon:
+    39.8% of the budget spent). Checked against the slacks: the cap is met exactly, the budget is not."""
+    scores = _scores()
+    only_cap = {"budget": 1000.0}
+    capped = [{"name": "control", "control": True}, {"name": "pct10", "discount": 0.1, "max_users": 5},
+              {"name": "pct20", "discount": 0.2, "max_users": 3}]
+    cfg = parse_config({"data": {"id": "user_id", "value": "v"}, "arms": capped, "constraints": only_cap})
+    out = pipeline.allocate(cfg, scores)
+    s = out.summary
+    assert s["users_per_arm"]["pct10"] == 5 and s["users_per_arm"]["pct20"] == 3
+    use = s["budget_use"]
+    assert use["limit"] == "side_constraints" and use["share"] < 0.5
+    assert use["binding"] == ["max_users 5 of arm 'pct10'", "max_users 3 of arm 'pct20'"]
+    assert "max_users 5 of arm 'pct10' and max_users 3 of arm 'pct20' bind before the budget" in use["warning"]
+    # segment budgets whose sum (180) is far below the budget: each is met, and named
+    seg = pipeline.allocate(_config(constraints={"budget": 1000.0,
+                                                 "segment_budgets": {"DE": 40.0, "FR": 60.0, "NL": 80.0}}), scores)
+    use = seg.summary["budget_use"]
+    assert use["limit"] == "side_constraints"
+    per_seg = seg.targets.assign(country=scores["country"]).groupby("country")["expected_cost"].sum()
+    named = [b for b in use["binding"] if b.startswith("constraints.segment_budgets")]
+    assert named == [f"constraints.segment_budgets['{c}'] {b:g}" for c, b in (("DE", 40), ("FR", 60), ("NL", 80))
+                     if per_seg[c] >= 0.99 * b] and named
+    # a cap the policy does not reach is not named
+    loose = [dict(a, max_users=10_000) if "max_users" in a else a for a in capped]
+    free = pipeline.allocate(parse_config({"data": {"id": "user_id", "value": "v"}, "arms": loose,
+                                           "constraints": only_cap}), scores)
+    assert free.summary["budget_use"]["limit"] in ("budget", "objective")
+    assert "binding" not in free.summary["budget_use"]
+
+
 def test_segment_without_budget_is_named():
     scores = _scores()
     cfg = _config(constraints={"budget": 150.0, "segment_budgets": {"DE": 40.0, "FR": 60.0}})
