@@ -110,6 +110,13 @@ def test_distributed_allocation_equals_single_machine(spark, scores_file, reduce
     assert s["allocated_budget"] == ls["allocated_budget"]
     assert ls["allocated_budget"] == (pytest.approx(constraints["budget"] / 1.2) if "budget" in constraints else None)
     assert s.get("allocated_cost_weight") == ls.get("allocated_cost_weight") == (0.84 if objective == "net_revenue" else None)
+    # what stops the spending, and the warning where it is under half the budget, as on one machine
+    if "budget" in constraints:
+        use, luse = s["budget_use"], ls["budget_use"]
+        assert use["share"] == pytest.approx(luse["share"], rel=1e-9)
+        assert {k: v for k, v in use.items() if k != "share"} == {k: v for k, v in luse.items() if k != "share"}
+    else:
+        assert "budget_use" not in s and "budget_use" not in ls
     assert s["reduction"].startswith("reduced") and "free users" in s["reduction"]
     assert ls["solver"] == s["solver"] == "dual"
     targets = pd.read_parquet(tmp_path / "targets.parquet")

@@ -379,6 +379,9 @@ def allocate(spark, config: CampaignConfig, scores, targets_path: str, *, budget
                 summary = pipeline.with_floor_named(
                     lambda: _allocate_distributed(spark, config, idx, targets_path, held, floor, weight), min_roi, floor)
             summary.update(budget=budget, allocated_budget=held, min_roi=min_roi, allocated_min_roi=floor)
+            use = pipeline.budget_use(summary["expected"], held, floor, config.objective, asked=min_roi)
+            if use is not None:  # the distributed dual takes no caps: budget, floor or objective
+                summary["budget_use"] = use
             named = pipeline.reported_cost_weight(config.objective, correction)
             if named is not None:
                 summary["allocated_cost_weight"] = named
