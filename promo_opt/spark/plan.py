@@ -56,7 +56,6 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
     budget), within the exact solver's size as Spark's allocation is."""
     side = pipeline._side_constraints(config)
     asked = config.constraints.min_roi if min_roi is None else min_roi
-    weight = pipeline.allocation_cost_weight(config.objective, correction)
     direct_limit = DIRECT_LIMIT if direct_limit is None else direct_limit
     plog = PassLog()
     idx = index_scores(spark, config, scores, plog, partitions or config.spark.partitions)
@@ -68,11 +67,11 @@ def plan(spark, config: CampaignConfig, scores, budgets=None, *, min_roi: float 
             pdf = collect_scores(idx)
             plog.add("collect on the driver", time.perf_counter() - t0, users=int(len(pdf)))
             t0 = time.perf_counter()
-            curve = pipeline.plan(config, pdf, budgets, min_roi=asked, n_points=n_points, correction=correction,
-                                  cost_weight=weight)
+            curve = pipeline.plan(config, pdf, budgets, min_roi=asked, n_points=n_points, correction=correction)
             plog.add("plan on the driver", time.perf_counter() - t0, users=int(len(pdf)))
             return curve, plog.passes
         floor = pipeline.held_floor(config, asked, correction)
+        weight = pipeline.allocation_cost_weight(config.objective, correction)
         if floor is not None and idx.n_treat:  # refused as the core refuses it (pipeline.plan_problem)
             best = best_roi_distributed(spark, config, idx, floor, weight)
             if floor > best:
