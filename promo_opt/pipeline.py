@@ -539,8 +539,7 @@ def allocate(config: CampaignConfig, scores: pd.DataFrame, *, budget: float | No
         from promo_opt.ltv.objective import long_term_totals
 
         summary["long_term"] = long_term_totals(econ, arm, config)
-    forecast = corrected_forecast(totals, correction, config.objective,
-                                  budget / max(int(treat.sum()), 1) if budget else None)
+    forecast = corrected_forecast(totals, correction, config.objective, budget, max(int(treat.sum()), 1))
     if forecast is not None:
         summary["forecast"] = forecast
     return AllocationOutcome(ids=ids, arm=arm, holdout=hold, econ=econ, allocation=result, budget=budget,

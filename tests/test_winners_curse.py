@@ -359,7 +359,7 @@ def test_every_point_of_a_budget_curve_gets_the_forecast_its_allocation_gets(run
     n = 3000 - int(round(cfg.holdout.fraction * 3000))  # the treatable candidates
     for _, row in curve.iterrows():
         expected = {k: row[k] for k in ("incremental_conversions", "incremental_revenue", "spend")}
-        one = pipeline.corrected_forecast(expected, corr, cfg.objective, row["budget"] / n)
+        one = pipeline.corrected_forecast(expected, corr, cfg.objective, row["budget"], n)
         for k in expected:
             assert row[f"forecast_{k}"] == pytest.approx(one[k], rel=1e-12, abs=1e-12)
             assert [row[f"forecast_{k}_lo90"], row[f"forecast_{k}_hi90"]] == pytest.approx(one["interval90"][k])
@@ -435,6 +435,47 @@ def test_a_budget_gets_the_ratios_of_the_twins_measured_around_it():
     mine, theirs = c.net_interval_arrays(totals), local.net_interval_arrays(totals)
     assert (net[0][0], net[1][0]) == pytest.approx((min(mine[0][0], theirs[0][0]), max(mine[1][0], theirs[1][0])))
     assert c.intervals_at(totals)[0]["spend"][0] == pytest.approx(c.interval_arrays(totals)["spend"][0])
+
+
+def test_a_policy_that_leaves_budget_unspent_gets_one_forecast_at_every_budget():
+    """Where something other than the budget stops the spending (a floor, a cap, the break-even), the policy is
+    the same at every larger budget, and so is its forecast: its intervals span the twins measured around the
+    spend it reaches (forecast spend: expected x the spend ratio), not around the budget it leaves unspent. Where
+    the budget binds (forecast spend = budget), the budget's twins as before; one allocation and its curve point
+    agree."""
+    from promo_opt import pipeline
+    from promo_opt.evaluation.forecast import policy_budget
+
+    def entry(b, r, v):
+        return {"budget_per_user": b, "ratio": {k: r for k in TOTALS}, "raw_ratio": {k: r for k in TOTALS},
+                "ratio_cov": (np.eye(3) * v).tolist()}
+
+    half = {**{k: 1.0 for k in TOTALS}, "spend": 0.5}  # the model's spend is twice the truth: forecast = expected / 2
+    c = ForecastCorrection(ratio=dict(half), raw_ratio=dict(half), ratio_se={k: 0.1 for k in TOTALS},
+                           ratio_cov=(np.eye(3) * 0.01).tolist(),
+                           by_budget=[entry(1.0, 0.6, 0.04), entry(2.0, 0.9, 0.0025), entry(4.0, 1.0, 0.01),
+                                      entry(8.0, 1.3, 0.09)])
+    corr = {"applied": True, **c.as_dict()}
+    n = 100
+    # budgets 200, 400, 800: the first spends its budget (expected 400 = forecast 200), the others stop at 300
+    curve = {"budget": np.array([200.0, 400.0, 800.0]), "incremental_conversions": np.array([10.0, 12.0, 12.0]),
+             "incremental_revenue": np.array([50.0, 60.0, 60.0]), "spend": np.array([400.0, 600.0, 600.0])}
+    assert policy_budget(curve["budget"], curve["spend"], c).tolist() == [200.0, 300.0, 300.0]
+    cols = pipeline.curve_forecast(curve, corr, "incremental_conversions", n)
+    for k in pipeline.FORECAST_COLUMNS:
+        assert cols[k][1] == cols[k][2], k  # one policy, one forecast
+    for i in range(3):
+        one = pipeline.corrected_forecast({k: float(curve[k][i]) for k in TOTALS}, corr, None, curve["budget"][i], n)
+        there = c.at_budget(min(curve["budget"][i], curve["spend"][i] * 0.5) / n)
+        for k in TOTALS:
+            lo, hi = c.intervals_at({k2: curve[k2][i:i + 1] for k2 in TOTALS},
+                                    min(curve["budget"][i], curve["spend"][i] * 0.5) / n)[0][k]
+            assert one["interval90"][k] == pytest.approx([lo[0], hi[0]])
+            assert [cols[f"forecast_{k}_lo90"][i], cols[f"forecast_{k}_hi90"][i]] == pytest.approx(one["interval90"][k])
+        assert there.ratio_se["spend"] > 0
+    # the unspent budget's twins (at 8 per user: ratio 1.3) would have given another interval
+    keyed_by_budget = c.intervals_at({k: curve[k][2:] for k in TOTALS}, 8.0)[0]["incremental_conversions"]
+    assert cols["forecast_incremental_conversions_hi90"][2] < keyed_by_budget[1][0]
 
 
 def test_a_trained_model_measures_its_twin_at_four_budgets(run_out, small_campaign):

@@ -58,15 +58,30 @@ FORECAST_COLUMNS = tuple(f"forecast_{k}{s}" for k in ("incremental_conversions",
                                                              "forecast_warning")
 
 
+def policy_budget(budget, spend, corr) -> np.ndarray:
+    """The budget whose held-out twins describe a policy allocated at the planner's ``budget`` with the model's
+    expected ``spend`` (elementwise): the smallest budget that buys that policy, ``min(budget, forecast spend)``.
+
+    Where the budget binds, the policy's forecast spend is its budget (the allocator holds the budget on the
+    forecast, :func:`promo_opt.pipeline.allocation_budget`) and this is the budget. Where something else stops the
+    spending first (an ROI floor, an arm cap, the net revenue's break-even), the policy is the same at every larger
+    budget, and so is its forecast: the twins measured around the spend it reaches, not around a budget it leaves
+    unspent (the capped Artea plan spent 744 at budgets 1,000 and 2,000 alike, and its interval's lower bound was
+    -14.7 at one and 0.83 at the other)."""
+    budget = np.asarray(budget, dtype=np.float64)
+    return np.minimum(budget, np.asarray(spend, dtype=np.float64) * corr.ratio["spend"])
+
+
 def curve_forecast(curve, correction: dict | None, objective: str | None,
                    n_users: int | None = None) -> dict[str, np.ndarray] | None:
     """The forecast of every point of a budget curve (``curve``: a plan table or its columns, with
     ``budget``, ``incremental_conversions``, ``incremental_revenue`` and ``spend``) over ``n_users``
     treatable candidates, as :func:`corrected_forecast` gives it for one allocation at that budget:
     ``forecast_<total>`` (the expected totals x the held-out ratios), ``forecast_<total>_lo90`` / ``_hi90``
-    (the 90% interval, spanning the twins measured around that budget too), ``forecast_net_revenue_lo90`` / ``_hi90`` and
-    ``forecast_warning`` (:func:`evidence_flags`). A point and the allocation at its budget get the same
-    figures. None without an applied held-out measurement (or without its covariance)."""
+    (the 90% interval, spanning the twins measured around the point's :func:`policy_budget` too),
+    ``forecast_net_revenue_lo90`` / ``_hi90`` and ``forecast_warning`` (:func:`evidence_flags`). A point and the
+    allocation at its budget get the same figures, and so do two points with the same policy. None without an
+    applied held-out measurement (or without its covariance)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
@@ -75,9 +90,9 @@ def curve_forecast(curve, correction: dict | None, objective: str | None,
     if not base.ratio_cov:
         return None
     totals = {k: np.asarray(curve[k], dtype=np.float64) for k in ("incremental_conversions", "incremental_revenue", "spend")}
-    if base.by_budget and n_users:  # each point's intervals also span the twins measured around its budget
-        parts = [_forecast_columns(base, {k: v[i:i + 1] for k, v in totals.items()}, b / n_users)
-                 for i, b in enumerate(np.asarray(curve["budget"], dtype=np.float64))]
+    if base.by_budget and n_users:  # each point's intervals also span the twins measured around its policy's budget
+        keys = policy_budget(np.asarray(curve["budget"], dtype=np.float64), totals["spend"], base) / n_users
+        parts = [_forecast_columns(base, {k: v[i:i + 1] for k, v in totals.items()}, b) for i, b in enumerate(keys)]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else \
             _forecast_columns(base, totals)
     else:
@@ -105,12 +120,13 @@ def with_curve_forecast(curve: pd.DataFrame, correction: dict | None, objective:
 
 
 def corrected_forecast(expected: dict, correction: dict | None, objective: str | None = None,
-                       budget_per_user: float | None = None) -> dict | None:
+                       budget: float | None = None, n_users: int | None = None) -> dict | None:
     """The expected totals times the held-out realized/expected ratios, with the ratios used, a 90%
     interval of each true total (``interval90``) and of the net revenue (``net_revenue_interval90``),
     and ``warning`` (:func:`evidence_warning`) where those intervals do not show the policy gains.
-    ``budget_per_user``: the policy's budget over the treatable candidates; the intervals also span the
-    twins measured around that budget (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.intervals_at`)."""
+    ``budget``: the planner's budget the policy was allocated at, over ``n_users`` treatable candidates; the
+    intervals also span the twins measured around the policy's :func:`policy_budget`
+    (:meth:`~promo_opt.evaluation.heldout.ForecastCorrection.intervals_at`)."""
     from promo_opt.evaluation.heldout import ForecastCorrection
 
     if not correction or not correction.get("applied"):
@@ -118,7 +134,8 @@ def corrected_forecast(expected: dict, correction: dict | None, objective: str |
     corr = ForecastCorrection.from_dict(correction)
     out = {**corr.apply(expected), "ratio": corr.ratio}
     if corr.ratio_cov:
-        ivs, net = corr.intervals_at(expected, budget_per_user)
+        at = float(policy_budget(budget, expected["spend"], corr)) / n_users if budget and n_users else None
+        ivs, net = corr.intervals_at(expected, at)
         out["interval90"] = {k: [float(lo), float(hi)] for k, (lo, hi) in ivs.items()}
         out["net_revenue_interval90"] = [float(net[0]), float(net[1])]
         warning = evidence_warning(out, objective)

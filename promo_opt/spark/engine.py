@@ -64,8 +64,7 @@ def _allocation(config: CampaignConfig, scores: str, targets: str, spark,
     outcome = _allocate.allocate(spark, config, read_input(spark, scores, "scores"), targets, correction=correction)
     s = outcome.summary
     treatable = max(int(s["n_candidates"]) - int(s["holdout_size"]), 1)
-    forecast = pipeline.corrected_forecast(s["expected"], correction, config.objective,
-                                           s["budget"] / treatable if s.get("budget") else None)
+    forecast = pipeline.corrected_forecast(s["expected"], correction, config.objective, s.get("budget"), treatable)
     if forecast is not None:
         outcome.summary["forecast"] = forecast
     return outcome
