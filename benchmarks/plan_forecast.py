@@ -8,7 +8,7 @@ transfer. This measures how far they do.
 
 For every generated world (the same campaigns as ``benchmarks/generated_worlds.py``: seed = world index,
 an ROI floor of 80% of the oracle's ROI in every third world) and size, the default config is trained once;
-then the targeting list is allocated at 0.25, 0.5, 1 and 2 times the campaign's budget and scored by the
+then the targeting list is allocated at 0.25, 0.5, 1, 2 and 4 times the campaign's budget and scored by the
 world's truth: does each 90% interval (conversions, revenue, spend, net revenue) cover the true total, how
 far is the point forecast, and is the run warned? The curve's own forecast at the list's expected spend is
 checked against the list's (``curve_vs_list``, relative; they are the same rule on the same totals).
@@ -39,13 +39,14 @@ from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.errors import PromoOptError  # noqa: E402
+from promo_opt.evaluation.forecast import policy_budget  # noqa: E402
 from promo_opt.evaluation.heldout import ForecastCorrection  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
 
 KEYS = ("incremental_conversions", "incremental_revenue", "spend")
-MULTIPLES = (0.25, 0.5, 1.0, 2.0)
+MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def one_world(world, seed: int, n_train: int, n_candidates: int) -> list[dict]:
@@ -86,17 +87,31 @@ def one_world(world, seed: int, n_train: int, n_candidates: int) -> list[dict]:
             true = {k: rep["policy_true"][k] for k in KEYS}
             point = pipeline.plan(cfg, scores, [budget], min_roi=floor or None, correction=corr).iloc[0]
             # the same policy forecast by each twin alone: the campaign's (as before the twins by budget), and
-            # the one interpolated at this budget
+            # the one interpolated at the policy's budget (min of the budget and its forecast spend); and the
+            # product's hull with the twins interpolated at the planner's budget instead (before 7b800a6)
+            c, n_treat = ForecastCorrection.from_dict(corr), len(out.ids) - int(out.holdout.sum())
+            key = float(policy_budget(budget, out.summary["expected"]["spend"], c))
             single = pipeline.corrected_forecast(out.summary["expected"], {**corr, "by_budget": []}, cfg.objective)
-            local = ForecastCorrection.from_dict(corr).at_budget(budget / (len(out.ids) - int(out.holdout.sum())))
+            local = c.at_budget(key / n_treat)
             there = pipeline.corrected_forecast(out.summary["expected"], {**corr, **local.as_dict()}, cfg.objective)
             row.update({"expected": {k: out.summary["expected"][k] for k in KEYS}, "true": true,
                         **_scored(f, true), "campaign_twin_only": _scored(single, true),
-                        "local_twin_only": _scored(there, true),
+                        "local_twin_only": _scored(there, true), "policy_budget": key,
+                        "keyed_by_budget": _scored(_keyed_at(c, out.summary["expected"], budget / n_treat,
+                                                             cfg.objective), true),
                         "share_of_oracle": rep["share_of_oracle"],
                         "curve_vs_list": max(abs(point[f"forecast_{k}"] - f[k]) / max(abs(f[k]), 1e-9) for k in KEYS)})
             rows.append(row)
         return rows
+
+
+def _keyed_at(c: ForecastCorrection, expected: dict, budget_per_user: float, objective: str) -> dict:
+    """The product's forecast with the twins interpolated at ``budget_per_user`` (as ``corrected_forecast`` forms it)."""
+    ivs, net = c.intervals_at(expected, budget_per_user)
+    out = {**c.apply(expected), "ratio": c.ratio, "interval90": {k: [float(lo), float(hi)] for k, (lo, hi) in ivs.items()},
+           "net_revenue_interval90": [float(net[0]), float(net[1])]}
+    out["warning"] = pipeline.evidence_warning(out, objective)
+    return out
 
 
 def _scored(f: dict, true: dict) -> dict:
@@ -113,6 +128,9 @@ def _variants(r: dict) -> dict[str, dict]:
     """The forecasts of a row: the product's, the campaign's twin alone, the local twin alone. Rows of the run
     of 1ad3cc1 (the product then forecast with the local twin alone) get the product's hull of the two computed
     from their stored intervals, as ``ForecastCorrection.intervals_at`` forms it, the point the campaign twin's."""
+    if "keyed_by_budget" in r:
+        return {"product": r, "keyed by the planner's budget": r["keyed_by_budget"],
+                "campaign's twin only": r["campaign_twin_only"], "local twin only": r["local_twin_only"]}
     if "local_twin_only" in r:
         return {"product": r, "campaign's twin only": r["campaign_twin_only"], "local twin only": r["local_twin_only"]}
     camp = r["campaign_twin_only"]
@@ -141,15 +159,27 @@ def summarize(rows: list[dict]) -> list[str]:
                 at = [r for r in part if r["multiple"] == m]
                 if not at:
                     continue
-                for how in ("product", "campaign's twin only", "local twin only"):
+                for how in ("product", "keyed by the planner's budget", "campaign's twin only", "local twin only"):
                     def get(r, how=how):
                         return _variants(r)[how]
+                    if any(how not in _variants(r) for r in at):
+                        continue
                     cov = " / ".join(f"{np.mean([get(r)['covers'][k] for r in at]):.2f}" for k in (*KEYS, "net_revenue"))
                     err = {k: [abs(get(r)["forecast"][k] / r["true"][k] - 1) for r in at if r["true"][k] > 1e-9]
                            for k in ("incremental_conversions", "spend")}
                     lines.append(f"| {m:g} | {how} | {len(at)} | {cov} | " + " / ".join(
                         f"{np.median(v) if v else float('nan'):.3f}" for v in err.values())
                         + f" | {sum(bool(get(r)['warning']) for r in at)} | {max(r['curve_vs_list'] for r in at):.1e} |")
+            moved = [r for r in part if "policy_budget" in r and r["policy_budget"] < r["budget"] * (1 - 1e-3)]
+            if moved:
+                lines += ["", f"Lists that stop short of their budget (their forecast spend under it, so keyed by that "
+                              f"spend): {len(moved)} of {len(part)} (by budget: " + ", ".join(
+                                  f"{m:g}x {sum(r['multiple'] == m for r in moved)}" for m in MULTIPLES) + "); there, "
+                              "conversions / revenue / spend / net revenue covered by the product "
+                              + " / ".join(f"{np.mean([r['covers'][k] for r in moved]):.2f}" for k in (*KEYS, "net_revenue"))
+                              + ", keyed by the planner's budget " + " / ".join(
+                                  f"{np.mean([r['keyed_by_budget']['covers'][k] for r in moved]):.2f}"
+                                  for k in (*KEYS, "net_revenue")) + "."]
             corrected = [r for r in part if r["corrected"]]
             by = [f"{m:g}x {np.mean([_variants(r)['product']['covers']['incremental_conversions'] for r in corrected if r['multiple'] == m]):.2f}"
                   for m in MULTIPLES if any(r["multiple"] == m for r in corrected)]
@@ -163,12 +193,13 @@ def _note(commands: list[str], rows: list[dict]) -> list[str]:
     refused = sorted({(r["world"], r["refused"][:100]) for r in rows if "refused" in r and "multiple" not in r})
     return ["# The what-if curve's forecast at other budgets (issue 16)", "",
             *[f"`{c}`" for c in commands], "",
-            "Each run trains the default once and allocates at 0.25-2x the campaign's budget. Its forecast (the same "
+            "Each run trains the default once and allocates at 0.25-4x the campaign's budget. Its forecast (the same "
             "figures every point of the what-if curve carries, `pipeline.curve_forecast`): the point from the held-out "
             "ratios of the campaign's twin, each 90% interval the hull of that twin's and the one of the twins measured "
-            "at 0.25, 0.5, 1 and 2x the budget, interpolated at the list's budget (product). The same policy is also "
-            "forecast by each twin alone. Rows of the run of 1ad3cc1 have the product computed from their stored "
-            "intervals (`_variants`). Truth: each world's potential outcomes.", "",
+            "at 0.25, 0.5, 1 and 2x the budget, interpolated at the policy's budget: the smaller of the list's budget "
+            "and its forecast spend (product; before 7b800a6 at the list's budget, kept as a variant where the row has "
+            "it). The same policy is also forecast by each twin alone. Rows of the run of 1ad3cc1 have the product "
+            "computed from their stored intervals (`_variants`). Truth: each world's potential outcomes.", "",
             *summarize(rows),
             *([f"Refused before any budget ({len(refused)}): " + "; ".join(f"{w}: {why}" for w, why in refused), ""]
               if refused else [])]
