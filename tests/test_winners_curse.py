@@ -470,6 +470,13 @@ def test_a_policy_that_leaves_budget_unspent_gets_one_forecast_at_every_budget()
         for k in TOTALS:
             assert one["interval90"][k] == pytest.approx([ivs[k][0][0], ivs[k][1][0]])
             assert [cols[f"forecast_{k}_lo90"][i], cols[f"forecast_{k}_hi90"][i]] == pytest.approx(one["interval90"][k])
+    # a policy that spends nothing at a positive budget (free arms only) gets the smallest twin, as one spending a cent
+    free = {"incremental_conversions": 12.0, "incremental_revenue": 60.0, "spend": 0.0}
+    cent = {**free, "spend": 0.01}
+    assert policy_budget(800.0, 0.0, c) > 0 and policy_budget(0.0, 0.0, c) == 0
+    ivs = [pipeline.corrected_forecast(t, corr, None, 800.0, n)["interval90"] for t in (free, cent)]
+    for k in ("incremental_conversions", "incremental_revenue"):
+        assert ivs[0][k] == pytest.approx(ivs[1][k])
     # the unspent budget's twins (at 8 per user: ratio 1.3) would have given another interval
     keyed_by_budget = c.intervals_at({k: curve[k][2:] for k in TOTALS}, 8.0)[0]["incremental_conversions"]
     assert cols["forecast_incremental_conversions_hi90"][2] < keyed_by_budget[1][0]

@@ -67,9 +67,15 @@ def policy_budget(budget, spend, corr) -> np.ndarray:
     spending first (an ROI floor, an arm cap, the net revenue's break-even), the policy is the same at every larger
     budget, and so is its forecast: the twins measured around the spend it reaches, not around a budget it leaves
     unspent (the capped Artea plan spent 744 at budgets 1,000 and 2,000 alike, and its interval's lower bound was
-    -14.7 at one and 0.83 at the other)."""
+    -14.7 at one and 0.83 at the other).
+
+    A policy that spends nothing at a positive budget (one that gives only free arms) is bought by any budget; it
+    is keyed just above zero, below every twin, so it gets the smallest twin's measurement, as a policy that spends
+    a cent does (a key of 0 would mean "no budget" to :meth:`~promo_opt.evaluation.heldout.ForecastCorrection.at_budget`,
+    the campaign's twin alone)."""
     budget = np.asarray(budget, dtype=np.float64)
-    return np.minimum(budget, np.asarray(spend, dtype=np.float64) * corr.ratio["spend"])
+    key = np.minimum(budget, np.asarray(spend, dtype=np.float64) * corr.ratio["spend"])
+    return np.where((key <= 0) & (budget > 0), np.finfo(np.float64).tiny, key)
 
 
 def curve_forecast(curve, correction: dict | None, objective: str | None,

@@ -271,8 +271,8 @@ class ForecastCorrection:
                 "ratio_cov": [list(r) for r in self.ratio_cov]}
 
     def at_budget(self, budget_per_user: float | None) -> "ForecastCorrection":
-        """The local measurement for a policy allocated at ``budget_per_user`` (its budget over the
-        treatable users): the ratios and their covariance interpolated linearly in log budget between the
+        """The local measurement for a policy keyed at ``budget_per_user`` (the budget that buys it over the
+        treatable users, :func:`promo_opt.evaluation.forecast.policy_budget`): the ratios and their covariance interpolated linearly in log budget between the
         twins measured at the neighbouring budgets (``by_budget``), the nearest one's beyond them. Itself
         without such twins or without a budget. :meth:`intervals_at` uses it."""
         pts = self.by_budget
@@ -355,8 +355,8 @@ class ForecastCorrection:
         return [float(lo), float(hi)]
 
     def intervals_at(self, totals, budget_per_user: float | None = None, level: float = 0.9) -> tuple:
-        """``level`` intervals of a policy allocated at ``budget_per_user``: (each total's (lo, hi), the net
-        revenue's (lo, hi)), elementwise over ``totals``. The hull of this (the campaign's) twin's intervals
+        """``level`` intervals of a policy keyed at ``budget_per_user`` (:meth:`at_budget`): (each total's (lo, hi),
+        the net revenue's (lo, hi)), elementwise over ``totals``. The hull of this (the campaign's) twin's intervals
         and those of the twins measured around that budget (:meth:`at_budget`).
 
         Why both: the campaign's twin is measured on another policy than a list at a quarter of the budget,
