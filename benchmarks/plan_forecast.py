@@ -94,24 +94,18 @@ def one_world(world, seed: int, n_train: int, n_candidates: int) -> list[dict]:
             single = pipeline.corrected_forecast(out.summary["expected"], {**corr, "by_budget": []}, cfg.objective)
             local = c.at_budget(key / n_treat)
             there = pipeline.corrected_forecast(out.summary["expected"], {**corr, **local.as_dict()}, cfg.objective)
+            # the product's rule, its only local twin the one at the planner's budget
+            old = c.at_budget(budget / n_treat).budget_entry(budget / n_treat)
+            by_budget = pipeline.corrected_forecast(out.summary["expected"], {**corr, "by_budget": [old]},
+                                                    cfg.objective, budget, n_treat)
             row.update({"expected": {k: out.summary["expected"][k] for k in KEYS}, "true": true,
                         **_scored(f, true), "campaign_twin_only": _scored(single, true),
                         "local_twin_only": _scored(there, true), "policy_budget": key,
-                        "keyed_by_budget": _scored(_keyed_at(c, out.summary["expected"], budget / n_treat,
-                                                             cfg.objective), true),
+                        "keyed_by_budget": _scored(by_budget, true),
                         "share_of_oracle": rep["share_of_oracle"],
                         "curve_vs_list": max(abs(point[f"forecast_{k}"] - f[k]) / max(abs(f[k]), 1e-9) for k in KEYS)})
             rows.append(row)
         return rows
-
-
-def _keyed_at(c: ForecastCorrection, expected: dict, budget_per_user: float, objective: str) -> dict:
-    """The product's forecast with the twins interpolated at ``budget_per_user`` (as ``corrected_forecast`` forms it)."""
-    ivs, net = c.intervals_at(expected, budget_per_user)
-    out = {**c.apply(expected), "ratio": c.ratio, "interval90": {k: [float(lo), float(hi)] for k, (lo, hi) in ivs.items()},
-           "net_revenue_interval90": [float(net[0]), float(net[1])]}
-    out["warning"] = pipeline.evidence_warning(out, objective)
-    return out
 
 
 def _scored(f: dict, true: dict) -> dict:
