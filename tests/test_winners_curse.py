@@ -122,6 +122,73 @@ def test_uplift_calibration_shrinks_noisy_heterogeneity_and_leaves_a_right_model
     assert (betas == 1.0).mean() >= 0.6 and np.abs(betas - 1).mean() < 0.08
 
 
+class _FoldModel:
+    """A fold model whose uplift is the truth plus its own noise (column ``e<j>`` of X), independent of the
+    truth and of the other models' noise."""
+
+    def __init__(self, j):
+        self.j = j
+
+    def predict_proba(self, X):
+        p0 = np.full(len(X), 0.1)
+        return np.column_stack([p0, p0 + 0.02 + 0.02 * np.tanh(X["x"].to_numpy()) + X[f"e{self.j}"].to_numpy()])
+
+
+def test_the_fold_average_gets_the_slope_of_an_average_not_of_one_fold_model():
+    """Scoring averages the fold models, whose noise partly cancels, but the slope is estimated on out-of-fold
+    predictions, each from one model with all its noise: the truth rises faster along the average than along
+    one model (errors in variables). Five models with noise sd 0.02 on an uplift of sd 0.0126: the slope on one
+    model is s/(s+e) = 0.283, on the average s/(s+e/5) = 0.663, and their ratio is the fold spread
+    (s+e)/(s+e/5) = 2.34. The average calibrated with one model's slope promises 2.3x too little spread; with
+    its own slope, the truth follows its calibrated uplift one for one."""
+    import pandas as pd
+
+    from promo_opt.learners.honest import CrossFitted
+
+    rng = np.random.default_rng(11)
+    n, J = 1_000_000, 5
+    X = pd.DataFrame({"x": rng.normal(size=n), **{f"e{j}": rng.normal(scale=0.02, size=n) for j in range(J)}})
+    tau = 0.02 + 0.02 * np.tanh(X["x"].to_numpy())
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1 + tau * arm).astype(np.int64)
+    fold = rng.integers(0, J, n)
+    cf = CrossFitted("pooled", 2).start(n)
+    cf.models_ = [_FoldModel(j) for j in range(J)]
+    for j in range(J):
+        cf.raw_[fold == j] = cf.models_[j].predict_proba(X[fold == j])
+    cf.finish(arm, y, X)
+    s = 0.02 ** 2 * np.var(np.tanh(rng.normal(size=10 ** 6)))
+    e = 0.02 ** 2
+    assert cf.spread_[0] == 1.0 and cf.spread_[1] == pytest.approx((s + e) / (s + e / J), rel=0.05)
+    assert cf.calibration_.beta[1] == pytest.approx(s / (s + e), abs=0.06)  # its standard error is 0.027
+    assert cf.averaged_calibration_.beta[1] == pytest.approx(s / (s + e / J), abs=0.15)
+
+    fresh = pd.DataFrame({"x": rng.normal(size=50_000), **{f"e{j}": rng.normal(scale=0.02, size=50_000) for j in range(J)}})
+    truth = 0.02 + 0.02 * np.tanh(fresh["x"].to_numpy())
+    p = cf.predict_proba(fresh)
+    assert np.polyfit(p[:, 1] - p[:, 0], truth, 1)[0] == pytest.approx(1.0, abs=0.2)
+    raw = np.mean([m.predict_proba(fresh) for m in cf.models_], axis=0)
+    one = cf.calibration_.apply(raw)  # the average under one model's calibration: too flat
+    assert np.polyfit(one[:, 1] - one[:, 0], truth, 1)[0] > 1.8
+
+
+def test_fold_models_that_agree_leave_the_calibration_as_it_is():
+    import pandas as pd
+
+    from promo_opt.learners.honest import CrossFitted
+
+    rng = np.random.default_rng(12)
+    n = 20_000
+    X = pd.DataFrame({"x": rng.normal(size=n), **{f"e{j}": np.zeros(n) for j in range(3)}})
+    arm = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1 + 0.02 * arm).astype(np.int64)
+    cf = CrossFitted("pooled", 2).start(n)
+    cf.models_ = [_FoldModel(j) for j in range(3)]
+    cf.raw_[:] = cf.models_[0].predict_proba(X)
+    cf.finish(arm, y, X)
+    assert cf.spread_.tolist() == [1.0, 1.0] and cf.averaged_calibration_ is cf.calibration_
+
+
 def test_uplift_calibration_is_not_fooled_by_a_level_error_that_moves_with_the_uplift():
     """A smooth pooled model that puts the control level too high where it puts the uplift high (and too
     low where low): the regression of y - p_control on the estimate over the arm's rows alone takes the
