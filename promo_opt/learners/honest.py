@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -55,8 +55,6 @@ from promo_opt.learners.registry import LEARNERS, auto_candidates, check_learner
 # the training cost grows about linearly in n instead of as folds x candidates x n.
 SELECTION_ROWS = 100_000
 SELECTION_FOLDS = 5
-# Rows (a seeded subsample of the training rows) on which the fold models' spread is measured (fold_spread)
-SPREAD_ROWS = 20_000
 # Overlap on logged data: a propensity below this is poor overlap (warned, recorded)
 POOR_OVERLAP = 0.02
 
@@ -115,10 +113,6 @@ class UpliftCalibration:
     beta: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) slope, beta[0] = 0
     center: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) mean raw uplift
     binary: bool = True  # binary: Platt scaling of p_control; count/amount: its log-link analogue
-    # the slopes as estimated (before shrinkage) and their standard errors, for :meth:`averaged`
-    beta_estimate: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    beta_se: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    max_beta: float = 5.0
 
     @classmethod
     def fit(cls, raw: np.ndarray, arm: np.ndarray, y: np.ndarray, max_beta: float = 5.0,
@@ -132,32 +126,12 @@ class UpliftCalibration:
         p0 = cls._level(platt, raw[:, 0], binary)
         est = np.array([(0.0, 0.0, 1.0, 0.0, 0.0)] + [_blp(raw, arm, y, p0, k) for k in range(1, K)])
         g, se_g, b, se_b, center = est.T
-        b_est = b.copy()
         if shrink:
             g[1:] = eb_shrink_all(g[1:], center[1:], se_g[1:])
             b[1:] = eb_shrink_all(b[1:], np.ones(K - 1), se_b[1:])
         beta = np.clip(b, 0.0, max_beta)
         beta[0] = 0.0
-        return cls(platt=platt, gamma=g, beta=beta, center=center, binary=binary, beta_estimate=b_est,
-                   beta_se=se_b, max_beta=max_beta)
-
-    def averaged(self, spread: np.ndarray) -> "UpliftCalibration":
-        """The calibration of the fold models' *average* (what scoring uses), given each arm's fold spread
-        (:func:`fold_spread`). The slope was estimated on out-of-fold predictions, each from one fold
-        model, whose uplift carries that model's own noise; the average carries less, so the truth rises
-        faster along it: with fold errors independent of the true uplift, the slope on the average is the
-        slope on one model times ``spread`` (errors in variables). The estimate and its standard error are
-        scaled by it, then shrunk toward 1 as before: with weak evidence the average is left as the models
-        have it (a slope of 1 on the average, not on one model), with strong evidence it gets its own
-        slope. A spread of 1 (the fold models agree) gives this calibration back."""
-        spread = np.asarray(spread, dtype=np.float64)
-        if len(self.beta_estimate) != len(self.beta) or np.allclose(spread[1:], 1.0):
-            return self
-        K = len(self.beta)
-        b = np.zeros(K)
-        b[1:] = eb_shrink_all(self.beta_estimate[1:] * spread[1:], np.ones(K - 1), self.beta_se[1:] * spread[1:])
-        beta = np.clip(b, 0.0, self.max_beta)
-        return replace(self, beta=beta)
+        return cls(platt=platt, gamma=g, beta=beta, center=center, binary=binary)
 
     @staticmethod
     def _level(platt, p, binary: bool) -> np.ndarray:
@@ -242,31 +216,6 @@ def _apply_platt(platt, p):
     return 1 / (1 + np.exp(-(a + b * _logit(p))))
 
 
-def fold_spread(models: list, X: pd.DataFrame, n_arms: int, seed: int = 0, rows: int = None) -> np.ndarray:
-    """(K,) per arm, how much more a single fold model's uplift varies over users than the fold models'
-    average does: ``mean_j var(tau_j) / var(mean_j tau_j)`` on (a seeded subsample of ``rows`` of) ``X``,
-    where tau_j is fold model j's raw uplift; 1 for the control, for an arm whose average uplift does not
-    vary, and with fewer than two models. At least 1 (the variance of a mean is at most the mean variance).
-
-    Needs no outcomes. The training rows serve: each was seen by all but one fold model, yet in the worlds
-    measured the spread there matched the spread on fresh users of the same population and on the
-    drifted candidates to within 0.05 (``UpliftCalibration.averaged``)."""
-    rows = SPREAD_ROWS if rows is None else rows
-    out = np.ones(n_arms)
-    if len(models) < 2 or len(X) < 3:
-        return out
-    at = np.random.default_rng(seed).choice(len(X), rows, replace=False) if len(X) > rows else np.arange(len(X))
-    Xs = X.iloc[at]
-    tau = np.array([m.predict_proba(Xs) for m in models])  # (J, n, K)
-    tau = tau - tau[:, :, :1]
-    for k in range(1, n_arms):
-        v_avg = float(tau[:, :, k].mean(axis=0).var())
-        v_one = float(tau[:, :, k].var(axis=1).mean())
-        if v_avg > 0 and np.isfinite(v_one):
-            out[k] = max(1.0, v_one / v_avg)
-    return out
-
-
 def fold_splits(arm: np.ndarray, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (train, test) row indices of every fold, stratified by arm and outcome (> 0); the same
     for every learner with the same seed, so their out-of-fold losses are paired row by row."""
@@ -315,17 +264,10 @@ class CrossFitted:
         log.debug("%s fold %d/%d fitted", self.learner, f + 1, self.folds)
         return self
 
-    def finish(self, arm: np.ndarray, y: np.ndarray, X: pd.DataFrame | None = None) -> "CrossFitted":
-        """Calibrate on the out-of-fold predictions; ``X`` (the training rows) measures the fold models'
-        spread (:func:`fold_spread`), which gives the average its own calibration
-        (:meth:`UpliftCalibration.averaged`); without ``X`` the average is calibrated as one fold model."""
+    def finish(self, arm: np.ndarray, y: np.ndarray) -> "CrossFitted":
         self.calibration_ = (UpliftCalibration.fit(self.raw_, arm, y, outcome_type=self.outcome_type)
                              if self.calibrate else None)
         self.oof_ = self.calibration_.apply(self.raw_) if self.calibrate else self.raw_
-        self.spread_ = (fold_spread(self.models_, X, self.n_arms, self.seed) if X is not None and self.calibrate
-                        else np.ones(self.n_arms))
-        self.averaged_calibration_ = (self.calibration_.averaged(self.spread_) if self.calibration_ is not None
-                                      else None)
         return self
 
     def recalibrated_oof(self, arm: np.ndarray, y: np.ndarray, rows: np.ndarray,
@@ -355,13 +297,11 @@ class CrossFitted:
             self.fit_fold(f, tr, te, X, arm, y, sample_weight)
             if progress is not None:
                 progress(self.learner, f + 1, self.folds)
-        return self.finish(arm, y, X)
+        return self.finish(arm, y)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """The fold models' average, under the average's calibration (:meth:`UpliftCalibration.averaged`)."""
         raw = np.mean([m.predict_proba(X) for m in self.models_], axis=0)
-        cal = getattr(self, "averaged_calibration_", None) or self.calibration_  # a model saved before it existed
-        return cal.apply(raw) if cal is not None else raw
+        return self.calibration_.apply(raw) if self.calibration_ is not None else raw
 
 
 class Ensemble:
@@ -617,7 +557,7 @@ def _race(names: list[str], X, arm, y, n_arms, arm_terms, folds, calibrate, seed
                                 f"keeps) after {f + 1} folds")
     for nm in alive:
         report.fold_seconds[nm] = cf[nm].fold_seconds_
-    return {nm: cf[nm].finish(arm, y, X) for nm in alive}, report
+    return {nm: cf[nm].finish(arm, y) for nm in alive}, report
 
 
 def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, calibrate=True, seed=0,
@@ -699,8 +639,7 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
     losses = {nm: transformed_outcome_losses(m.oof_, arm_s, y_s, prop_s, base) for nm, m in fitted.items()}
     risk = {nm: float(v.sum()) for nm, v in losses.items()}
     ll = {nm: _log_loss(m.oof_, arm_s, y_s) for nm, m in fitted.items()}
-    cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist(),
-                "beta_averaged": m.averaged_calibration_.beta.tolist(), "fold_spread": m.spread_.tolist()}
+    cal = {nm: {"gamma": m.calibration_.gamma.tolist(), "beta": m.calibration_.beta.tolist()}
            for nm, m in fitted.items() if m.calibration_ is not None}
     um = {nm: arm_metrics(m.oof_, arm_s, y_s, arm_names) for nm, m in fitted.items()}
     risk_se = {}
@@ -728,7 +667,7 @@ def select_learner(X, arm, y, n_arms, arm_terms, *, learner="auto", folds=5, cal
                 m.fit_fold(f, tr, te, X, arm, y, weights)
                 refits[0] -= 1
                 tick(nm, refits[0])
-            refit.append(m.finish(arm, y, X))
+            refit.append(m.finish(arm, y))
         fitted[report.chosen] = Ensemble(refit) if report.chosen == "ensemble" else refit[0]
         report.seconds["final_fit"] = time.perf_counter() - t0
         log.info("learner %s cross-fitted on all %d rows (%d folds)", report.chosen, n, final_folds)
