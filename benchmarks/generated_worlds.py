@@ -44,6 +44,7 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.economics import build_problem  # noqa: E402
 from promo_opt.errors import PromoOptError  # noqa: E402
+from promo_opt.evaluation.evidence import weak_evidence_warning  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth, truth_economics  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
@@ -128,6 +129,9 @@ def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -
             row.update({"refused": str(err), "seconds_train": time.perf_counter() - t0})
             return row
         row["seconds_train"] = time.perf_counter() - t0
+        ev = model.metrics.get("evidence") or {}
+        row["evidence_z"] = max((abs(a["z"]) for a in (ev.get("arms") or {}).values()), default=None)
+        row["evidence_warning"] = weak_evidence_warning(ev)
         t1 = time.perf_counter()
         scores = pipeline.score_candidates(cfg, model)
         row["seconds_score"] = time.perf_counter() - t1
@@ -213,11 +217,12 @@ def _flagged(r: dict) -> bool:
 
 def _warned(r: dict) -> bool:
     """The run told the planner something is off: the drift warning, the budget warning
-    (``summary.budget_use.warning``: the policy expects to spend under half the budget) or the forecast's
+    (``summary.budget_use.warning``: the policy expects to spend under half the budget), the forecast's
     (``summary.forecast.warning``: its 90% interval does not show a gain; recomputed from the stored
-    intervals for runs made before it existed)."""
+    intervals for runs made before it existed) or the evidence warning (no promotion's average effect shown
+    by the past campaign; not stored by runs made before it existed)."""
     use = pipeline.budget_use(r["expected"], _held_budget(r), r.get("min_roi"), r["objective"]) or {}
-    return _flagged(r) or "warning" in use or _forecast_warned(r)
+    return _flagged(r) or "warning" in use or _forecast_warned(r) or bool(r.get("evidence_warning"))
 
 
 def _forecast_warned(r: dict) -> bool:
@@ -271,6 +276,16 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
             lines.append("| share of the oracle where a promotion's average effect is visible in the past campaign "
                          "(signal z >= 2, see `signal_z`) / not (runs) | " + " / ".join(
                              f"{np.mean(v):.3f} ({len(v)})" if v else "-" for v in vis.values()) + " |")
+        if any("evidence_warning" in r for r in sel):
+            shown = {lab: [r for r in sel if "evidence_warning" in r and bool(r["evidence_warning"]) == w]
+                     for lab, w in (("shown", False), ("not", True))}
+            agree = sum((r["evidence_warning"] is None) == (r["signal_z"] >= 2) for r in sel
+                        if "evidence_warning" in r and r.get("signal_z") is not None)
+            lines.append("| share of the oracle where the past campaign shows a promotion's average effect (no evidence "
+                         "warning, from the data alone) / not (runs); runs where it agrees with signal z >= 2 | "
+                         + " / ".join(f"{np.mean(_shares(v)):.3f} ({len(_shares(v))})" if _shares(v) else "-"
+                                      for v in shown.values())
+                         + f"; {agree} of {sum(1 for r in sel if 'evidence_warning' in r)} |")
         floors_share = _shares([r for r in sel if r.get("min_roi")])
         plain_share = _shares([r for r in sel if not r.get("min_roi")])
         lines.append("| share of the oracle: runs with an ROI floor / without (runs) | " + " / ".join(
@@ -286,7 +301,7 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                and r["share_of_oracle"] < 0.5]
         if low:
             silent = [r for r in low if not _warned(r)]
-            lines.append(f"| runs under half the oracle: warned (drift, budget or forecast warning) / silent; silent ones "
+            lines.append(f"| runs under half the oracle: warned (drift, budget, forecast or evidence warning) / silent; silent ones "
                          f"in drifted worlds | {len(low) - len(silent)} / {len(silent)}; "
                          f"{sum(1 for r in silent if r.get('drifted_world'))} |")
         scored = [r for r in sel if r["share_of_oracle"] is not None and r["oracle_true"][r["objective"]] > 0]
@@ -418,12 +433,13 @@ def _rows_table(rows: list[dict]) -> list[str]:
         return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
 
     out = ["", "| world | past users | outcome | objective | share of oracle | forecast/true conv | interval covers "
-               "conv / rev / spend | true spend / budget | drift AUC | concept drift | signal z | learner |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "conv / rev / spend | true spend / budget | drift AUC | concept drift | signal z | evidence z | learner |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "refused" in r:
             out.append(f"| {r['world']} | {r['n_train']:,} | {r['outcome_type']} | {r['objective']} | refused: "
-                       f"{r['refused'][:110].replace('|', '/')} | | | | | {r.get('concept_drift')} | {f(r.get('signal_z'))} | |")
+                       f"{r['refused'][:110].replace('|', '/')} | | | | | {r.get('concept_drift')} | {f(r.get('signal_z'))} | "
+                       f"{f(r.get('evidence_z'))} | |")
             continue
         t, fc = r["policy_true"]["incremental_conversions"], r["forecast"].get("incremental_conversions")
         cov = r.get("interval90_covers") or {}
@@ -431,7 +447,7 @@ def _rows_table(rows: list[dict]) -> list[str]:
                    f"{f(r['share_of_oracle'])} | {f(fc / t if fc is not None and abs(t) > 1e-9 else None)} | "
                    f"{' / '.join(str(cov.get(k, '-')) for k in KEYS)} | {f(r.get('true_spend_vs_budget'))} | "
                    f"{f((r.get('drift') or {}).get('auc'))} | {r.get('concept_drift')} | {f(r.get('signal_z'))} | "
-                   f"{r.get('learner')} |")
+                   f"{f(r.get('evidence_z'))} | {r.get('learner')} |")
     return out
 
 

@@ -295,6 +295,7 @@ def train(config: CampaignConfig, progress=None) -> TrainedModel:
 
 def _train(config: CampaignConfig, progress=None) -> TrainedModel:
     from promo_opt.evaluation.drift import check_drift
+    from promo_opt.evaluation.evidence import average_effects
 
     t0 = time.perf_counter()
     data, features = load_training(config)
@@ -341,6 +342,7 @@ def _train(config: CampaignConfig, progress=None) -> TrainedModel:
 
     correction = forecast_correction(config, uplift, data, vhat, n_candidates, weights=weights,
                                      candidates_economics=candidates_economics if n_candidates else None)
+    evidence = average_effects(config, uplift.oof_, data.arm, data.converted, data.propensity)
     metrics = {
         "n_train": int(len(data.arm)),
         "outcome_type": config.data.outcome_type,
@@ -353,6 +355,7 @@ def _train(config: CampaignConfig, progress=None) -> TrainedModel:
         "value_model": "lightgbm" if value_model is not None and value_model.model_ is not None
         else ("mean of converted orders (too few orders for a model)" if value_model is not None else "none: 1 per conversion"),
         "forecast_correction": correction,
+        "evidence": evidence,
         "drift": drift,
         "seconds": time.perf_counter() - t0,
     }
@@ -897,6 +900,8 @@ def run(config: CampaignConfig, progress=None) -> RunResult:
     summary = dict(outcome.summary)
     if model.metrics.get("drift") is not None:
         summary["drift"] = model.metrics["drift"]
+    if model.metrics.get("evidence") is not None:
+        summary["evidence"] = model.metrics["evidence"]
     if config.data.truth is not None:
         t0 = time.perf_counter()
         truth = read_table(config.data.truth, "truth")

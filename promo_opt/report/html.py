@@ -122,8 +122,8 @@ def decile_plot(deciles: list[dict]) -> str:
 
 def _warnings(summary: dict) -> list[str]:
     """Banners at the top of the report: drift between the past campaign and the candidates, a budget
-    left unspent, a forecast whose interval does not show a gain, the ROI guarantee, and the forecast's
-    90% interval."""
+    left unspent, a forecast whose interval does not show a gain, a past campaign that shows no promotion's
+    average effect, the ROI guarantee, and the forecast's 90% interval."""
     out = [f"<p class='warn' role='alert'><b>Warning: {what}.</b> {html.escape(msg)}</p>"
            for what, msg in summary_warnings(summary)]
     f = summary.get("forecast") or {}
@@ -187,6 +187,15 @@ def render_report(summary: dict, curve: pd.DataFrame, metrics: dict | None = Non
               "of every user's marginal gains. The band is the forecast's 90% interval at each budget, from the held-out "
               "measurement at the campaign's budget.</p>",
               "<h2>Arms</h2>", per_arm_plot(summary["users_per_arm"], summary["spend_per_arm"])]
+    ev = summary.get("evidence")
+    if ev and ev.get("arms"):
+        parts += ["<h2>What the past campaign shows: each promotion's average effect</h2>",
+                  f"<p class='note'>Over the {ev['rows']:,} training rows, per user, on '{html.escape(ev['outcome'])}' "
+                  "(doubly robust: the out-of-fold predictions as outcome model, the arms' logging probabilities as "
+                  "weights), with a 90% interval.</p>",
+                  _table([{"promotion": name, "average effect": a["effect"], "standard error": a["se"],
+                           "90% interval, low": a["interval90"][0], "90% interval, high": a["interval90"][1],
+                           "z": a["z"]} for name, a in ev["arms"].items()])]
     if metrics:
         parts += ["<h2>Is the model right? Uplift by decile (held-out folds)</h2>", decile_plot(metrics["uplift_by_decile"]),
                   "<p class='note'>Training users ranked by out-of-fold predicted uplift; observed = conversion rate of the arm minus control in the decile.</p>"]

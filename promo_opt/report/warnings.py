@@ -4,14 +4,18 @@ from the same summary fields)."""
 
 from __future__ import annotations
 
+from promo_opt.evaluation.evidence import weak_evidence_warning
+
 
 def summary_warnings(summary: dict) -> list[tuple[str, str]]:
     """(what, message) pairs, most pressing first: ``drift`` (the candidates differ from the past
     campaign's users: ``summary.drift``), ``budget`` (most of the budget left unspent:
     ``summary.budget_use.warning``), ``forecast`` (the 90% interval does not show a gain:
-    ``summary.forecast.warning``)."""
+    ``summary.forecast.warning``), ``evidence`` (the past campaign shows no promotion's average effect:
+    ``summary.evidence``, :func:`promo_opt.evaluation.evidence.weak_evidence_warning`)."""
     drift = summary.get("drift") or {}
     found = [("drift", drift.get("message") if drift.get("shifted") else None),
              ("budget", (summary.get("budget_use") or {}).get("warning")),
-             ("forecast", (summary.get("forecast") or {}).get("warning"))]
+             ("forecast", (summary.get("forecast") or {}).get("warning")),
+             ("evidence", weak_evidence_warning(summary.get("evidence")))]
     return [(what, msg) for what, msg in found if msg]
