@@ -44,7 +44,6 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.economics import build_problem  # noqa: E402
 from promo_opt.errors import PromoOptError  # noqa: E402
-from promo_opt.evaluation.evidence import weak_evidence_warning  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth, truth_economics  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
@@ -131,7 +130,7 @@ def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -
         row["seconds_train"] = time.perf_counter() - t0
         ev = model.metrics.get("evidence") or {}
         row["evidence_z"] = max((abs(a["z"]) for a in (ev.get("arms") or {}).values()), default=None)
-        row["evidence_warning"] = weak_evidence_warning(ev)
+        row["evidence_warning"] = ev.get("warning")
         t1 = time.perf_counter()
         scores = pipeline.score_candidates(cfg, model)
         row["seconds_score"] = time.perf_counter() - t1

@@ -12,8 +12,8 @@ Where no promotion's interval excludes zero, the campaign does not show that any
 outcome on average. A list can still gain from differences between users (a promotion that helps some
 and hurts others), but its value then rests on them alone, and in the generated worlds that is where
 the share of the oracle scatters most (``signal_z`` in ``benchmarks/generated_worlds.py`` is the same
-statistic computed from the truth). :func:`weak_evidence_warning` says so; the summary and its doors
-(CLI, report, web app) show it with the other warnings (:mod:`promo_opt.report.warnings`).
+statistic computed from the truth). :func:`weak_evidence_warning` says so, in the evidence's ``warning``; the
+summary and its doors (CLI, report, web app) show it with the other warnings (:mod:`promo_opt.report.warnings`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ Z90 = 1.6448536269514722
 
 def average_effects(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: np.ndarray,
                     propensity: np.ndarray | None) -> dict:
-    """``{"outcome": ..., "rows": n, "arms": {name: {"effect", "se", "interval90": [lo, hi], "z"}}}`` for every
-    promotion (not the control): its average effect per user on the outcome (conversions, or the count or
-    amount of ``data.outcome_type``) over the training rows. ``oof`` (n, K): out-of-fold predictions;
+    """``{"outcome": ..., "rows": n, "arms": {name: {"effect", "se", "interval90": [lo, hi], "z"}}, "warning": ...}``
+    for every promotion (not the control): its average effect per user on the outcome (conversions, or the count
+    or amount of ``data.outcome_type``) over the training rows; ``warning``: :func:`weak_evidence_warning` (None
+    when a promotion's effect is shown), the words every door shows. ``oof`` (n, K): out-of-fold predictions;
     ``propensity`` (n,): P(logged arm), None for randomized rows (the observed arm shares)."""
     n, K = oof.shape
     e = logged_propensity(arm, K, propensity)
@@ -44,7 +45,8 @@ def average_effects(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y:
         out[config.arm_names[k]] = {"effect": effect, "se": se,
                                     "interval90": [effect - Z90 * se, effect + Z90 * se],
                                     "z": effect / se if se > 0 else float("nan")}
-    return {"outcome": config.data.outcome, "outcome_type": config.data.outcome_type, "rows": int(n), "arms": out}
+    evidence = {"outcome": config.data.outcome, "outcome_type": config.data.outcome_type, "rows": int(n), "arms": out}
+    return {**evidence, "warning": weak_evidence_warning(evidence)}
 
 
 def weak_evidence_warning(evidence: dict | None) -> str | None:

@@ -283,6 +283,7 @@ async function openScores(sid) {
   state.scores = await api(`/scores/${sid}`);
   state.allocation = null;
   showDrift(null);
+  state.evidence = null;
   $("alloc-result").hidden = true;
   $("alloc-progress").textContent = "";
   await loadCurve(true);
@@ -584,9 +585,10 @@ function showAllocation(a) {
     ["ROI floor", s.min_roi != null ? fmt(s.min_roi) : "none"],
   ]);
   // what the CLI prints first and the report puts on top, in its order (promo_opt/report/warnings.py): the
-  // model's drift check, a budget left unspent, a forecast whose 90% interval does not show a gain
+  // model's drift check, a budget left unspent, a forecast whose 90% interval does not show a gain, a past
+  // campaign that shows no promotion's average effect (the model's evidence)
   const warnings = [["drift", state.drift?.shifted ? state.drift.message : null], ["budget", s.budget_use?.warning],
-    ["forecast", s.forecast?.warning]].filter(([, w]) => w);
+    ["forecast", s.forecast?.warning], ["evidence", state.evidence?.warning]].filter(([, w]) => w);
   $("alloc-warnings").replaceChildren(...warnings.map(([what, w]) => {
     const p = document.createElement("p");
     p.className = "field-error";
@@ -704,6 +706,7 @@ async function loadCheck(modelId) {
   }
   showHeldOut(m.forecast_correction);
   showDrift(m.drift);
+  state.evidence = m.evidence || null;
 }
 
 // the model's drift check (promo_opt/evaluation/drift.py): the warning the CLI prints first, above the
