@@ -21,9 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from promo_opt.config import CampaignConfig
-from promo_opt.evaluation.offpolicy import dr_contributions, logged_propensity
-
-Z90 = 1.6448536269514722
+from promo_opt.evaluation.heldout import two_sided_z
+from promo_opt.evaluation.offpolicy import dr_contributions, logged_propensity, sum_se
 
 
 def average_effects(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y: np.ndarray,
@@ -37,13 +36,14 @@ def average_effects(config: CampaignConfig, oof: np.ndarray, arm: np.ndarray, y:
     e = logged_propensity(arm, K, propensity)
     ones = np.ones(n)
     arms = config.ordered_arms
+    z90 = two_sided_z(0.9)
     out = {}
     for k in range(1, K):
         c = dr_contributions(np.full(n, k), arm, y.astype(np.float64), ones, e, oof, ones, arms).conversions
         effect = float(c.mean())
-        se = float(c.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+        se = sum_se(c) / n  # of the mean: that of the sum of independent rows, over n
         out[config.arm_names[k]] = {"effect": effect, "se": se,
-                                    "interval90": [effect - Z90 * se, effect + Z90 * se],
+                                    "interval90": [effect - z90 * se, effect + z90 * se],
                                     "z": effect / se if se > 0 else float("nan")}
     evidence = {"outcome": config.data.outcome, "outcome_type": config.data.outcome_type, "rows": int(n), "arms": out}
     return {**evidence, "warning": weak_evidence_warning(evidence)}

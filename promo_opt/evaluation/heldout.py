@@ -189,7 +189,7 @@ def calibration_cov(config: CampaignConfig, model, arm: np.ndarray, y: np.ndarra
     return np.where(np.isfinite(rel), rel, 0.0)
 
 
-def _z(level: float) -> float:
+def two_sided_z(level: float) -> float:
     """The standard normal quantile of a two-sided ``level`` interval."""
     from scipy.stats import norm
 
@@ -323,7 +323,7 @@ class ForecastCorrection:
     def interval_arrays(self, totals, level: float = 0.9) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(lo, hi) of each true total, elementwise over ``totals`` (scalars or arrays of expected totals,
         e.g. the points of a budget curve): expected x (raw ratio -/+ z se), widened to hold the point."""
-        z = _z(level)
+        z = two_sided_z(level)
         out = {}
         for k in TOTALS:
             e = np.asarray(totals[k], dtype=np.float64)
@@ -339,7 +339,7 @@ class ForecastCorrection:
     def net_interval_arrays(self, totals, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of the true net revenue (incremental revenue - spend), elementwise: the two raw
         ratios' joint normal approximation (their covariance in ``ratio_cov``), widened to hold the point."""
-        z = _z(level)
+        z = two_sided_z(level)
         rev = np.asarray(totals["incremental_revenue"], dtype=np.float64)
         spend = np.asarray(totals["spend"], dtype=np.float64)
         e = np.stack([np.zeros_like(rev), rev, -spend], axis=-1)
