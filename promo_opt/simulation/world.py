@@ -332,6 +332,7 @@ class SimulatedSample:
     ``true_value``: (n,) true expected order value if the user converts (the same under every arm).
     ``type_prob``: (n, T) membership probability of each latent user type.
     ``propensity``: (n, K) logging probability of each arm (train only, else None).
+    ``latent``: each feature's values before any went missing, by name (what the truth reads).
     """
 
     population: Population
@@ -344,6 +345,7 @@ class SimulatedSample:
     # amount outcomes only: P(order) per arm (n, K) and the expected value of an order (n,); true_p is their product
     conversion_p: np.ndarray | None = None
     order_value: np.ndarray | None = None
+    latent: dict[str, np.ndarray] | None = None
 
     @property
     def true_uplift(self) -> np.ndarray:
@@ -402,7 +404,7 @@ class World:
         features = pd.DataFrame({"user_id": ids, **observed})
         propensity = self._propensity(latent, n) if population == "train" else None
         return SimulatedSample(population, tuple(self.arm_names), features, true_p, true_value, type_prob, propensity,
-                               conversion_p=conversion_p, order_value=order_value)
+                               conversion_p=conversion_p, order_value=order_value, latent=latent)
 
     def realize(self, sample: SimulatedSample, seed: int | None = None) -> pd.DataFrame:
         """Run the past campaign on a train sample: arm ~ logging policy, converted ~ Bernoulli(true_p).
@@ -463,7 +465,7 @@ class World:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         seed = self.spec.seed if seed is None else seed
-        s_train, s_real, s_cand = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
+        s_train, s_real, s_cand = self.campaign_seeds(seed)
         train = self.sample(n_train or self.spec.n_train, seed=s_train, population="train")
         cand = self.sample(n_candidates or self.spec.n_candidates, seed=s_cand, population="candidates")
         truth = pd.DataFrame(
@@ -506,6 +508,59 @@ class World:
         atomic_write(out / "truth.parquet", lambda p: truth.to_parquet(p, index=False))
         atomic_write(out / "campaign.yaml", lambda p: p.write_text(yaml.safe_dump(campaign, sort_keys=False)))
         return out / "campaign.yaml"
+
+    def campaign_seeds(self, seed: int | None = None) -> tuple[int, int, int]:
+        """The seeds :meth:`write_campaign` draws the train users, their past campaign and the candidates with."""
+        seed = self.spec.seed if seed is None else seed
+        s_train, s_real, s_cand = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
+        return s_train, s_real, s_cand
+
+    # -- what the truth says about estimating from a past campaign ---------------------------
+    def logging_propensity(self, sample: SimulatedSample) -> np.ndarray:
+        """(n, K) probability that the past campaign's logging policy gives each arm to users like ``sample``'s
+        (of either population: the candidates' own, had they been in the past campaign)."""
+        return self._propensity(sample.latent, len(sample.true_value))
+
+    def outcome_variance(self, sample: SimulatedSample) -> np.ndarray:
+        """(n, K) variance of one user's outcome under each arm, as :meth:`realize` draws it (conversions 0/1,
+        Poisson orders, or an amount: a Bernoulli purchase times a mean-preserving lognormal order value)."""
+        kind = self.spec.outcome_type
+        if kind == "count":
+            return sample.true_p.copy()
+        if kind == "amount":
+            second = sample.conversion_p * (sample.order_value**2 * np.exp(self.spec.order_value.sigma**2))[:, None]
+            return second - sample.true_p**2
+        return sample.true_p * (1.0 - sample.true_p)
+
+    def density_ratio(self, latent: dict[str, np.ndarray]) -> np.ndarray:
+        """(n,) density of the candidates' features over the train users' at ``latent`` values (the drift's
+        shifted locations and level shares; features are drawn independently); ``inf`` where the train users
+        have no density (a uniform feature shifted past its range). Clipping and rounding are not modelled."""
+        from scipy import stats
+
+        drift = self.spec.drift
+        n = len(next(iter(latent.values())))
+        logw = np.zeros(n)
+        feats = {f.name: f for f in self.spec.features}
+        for name, shift in drift.shift.items():
+            f, x = feats[name], np.asarray(latent[name], dtype=np.float64)
+            if isinstance(f, NormalFeature):
+                logw += stats.norm.logpdf(x, f.mean + shift, f.std) - stats.norm.logpdf(x, f.mean, f.std)
+            elif isinstance(f, LognormalFeature):
+                lx = np.log(np.maximum(x, 1e-300))
+                logw += stats.norm.logpdf(lx, f.mu + shift, f.sigma) - stats.norm.logpdf(lx, f.mu, f.sigma)
+            elif isinstance(f, UniformFeature):
+                inside = (x >= f.low) & (x <= f.high)
+                logw += np.where(inside, 0.0, np.inf)
+            else:
+                lam, lam2 = f.lam, max(f.lam + shift, 1e-9)
+                logw += stats.poisson.logpmf(x, lam2) - stats.poisson.logpmf(x, lam)
+        for name, probs in drift.levels.items():
+            base = feats[name].levels
+            x = np.asarray(latent[name], dtype=object)
+            ratio = {lv: (probs.get(lv, 0.0) / p if p > 0 else np.inf) for lv, p in base.items()}
+            logw += np.log(np.array([ratio[v] for v in x], dtype=np.float64))
+        return np.exp(logw)
 
     # -- internals -------------------------------------------------------------------------
     def _draw_features(
