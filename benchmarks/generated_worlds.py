@@ -45,6 +45,7 @@ from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.economics import build_problem  # noqa: E402
 from promo_opt.errors import PromoOptError  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth, truth_economics  # noqa: E402
+from promo_opt.simulation.bounds import forecast_bound  # noqa: E402
 from promo_opt.simulation.generator import random_world  # noqa: E402
 from promo_opt.simulation import load_world  # noqa: E402
 
@@ -92,7 +93,18 @@ def _signal_of(row: dict, n_candidates: int) -> float:
         return signal_z(cfg, read_table(cfg.data.truth))
 
 
-def score(cfg, model, scores, truth, **alloc) -> dict:
+def bound_row(world, seed: int, n_train: int, n_candidates: int, ids, arm) -> dict:
+    """The efficiency bound of the run's own policy (:mod:`promo_opt.simulation.bounds`): what the best
+    forecast from the same past campaign could reach, next to what the product's did."""
+    b = forecast_bound(world, seed, n_train, n_candidates, arm, ids=ids)
+    treats, spends = b.total["incremental_conversions"] != 0, b.total["spend"] != 0
+    return {**b.as_dict(), "conv_within10": b.within("incremental_conversions", 0.10) if treats else None,
+            "conv_cover90": b.coverage("incremental_conversions") if treats else None,
+            "spend_within5": b.within("spend", 0.05) if spends else None}
+
+
+def score(cfg, model, scores, truth, bound=None, **alloc) -> dict:
+    """``bound``: ``(ids, arm) -> dict``, the efficiency bound of the allocated policy (``row["bound"]``)."""
     out = pipeline.allocate(cfg, scores, correction=model.metrics.get("forecast_correction"), **alloc)
     rep = score_against_truth(cfg, out.ids, out.arm, ~out.holdout, truth, out.summary["expected"], out.budget,
                               out.min_roi, forecast=out.summary.get("forecast")).as_dict()
@@ -104,6 +116,8 @@ def score(cfg, model, scores, truth, **alloc) -> dict:
            "interval90_covers": rep.get("interval90_covers"), "true_spend_vs_budget": rep.get("true_spend_vs_budget"),
            "true_roi_vs_floor": rep.get("true_roi_vs_floor"), "roi_guarantee": out.summary.get("roi_guarantee"),
            "allocated_budget": out.summary.get("allocated_budget")}
+    if bound is not None:
+        row["bound"] = bound(out.ids, out.arm)
     return row
 
 
@@ -135,7 +149,8 @@ def one_run(world, seed: int, n_train: int, n_candidates: int, baseline: bool) -
         scores = pipeline.score_candidates(cfg, model)
         row["seconds_score"] = time.perf_counter() - t1
         try:
-            row.update(score(cfg, model, scores, truth))
+            row.update(score(cfg, model, scores, truth,
+                             bound=lambda ids, arm: bound_row(world, seed, n_train, n_candidates, ids, arm)))
         except PromoOptError as err:  # e.g. the model sees no policy that meets the floor: a clear refusal
             row.update({"refused": str(err), "seconds_total": time.perf_counter() - t0})
             return row
@@ -234,6 +249,25 @@ def _forecast_warned(r: dict) -> bool:
                                           r["objective"]))
 
 
+def _bound_lines(sel: list[dict]) -> list[str]:
+    """The same targets for the best forecast from the past campaign (the efficiency bound of each run's own
+    policy, ``row["bound"]``), for runs made since it was recorded."""
+    b = [r["bound"] for r in sel if r.get("bound")]
+    if not b:
+        return []
+    budget = [r["bound"]["spend_within5"] for r in sel if r.get("bound") and r.get("true_spend_vs_budget")
+              and r["expected"]["spend"] >= 0.99 * _held_budget(r) and r["bound"]["spend_within5"] is not None]
+
+    def mean(v):
+        v = [x for x in v if x is not None]
+        return f"{np.mean(v):.2f}" if v else "-"
+
+    return [f"| the best forecast from the past campaign (efficiency bound of each run's policy, "
+            f"`promo_opt/simulation/bounds.py`): conversions within ±10% / spend within ±5% of budget / a calibrated "
+            f"90% interval covers the conversions | {mean([x['conv_within10'] for x in b])} / {mean(budget)} / "
+            f"{mean([x['conv_cover90'] for x in b])} |"]
+
+
 def _table(n: int, label: str, rows: list[dict]) -> list[str]:
     # share of the oracle is defined where the oracle gains something (a world where no promotion pays has
     # nothing to share); such runs still count for the forecast and the budget
@@ -259,6 +293,7 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
                   f"| point forecast of conversions within ±10% | {conv10:.2f} ({m} runs) |",
                   f"| the same, as far as the runs' own 90% intervals allow (their width read as the forecast's "
                   f"error) | {_attainable(sel, 'incremental_conversions', 0.10):.2f} |",
+                  *_bound_lines(sel),
                   f"| forecast spend within ±5% of true spend | {spend5:.2f} |",
                   f"| true spend within ±5% of budget | {np.mean(budget5) if budget5 else float('nan'):.2f} ({len(budget5)} runs with a budget) |",
                   f"| ROI floor met in truth (plain floor) | {np.mean(floors) if floors else float('nan'):.2f} ({len(floors)} runs) |",
