@@ -1,9 +1,10 @@
 """How well ANY forecaster could forecast a policy's totals from a past campaign: the efficiency bound.
 
 A forecast of a policy's incremental conversions (or spend) on the candidates is an estimate, from the past
-campaign's n users, of ``T = sum_j tau_pi(x_j)`` over the candidates ``x_j``. Among all regular estimators
-the smallest variance any can have is the semiparametric efficiency bound (Hahn 1998; for a population
-shifted by the known density ratio ``w = dQ/dP``, e.g. Kallus & Uehara 2020):
+campaign's n users, of ``T = sum_j tau_pi(x_j)`` over the candidates ``x_j``. Among regular estimators that
+assume nothing about how the outcome varies with the features and the arms, the smallest variance any can have
+is the efficiency bound (Hahn 1998; for a population shifted by the known density ratio ``w = dQ/dP``, e.g.
+Kallus & Uehara 2020):
 
     Var(T_hat) >= m^2 / n * E_Q[ w(x) * sum_a c_a^2 sigma_a^2(x) / e_a(x) ]
 
@@ -11,7 +12,8 @@ with ``m`` candidates, ``sigma_a^2(x)`` the variance of one user's outcome under
 past campaign's probability of giving it and ``c`` the contrast (``+1`` for the policy's arm, ``-1`` for the
 control; only the arm for spend, times the arm's cost per conversion). It is computed from the world's
 truth with every advantage given to the forecaster (the features before they went missing, the true
-propensities and density ratio), so it is a lower bound on the error of any forecast made from the data.
+propensities and density ratio), so it is a lower bound on the error of such a forecast made from the data.
+A learner that pools the arms (one model of the level for all of them) can beat it where the pooling holds.
 
 A base-rate change no feature shows (``drift.logit_shift``) is not in the past campaign at all: anything
 estimated from it converges to the totals of a world without the change (``identified``), so it misses
