@@ -53,6 +53,8 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/bench_default.py --sizes 100000 --neighbour
 	nice $(BIN)/python benchmarks/generated_worlds.py --worlds 30 --sizes 20000,100000
+	$(BIN)/python benchmarks/forecast_bounds.py --worlds 30 --named travel,retail_vouchers,subscription_drift --sizes 20000,100000,1000000
+	OMP_NUM_THREADS=1 nice $(BIN)/python benchmarks/known_form.py --worlds 30 --named travel,retail_vouchers,subscription_drift --sizes 20000,100000
 
 # the issue-8 size: 20M users x 5 arms through both engines (~20 min on 2 idle cores, ~10 GB)
 bench-spark-20m: $(STAMP)
