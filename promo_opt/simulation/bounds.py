@@ -102,6 +102,8 @@ def forecast_bound(world: World, seed: int, n_train: int, n_candidates: int, arm
     spec = world.spec
     seen = World(spec.model_copy(update={"drift": spec.drift.model_copy(update={"logit_shift": 0.0})}))
     past = candidates_of(seen, seed, n_candidates)  # the same users, as the past campaign's outcome model sees them
+    if not all(np.array_equal(past.latent[k], v) for k, v in cand.latent.items()):
+        raise ValueError("the candidates drawn without the base-rate change are not the same users")
 
     rows, treated = np.arange(len(arm)), arm > 0
     arms = world.arms
