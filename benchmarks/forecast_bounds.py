@@ -15,7 +15,6 @@ No learner is trained: the bound needs only the truth. Takes about two minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generated_worlds import _held_budget, floor_for, world_arguments  # noqa: E402  (benchmarks/ is on the path as a script)
+from generated_worlds import _held_budget, floor_for, product_runs, read_runs, world_arguments, world_campaigns  # noqa: E402  (benchmarks/ is on the path as a script)
 
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.allocation import solve  # noqa: E402
@@ -33,12 +32,8 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import load_candidates, read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.economics import build_problem  # noqa: E402
 from promo_opt.evaluation.truth import truth_economics  # noqa: E402
-from promo_opt.simulation import load_world  # noqa: E402
 from promo_opt.simulation.bounds import forecast_bound  # noqa: E402
-from promo_opt.simulation.generator import random_world  # noqa: E402
 
-PRODUCT = ("reports/generated_worlds_20k_evidence_a.json,reports/generated_worlds_20k_evidence_b.json,"
-           "reports/generated_worlds_100k_evidence_a.json,reports/generated_worlds_100k_evidence_b.json")
 
 
 def oracle_bound(world, seed: int, sizes: list[int], n_candidates: int) -> list[dict]:
@@ -143,6 +138,8 @@ def _against(rows: list[dict], product: list[dict], sources: list[str]) -> list[
     for n in sorted({r["n_train"] for r in product}):
         got = [(r, bound[(r["world"], n)]) for r in product if r["n_train"] == n and "refused" not in r
                and (r["world"], n) in bound]
+        if not got:  # a size the bound was not computed at
+            continue
         conv = [(abs(r["forecast"]["incremental_conversions"] / r["policy_true"]["incremental_conversions"] - 1) <= 0.1,
                  b["conv_within10"]) for r, b in got if r["forecast"].get("incremental_conversions") is not None
                 and abs(r["policy_true"]["incremental_conversions"]) > 1e-9 and b["conv_within10"] is not None]
@@ -175,7 +172,7 @@ def _against(rows: list[dict], product: list[dict], sources: list[str]) -> list[
                              ("90% interval covers the conversions", cover)):
             lines.append(f"| {label} | {np.mean([a for a, _ in pairs]):.2f} | {np.mean([b for _, b in pairs]):.2f} | {len(pairs)} |")
         for k, label in (("incremental_conversions", "conversions"), ("spend", "spend")):
-            v = ratio[k]
+            v = ratio[k] or [float("nan")]
             lines.append(f"| se ratio, {label}: median (min-max) | {np.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) | | {len(v)} |")
         lines += ["", "| world | product conv error | bound rel. se conv | se ratio conv | product spend error | "
                       "bound bias spend | bound rel. se spend | se ratio spend |", "|---|---|---|---|---|---|---|---|"]
@@ -201,11 +198,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     world_arguments(ap, "20000,100000,1000000")
     ap.add_argument("--out", default=str(ROOT / "reports" / "forecast_bounds"))
-    ap.add_argument("--product", default=PRODUCT, help="comma-separated result JSON files of generated_worlds.py on "
-                                                      "the same campaigns, to set the product's figures beside the bound's")
+    product_runs(ap)
     args = ap.parse_args()
-    worlds = [(random_world(s), s) for s in range(args.first, args.first + args.worlds)]
-    worlds += [(load_world(w), args.first + args.worlds + i) for i, w in enumerate(x for x in args.named.split(",") if x)]
+    worlds = world_campaigns(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     command = ".venv/bin/python " + " ".join(sys.argv)
     rows: list[dict] = []
@@ -219,8 +214,7 @@ def main() -> None:
     rows.sort(key=lambda r: r["n_train"])
     out = Path(args.out)
     write_json({"command": command, "rows": rows}, out.with_suffix(".json"))
-    sources = [f for f in args.product.split(",") if f]
-    product = [r for f in sources for r in json.loads((ROOT / f).read_text())["rows"]]
+    sources, product = read_runs(args.product)
     lines = _note(command, rows) + [""] + (_against(rows, product, sources) if product else [])
     write_bytes(("\n".join(lines) + "\n").encode(), out.with_suffix(".md"))
 

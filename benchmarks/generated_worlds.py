@@ -364,6 +364,31 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+# the product's runs over these campaigns, set beside the references (forecast_bounds.py, known_form.py)
+PRODUCT_RUNS = ("reports/generated_worlds_20k_evidence_a.json,reports/generated_worlds_20k_evidence_b.json,"
+                "reports/generated_worlds_100k_evidence_a.json,reports/generated_worlds_100k_evidence_b.json")
+
+
+def world_campaigns(args: argparse.Namespace) -> list[tuple]:
+    """(world, campaign seed) for :func:`world_arguments`: generated world k gets seed k, the named worlds the
+    seeds after them, as a run of this script from world 0 gives them."""
+    worlds = [(random_world(s), s) for s in range(args.first, args.first + args.worlds)]
+    return worlds + [(load_world(w), args.first + args.worlds + i)
+                     for i, w in enumerate(x for x in args.named.split(",") if x)]
+
+
+def product_runs(ap: argparse.ArgumentParser) -> None:
+    """``--product``: result files of this script on the same campaigns, read by :func:`read_runs`."""
+    ap.add_argument("--product", default=PRODUCT_RUNS, help="comma-separated result JSON files of "
+                                                           "generated_worlds.py on the same campaigns")
+
+
+def read_runs(files: str) -> tuple[list[str], list[dict]]:
+    """The files named in ``files`` (comma-separated, relative to the repository) and their rows together."""
+    sources = [f for f in files.split(",") if f]
+    return sources, [r for f in sources for r in json.loads((ROOT / f).read_text())["rows"]]
+
+
 def world_arguments(ap: argparse.ArgumentParser, sizes: str) -> None:
     """The worlds and sizes a benchmark over generated worlds runs (this one, ``plan_forecast.py``)."""
     ap.add_argument("--worlds", type=int, default=30, help="generated worlds first..first+N-1")

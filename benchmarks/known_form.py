@@ -16,7 +16,6 @@ campaigns are read from its result files (``--product``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generated_worlds import floor_for, world_arguments  # noqa: E402  (benchmarks/ is on the path)
+from generated_worlds import floor_for, product_runs, read_runs, world_arguments, world_campaigns  # noqa: E402  (benchmarks/ is on the path)
 
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.allocation import solve  # noqa: E402
@@ -35,13 +34,9 @@ from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import load_candidates, read_table, write_bytes, write_json  # noqa: E402
 from promo_opt.economics import build_problem, campaign_economics  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth  # noqa: E402
-from promo_opt.simulation import load_world  # noqa: E402
 from promo_opt.simulation.bounds import candidates_of  # noqa: E402
-from promo_opt.simulation.generator import random_world  # noqa: E402
 from promo_opt.simulation.known_form import fit  # noqa: E402
 
-PRODUCT = ("reports/generated_worlds_20k_evidence_a.json,reports/generated_worlds_20k_evidence_b.json,"
-           "reports/generated_worlds_100k_evidence_a.json,reports/generated_worlds_100k_evidence_b.json")
 
 
 def one_run(world, seed: int, sizes: list[int], n_candidates: int) -> list[dict]:
@@ -136,19 +131,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     world_arguments(ap, "20000,100000")
     ap.add_argument("--out", default=str(ROOT / "reports" / "known_form"))
-    ap.add_argument("--product", default=PRODUCT, help="comma-separated result JSON files of generated_worlds.py on "
-                                                      "the same campaigns")
+    product_runs(ap)
     args = ap.parse_args()
-    worlds = [(random_world(s), s) for s in range(args.first, args.first + args.worlds)]
-    worlds += [(load_world(w), args.first + args.worlds + i) for i, w in enumerate(x for x in args.named.split(",") if x)]
+    worlds = world_campaigns(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     command = "OMP_NUM_THREADS=1 nice .venv/bin/python " + " ".join(sys.argv)
-    sources = [f for f in args.product.split(",") if f]
-    product = {}
-    for f in sources:
-        for r in json.loads((ROOT / f).read_text())["rows"]:
-            if "refused" not in r:  # as the product's report counts them
-                product[(r["world"], r["n_train"])] = r.get("share_of_oracle")
+    sources, runs = read_runs(args.product)
+    product = {(r["world"], r["n_train"]): r.get("share_of_oracle") for r in runs
+               if "refused" not in r}  # as the product's report counts them
     rows: list[dict] = []
     out = Path(args.out)
     for w, seed in worlds:

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generated_worlds import floor_for, world_arguments  # noqa: E402  (benchmarks/ is on the path when run as a script)
+from generated_worlds import floor_for, world_arguments, world_campaigns  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.config import load_config  # noqa: E402
 from promo_opt.data import read_table, write_bytes, write_json  # noqa: E402
@@ -42,8 +42,6 @@ from promo_opt.errors import PromoOptError  # noqa: E402
 from promo_opt.evaluation.forecast import policy_budget  # noqa: E402
 from promo_opt.evaluation.heldout import ForecastCorrection  # noqa: E402
 from promo_opt.evaluation.truth import score_against_truth  # noqa: E402
-from promo_opt.simulation import load_world  # noqa: E402
-from promo_opt.simulation.generator import random_world  # noqa: E402
 
 KEYS = ("incremental_conversions", "incremental_revenue", "spend")
 MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -211,9 +209,7 @@ def main() -> None:
         rows = [r for d in docs for r in d["rows"]]
         write_bytes(("\n".join(_note([d["command"] for d in docs], rows)) + "\n").encode(), out.with_suffix(".md"))
         return
-    worlds = [(random_world(s), s) for s in range(args.first, args.first + args.worlds)]
-    # the named worlds' seeds follow the generated ones', as in generated_worlds.py (run from world 0)
-    worlds += [(load_world(w), args.first + args.worlds + i) for i, w in enumerate(x for x in args.named.split(",") if x)]
+    worlds = world_campaigns(args)
     rows: list[dict] = []
     command = "PROMO_OPT_THREADS=1 OMP_NUM_THREADS=1 nice .venv/bin/python " + " ".join(sys.argv)
     for n in map(int, args.sizes.split(",")):
