@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from promo_opt.economics import compute_economics
 from promo_opt.simulation.world import SimulatedSample, World
 
 KEYS = ("incremental_conversions", "spend")
@@ -106,15 +107,16 @@ def forecast_bound(world: World, seed: int, n_train: int, n_candidates: int, arm
         raise ValueError("the candidates drawn without the base-rate change are not the same users")
 
     rows, treated = np.arange(len(arm)), arm > 0
-    arms = world.arms
-    per_conv = np.array([a.discount for a in arms])[None, :] * cand.true_value[:, None] + \
-        np.array([a.cost_per_conversion for a in arms])[None, :]
-    send = np.array([a.cost_per_send for a in arms])
+
+    def economics(p: np.ndarray):
+        return compute_economics(p, cand.true_value, world.arms, spec.outcome_type)
 
     def totals(p: np.ndarray) -> dict[str, float]:
-        inc = np.where(treated, p[rows, arm] - p[:, 0], 0.0)
-        spend = np.where(treated, send[arm] + p[rows, arm] * per_conv[rows, arm], 0.0)
-        return {"incremental_conversions": float(inc.sum()), "spend": float(spend.sum())}
+        t = economics(p).totals(arm)
+        return {k: t[k] for k in KEYS}
+
+    # the spend is linear in the expected outcome: its slope per user x arm, the cost of one more conversion
+    per_conv = economics(np.ones_like(cand.true_p)).spend - economics(np.zeros_like(cand.true_p)).spend
 
     w = world.density_ratio(cand.latent)
     e = world.logging_propensity(cand)
