@@ -23,32 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from promo_opt.simulation.world import Score, SimulatedSample, World, _softmax
+from promo_opt.simulation.world import Score, SimulatedSample, World, _softmax, score_terms
 
 
 def design(score: Score, latent: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, p) design of a score's terms at ``latent`` values and (p,) the score's true coefficients:
-    intercept, linear terms, level indicators, steps and interactions, in that order."""
-    cols, coef = [np.ones(n)], [score.intercept]
-    for name, c in score.linear.items():
-        cols.append(np.asarray(latent[name], dtype=np.float64))
-        coef.append(c)
-    for name, levels in score.levels.items():
-        for level, c in levels.items():
-            cols.append((latent[name] == level).astype(np.float64))
-            coef.append(c)
-    for step in score.steps:
-        cols.append((np.asarray(latent[step.feature], dtype=np.float64) > step.above).astype(np.float64))
-        coef.append(step.coef)
-
-    def factor(term: str) -> np.ndarray:
-        name, _, level = term.partition("=")
-        return (latent[name] == level).astype(np.float64) if level else np.asarray(latent[name], dtype=np.float64)
-
-    for inter in score.interactions:
-        cols.append(np.prod([factor(t) for t in inter.factors], axis=0))
-        coef.append(inter.coef)
-    return np.column_stack(cols), np.asarray(coef, dtype=np.float64)
+    """(n, p) design of a score's terms at ``latent`` values (:func:`~promo_opt.simulation.world.score_terms`,
+    after a column of ones) and (p,) the score's true coefficients."""
+    terms = score_terms(score, latent)
+    columns = [np.ones(n)] + [np.asarray(c, dtype=np.float64) for c, _ in terms]
+    return np.column_stack(columns), np.asarray([score.intercept] + [coef for _, coef in terms], dtype=np.float64)
 
 
 @dataclass

@@ -607,23 +607,26 @@ def _draw_numeric(rng: np.random.Generator, f: NumericFeature, n: int, shift: fl
     return x if f.decimals is None else np.round(x, f.decimals)
 
 
-def _evaluate(score: Score, latent: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """(n,) value of a linear score on latent feature values."""
+def score_terms(score: Score, latent: dict[str, np.ndarray]) -> list[tuple[np.ndarray, float]]:
+    """The terms of a linear score at latent feature values, as (column, coefficient) pairs: linear terms,
+    level indicators, steps and interactions, in that order (the intercept apart)."""
 
     def factor(term: str) -> np.ndarray:
         name, _, level = term.partition("=")
         return (latent[name] == level).astype(np.float64) if level else latent[name]
 
+    terms = [(latent[name], coef) for name, coef in score.linear.items()]
+    terms += [(latent[name] == level, coef) for name, coefs in score.levels.items() for level, coef in coefs.items()]
+    terms += [(latent[step.feature] > step.above, step.coef) for step in score.steps]
+    terms += [(np.prod([factor(t) for t in inter.factors], axis=0), inter.coef) for inter in score.interactions]
+    return terms
+
+
+def _evaluate(score: Score, latent: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """(n,) value of a linear score on latent feature values."""
     out = np.full(n, score.intercept, dtype=np.float64)
-    for name, coef in score.linear.items():
-        out += coef * latent[name]
-    for name, coefs in score.levels.items():
-        for level, coef in coefs.items():
-            out += coef * (latent[name] == level)
-    for step in score.steps:
-        out += step.coef * (latent[step.feature] > step.above)
-    for inter in score.interactions:
-        out += inter.coef * np.prod([factor(t) for t in inter.factors], axis=0)
+    for column, coef in score_terms(score, latent):
+        out += coef * column
     return out
 
 
