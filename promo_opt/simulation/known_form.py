@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from promo_opt.simulation.world import Score, SimulatedSample, World, _softmax, score_terms
+from promo_opt.simulation.world import Score, SimulatedSample, World, softmax, score_terms
 
 
 def design(score: Score, latent: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +50,7 @@ class KnownForm:
         """(n, K) the fitted logit (or log rate) of every user under every arm."""
         spec = self.world.spec
         b = design(spec.base, latent, n)[0] @ self.base
-        pi = _softmax(np.column_stack([design(t.score, latent, n)[0] @ th for t, th in zip(spec.types, self.types)]))
+        pi = softmax(np.column_stack([design(t.score, latent, n)[0] @ th for t, th in zip(spec.types, self.types)]))
         return b[:, None] + pi @ (self.base_lift[:, None] + self.arm_lift)
 
     def predict(self, sample: SimulatedSample) -> np.ndarray:
@@ -88,7 +88,7 @@ def fit(world: World, train: SimulatedSample, arm: np.ndarray, y: np.ndarray, ma
 
     def nll(x):
         thb, tht, bl, al = unpack(x)
-        pi = _softmax(np.column_stack([D @ th for D, th in zip(Dt, tht)]))  # (n, T)
+        pi = softmax(np.column_stack([D @ th for D, th in zip(Dt, tht)]))  # (n, T)
         c = bl[None, :] + onehot @ al.T  # (n, T): each type's lift under the user's arm
         eta = Db @ thb + (pi * c).sum(axis=1)
         if count:

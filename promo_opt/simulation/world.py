@@ -385,7 +385,7 @@ class World:
         latent, observed = self._draw_features(rng, n, drift)
 
         scores = np.column_stack([_evaluate(t.score, latent, n) for t in self.spec.types])
-        type_prob = _softmax(scores)
+        type_prob = softmax(scores)
         base_lift = np.array([t.base_lift for t in self.spec.types])
         arm_lift = np.array([[t.arm_lift.get(a, 0.0) for a in self.arm_names] for t in self.spec.types])
         base = _evaluate(self.spec.base, latent, n) + drift.logit_shift + type_prob @ base_lift
@@ -588,7 +588,7 @@ class World:
         log = self.spec.logging
         if isinstance(log, PolicyLogging):
             zero = Score()
-            return _softmax(np.column_stack([_evaluate(log.scores.get(a, zero), latent, n) for a in self.arm_names]))
+            return softmax(np.column_stack([_evaluate(log.scores.get(a, zero), latent, n) for a in self.arm_names]))
         shares = log.shares or {a: 1.0 / len(self.arm_names) for a in self.arm_names}
         return np.tile([shares.get(a, 0.0) for a in self.arm_names], (n, 1))
 
@@ -630,7 +630,7 @@ def _evaluate(score: Score, latent: dict[str, np.ndarray], n: int) -> np.ndarray
     return out
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax of an (n, m) matrix."""
     z = np.exp(scores - scores.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
