@@ -6,7 +6,7 @@ forecast by the best estimator there can be (:mod:`promo_opt.simulation.bounds`:
 bound, with the true propensities, density ratio and the features before they went missing). Its chance to land
 within ±10% of the true incremental conversions, to get the spend within ±5%, and the coverage of a calibrated
 90% interval, averaged over the runs, bound what any product can reach on these campaigns from ``n`` past users.
-No learner is trained: the bound needs only the truth. Takes about two minutes.
+No learner is trained: the bound needs only the truth. Takes about 20 seconds.
 
     .venv/bin/python benchmarks/forecast_bounds.py --worlds 30 --named travel,retail_vouchers,subscription_drift \\
         --sizes 20000,100000,1000000 --out reports/forecast_bounds
