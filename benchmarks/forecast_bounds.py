@@ -24,7 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generated_worlds import _held_budget, floor_for, product_runs, read_runs, world_arguments, world_campaigns  # noqa: E402  (benchmarks/ is on the path as a script)
+from generated_worlds import (bound_targets, floor_for, own_se, product_runs, read_runs, spends_budget,  # noqa: E402
+                              within, world_arguments, world_campaigns)  # noqa: E402  (benchmarks/ is on the path as a script)
 
 from promo_opt import pipeline  # noqa: E402
 from promo_opt.allocation import solve  # noqa: E402
@@ -57,16 +58,9 @@ def oracle_bound(world, seed: int, sizes: list[int], n_candidates: int) -> list[
     base = forecast_bound(world, seed, sizes[0], n_candidates, arm)
     rows = []
     for n in sizes:
-        b = base.at(n)
-        treats = b.total["incremental_conversions"] != 0
         rows.append({"world": world.name, "seed": seed, "n_train": n, "outcome_type": world.spec.outcome_type,
                      "min_roi": floor or None, "budget_binds": bool(binds),
-                     "concept_drift": bool(world.spec.drift.logit_shift), **b.as_dict(),
-                     "conv_within10": b.within("incremental_conversions", 0.10) if treats else None,
-                     "bias_se": b.bias("incremental_conversions") / b.se["incremental_conversions"]
-                     if treats and b.se["incremental_conversions"] > 0 else None,
-                     "conv_cover90": b.coverage("incremental_conversions") if treats else None,
-                     "spend_within5": b.within("spend", 0.05) if b.total["spend"] else None})
+                     "concept_drift": bool(world.spec.drift.logit_shift), **bound_targets(base.at(n))})
     return rows
 
 
@@ -120,12 +114,6 @@ def _note(command: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-def _product_se(r: dict, key: str) -> float | None:
-    """The product's own standard error of ``key``, relative: its 90% interval's half-width / 1.645 / forecast."""
-    fc, iv = r["forecast"].get(key), (r.get("interval90") or {}).get(key)
-    return (iv[1] - iv[0]) / 2 / 1.645 / fc if fc and fc > 0 and iv and iv[1] > iv[0] else None
-
-
 def _against(rows: list[dict], product: list[dict], sources: list[str]) -> list[str]:
     """The product's measured figures next to the bound's on exactly the same runs (the bound for the oracle's
     policy; the product's own policy differs, most where a floor or a refusal makes it spend less)."""
@@ -140,22 +128,19 @@ def _against(rows: list[dict], product: list[dict], sources: list[str]) -> list[
                and (r["world"], n) in bound]
         if not got:  # a size the bound was not computed at
             continue
-        conv = [(abs(r["forecast"]["incremental_conversions"] / r["policy_true"]["incremental_conversions"] - 1) <= 0.1,
-                 b["conv_within10"]) for r, b in got if r["forecast"].get("incremental_conversions") is not None
-                and abs(r["policy_true"]["incremental_conversions"]) > 1e-9 and b["conv_within10"] is not None]
-        spend = [(abs(r["true_spend_vs_budget"] - 1) <= 0.05, b["spend_within5"]) for r, b in got
-                 if r.get("true_spend_vs_budget") and r["expected"]["spend"] >= 0.99 * _held_budget(r)
-                 and b["spend_within5"] is not None]
+        conv = [(within(r, "incremental_conversions", 0.1), b["conv_within10"]) for r, b in got
+                if within(r, "incremental_conversions", 0.1) is not None and b["conv_within10"] is not None]
+        binding = [(r, b) for r, b in got if spends_budget(r)]
+        spend = [(abs(r["true_spend_vs_budget"] - 1) <= 0.05, b["spend_within5"]) for r, b in binding
+                 if b["spend_within5"] is not None]
         cover = [(r["interval90_covers"]["incremental_conversions"], b["conv_cover90"]) for r, b in got
                  if r.get("interval90_covers") and b["conv_cover90"] is not None]
-        binding = [(r, b) for r, b in got if r.get("true_spend_vs_budget")
-                   and r["expected"]["spend"] >= 0.99 * _held_budget(r)]
         moved = [r["world"] for r, b in binding if b["total"]["spend"]
                  and abs(b["identified"]["spend"] / b["total"]["spend"] - 1) > 0.05]
         missed = [r["world"] for r, b in binding if abs(r["true_spend_vs_budget"] - 1) > 0.05]
         far = [(r["world"], b["bias_se"]) for r, b in got if b["bias_se"] is not None and abs(b["bias_se"]) > 3]
-        ratio = {k: [_product_se(r, k) / b["relative_se"][k] for r, b in got
-                     if _product_se(r, k) and b["relative_se"][k]] for k in ("incremental_conversions", "spend")}
+        ratio = {k: [own_se(r, k) / b["relative_se"][k] for r, b in got
+                     if own_se(r, k) and b["relative_se"][k]] for k in ("incremental_conversions", "spend")}
         lines += [f"### {n:,} past users", "",
                   f"Of the {len(binding)} runs whose policy spends its budget, {len(moved)} are in worlds whose base rate "
                   f"moves the spend by more than 5% without any feature showing it ({', '.join(moved) or 'none'}): every "
@@ -184,7 +169,7 @@ def _against(rows: list[dict], product: list[dict], sources: list[str]) -> list[
             t, fc = r["policy_true"], r["forecast"]
             err = {k: fc[k] / t[k] - 1 if fc.get(k) is not None and abs(t[k]) > 1e-9 else None
                    for k in ("incremental_conversions", "spend")}
-            sc, ss = _product_se(r, "incremental_conversions"), _product_se(r, "spend")
+            sc, ss = own_se(r, "incremental_conversions"), own_se(r, "spend")
             rc, rs = b["relative_se"]["incremental_conversions"], b["relative_se"]["spend"]
             bias = (b["identified"]["spend"] - b["total"]["spend"]) / b["total"]["spend"] if b["total"]["spend"] else None
             lines.append(f"| {r['world']} | {f(err['incremental_conversions'], sign='+')} | {f(rc)} | "

@@ -93,14 +93,21 @@ def _signal_of(row: dict, n_candidates: int) -> float:
         return signal_z(cfg, read_table(cfg.data.truth))
 
 
+def bound_targets(b) -> dict:
+    """A :class:`~promo_opt.simulation.bounds.ForecastBound` with the best forecast's chances at the issue's
+    targets: conversions within ±10%, a calibrated 90% interval covering them, spend within ±5% (None for a
+    total of zero), and how far the invisible base-rate change moves the conversions, in standard errors."""
+    treats, se = b.total["incremental_conversions"] != 0, b.se["incremental_conversions"]
+    return {**b.as_dict(), "conv_within10": b.within("incremental_conversions", 0.10) if treats else None,
+            "conv_cover90": b.coverage("incremental_conversions") if treats else None,
+            "bias_se": b.bias("incremental_conversions") / se if treats and se > 0 else None,
+            "spend_within5": b.within("spend", 0.05) if b.total["spend"] else None}
+
+
 def bound_row(world, seed: int, n_train: int, n_candidates: int, ids, arm) -> dict:
     """The efficiency bound of the run's own policy (:mod:`promo_opt.simulation.bounds`): what the best
     forecast from the same past campaign could reach, next to what the product's did."""
-    b = forecast_bound(world, seed, n_train, n_candidates, arm, ids=ids)
-    treats, spends = b.total["incremental_conversions"] != 0, b.total["spend"] != 0
-    return {**b.as_dict(), "conv_within10": b.within("incremental_conversions", 0.10) if treats else None,
-            "conv_cover90": b.coverage("incremental_conversions") if treats else None,
-            "spend_within5": b.within("spend", 0.05) if spends else None}
+    return bound_targets(forecast_bound(world, seed, n_train, n_candidates, arm, ids=ids))
 
 
 def score(cfg, model, scores, truth, bound=None, **alloc) -> dict:
@@ -184,17 +191,30 @@ def _attainable(rows, key, tol):
     the intervals cover at their nominal rate, no point forecast from the same information does much better."""
     from scipy.stats import norm
 
-    p = []
-    for r in rows:
-        fc, iv = r["forecast"].get(key), (r.get("interval90") or {}).get(key)
-        if fc and iv and fc > 0 and iv[1] > iv[0]:
-            p.append(2 * norm.cdf(tol / ((iv[1] - iv[0]) / 2 / 1.645 / fc)) - 1)
+    p = [2 * norm.cdf(tol / se) - 1 for se in (own_se(r, key) for r in rows) if se]
     return float(np.mean(p)) if p else float("nan")
 
 
+def own_se(r: dict, key: str) -> float | None:
+    """A run's own standard error of ``key``, relative to its forecast: its 90% interval's half-width / 1.645."""
+    fc, iv = r["forecast"].get(key), (r.get("interval90") or {}).get(key)
+    return (iv[1] - iv[0]) / 2 / 1.645 / fc if fc and fc > 0 and iv and iv[1] > iv[0] else None
+
+
+def within(r: dict, key: str, tol: float) -> bool | None:
+    """Whether a run's point forecast of ``key`` is within ±tol of the truth (None without one, or at a true 0)."""
+    if r["forecast"].get(key) is None or abs(r["policy_true"][key]) <= 1e-9:
+        return None
+    return abs(r["forecast"][key] / r["policy_true"][key] - 1) <= tol
+
+
+def spends_budget(r: dict) -> bool:
+    """The run's policy is expected to spend its budget (so its true spend is measured against the budget)."""
+    return bool(r.get("true_spend_vs_budget")) and r["expected"]["spend"] >= 0.99 * _held_budget(r)
+
+
 def _within(rows, key, tol):
-    vals = [abs(r["forecast"][key] / r["policy_true"][key] - 1) <= tol for r in rows
-            if r["forecast"].get(key) is not None and abs(r["policy_true"][key]) > 1e-9]
+    vals = [v for v in (within(r, key, tol) for r in rows) if v is not None]
     return float(np.mean(vals)) if vals else float("nan"), len(vals)
 
 
@@ -255,8 +275,8 @@ def _bound_lines(sel: list[dict]) -> list[str]:
     b = [r["bound"] for r in sel if r.get("bound")]
     if not b:
         return []
-    budget = [r["bound"]["spend_within5"] for r in sel if r.get("bound") and r.get("true_spend_vs_budget")
-              and r["expected"]["spend"] >= 0.99 * _held_budget(r) and r["bound"]["spend_within5"] is not None]
+    budget = [r["bound"]["spend_within5"] for r in sel if r.get("bound") and spends_budget(r)
+              and r["bound"]["spend_within5"] is not None]
 
     def mean(v):
         v = [x for x in v if x is not None]
@@ -279,8 +299,7 @@ def _table(n: int, label: str, rows: list[dict]) -> list[str]:
         conv10, m = _within(sel, "incremental_conversions", 0.10)
         spend5, _ = _within(sel, "spend", 0.05)
         # where the budget binds (the policy is expected to spend it all)
-        budget5 = [abs(r["true_spend_vs_budget"] - 1) <= 0.05 for r in sel if r.get("true_spend_vs_budget")
-                   and r["expected"]["spend"] >= 0.99 * _held_budget(r)]
+        budget5 = [abs(r["true_spend_vs_budget"] - 1) <= 0.05 for r in sel if spends_budget(r)]
         floors = [r["true_roi_vs_floor"] >= 1 for r in sel if r.get("true_roi_vs_floor")]
         g = [r["guarantee"] for r in sel if isinstance(r.get("guarantee"), dict)
              and r["guarantee"].get("true_roi_vs_floor") is not None]
